@@ -1,0 +1,214 @@
+//! Running without a terminal: prefixed output, a summary table, a meaningful exit code.
+//!
+//! Drives the same [`Supervisor`] as the TUI. Output reaches stdout through a bounded tee
+//! (back-pressure instead of unbounded memory); status changes go to a [`Tracker`].
+
+mod printer;
+pub mod report;
+pub mod summary;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::config::{CommandSpec, Config};
+use crate::supervisor::{Control, Event, JobState, Supervisor, SupervisorOptions};
+use crate::tracker::Tracker;
+
+pub use printer::{PrintStyle, Printer};
+
+#[derive(Debug, Clone, Default)]
+pub struct HeadlessOptions {
+    /// `-j N`: overrides `settings.max_parallel`.
+    pub max_parallel: Option<usize>,
+    /// Stop every other job at the first failure.
+    pub kill_others_on_fail: bool,
+    /// Write a JSON report here at the end.
+    pub report: Option<PathBuf>,
+    /// Print the summary table at the end (default on).
+    pub no_summary: bool,
+}
+
+/// The result of a headless run.
+pub struct RunResult {
+    pub tracker: Tracker,
+    pub report: report::Report,
+    /// 0 all succeeded, 1 any failed, 128+N when stopped by signal N.
+    pub exit_code: i32,
+}
+
+/// Runs the config to completion, printing to stdout. Returns the process exit code.
+pub async fn run(config: &Config, options: &HeadlessOptions) -> anyhow::Result<i32> {
+    let stdout = std::io::stdout();
+    let is_tty = stdout.is_terminal();
+    let style = PrintStyle {
+        color: is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        sanitize: is_tty,
+    };
+    let result = run_with_output(config, options, stdout, style).await?;
+    if let Some(path) = &options.report {
+        report::write(&result.report, path)?;
+    }
+    Ok(result.exit_code)
+}
+
+/// Like [`run`], writing job output and the summary to `out`.
+pub async fn run_with_output<W: std::io::Write + Send + 'static>(
+    config: &Config,
+    options: &HeadlessOptions,
+    out: W,
+    style: PrintStyle,
+) -> anyhow::Result<RunResult> {
+    // Listen before anything starts, so an early Ctrl-C still stops the children.
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+
+    let jobs: Vec<(String, bool)> = config
+        .jobs
+        .iter()
+        .map(|j| {
+            (
+                j.name.clone(),
+                matches!(j.command, CommandSpec::Pipeline(_)),
+            )
+        })
+        .collect();
+    let (tee, chunks) = mpsc::channel(256);
+    let printer = Printer::new(out, &jobs, style);
+    let printer_thread = std::thread::Builder::new()
+        .name("forkyard-printer".into())
+        .spawn(move || printer.run(chunks))
+        .context("cannot start the output thread")?;
+
+    let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
+    let (supervisor, mut events) = Supervisor::start(
+        config,
+        SupervisorOptions {
+            max_parallel: Some(max_parallel),
+            tee: Some(tee),
+            ..SupervisorOptions::default()
+        },
+    )?;
+    let controller = supervisor.controller();
+    let buffers: Vec<_> = supervisor.jobs().iter().map(|j| j.buffer.clone()).collect();
+    let mut tracker = Tracker::new(
+        supervisor
+            .jobs()
+            .iter()
+            .map(|j| (j.spec.name.clone(), j.initial.clone())),
+    );
+    let mut interrupted: Option<Signal> = None;
+    let mut stopped_others = false;
+
+    while !tracker.all_settled() {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                tracker.apply(&event);
+                report_event(&tracker, &event);
+                if options.kill_others_on_fail && !stopped_others && finished_failed(&event) {
+                    stopped_others = true;
+                    eprintln!("forkyard: a job failed; stopping the others (--kill-others-on-fail)");
+                    controller.control_all(Control::StopBecauseOtherFailed);
+                }
+            }
+            _ = sigint.recv() => { interrupted = Some(Signal::SIGINT); break }
+            _ = sigterm.recv() => { interrupted = Some(Signal::SIGTERM); break }
+            _ = sighup.recv() => { interrupted = Some(Signal::SIGHUP); break }
+        }
+    }
+    if let Some(signal) = interrupted {
+        eprintln!(
+            "forkyard: {} received: stopping every job (send it again to kill them now)",
+            signal.as_str()
+        );
+    }
+
+    // Stop what is left (everything has settled unless interrupted) and reap it all.
+    let shutdown = supervisor.shutdown();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(event) = events.recv() => {
+                tracker.apply(&event);
+                report_event(&tracker, &event);
+            }
+            _ = sigint.recv() => kill_now(&controller),
+            _ = sigterm.recv() => kill_now(&controller),
+            _ = sighup.recv() => kill_now(&controller),
+        }
+    }
+    while let Ok(event) = events.try_recv() {
+        tracker.apply(&event);
+    }
+    let now = Instant::now();
+
+    // Every tee sender is gone with the job tasks, so the printer finishes and flushes.
+    let mut out = tokio::task::spawn_blocking(move || printer_thread.join())
+        .await
+        .context("output thread")?
+        .map_err(|_| anyhow::anyhow!("the output thread panicked"))?
+        .context("cannot write job output")?;
+
+    let counts: Vec<report::OutputCounts> = buffers.iter().map(report::counts_of).collect();
+    let report = report::build(&tracker, &counts, max_parallel, now);
+    if !options.no_summary {
+        let dropped: Vec<u64> = report.jobs.iter().map(|j| j.lines_dropped).collect();
+        let table = summary::render(&tracker, &dropped, now);
+        out.write_all(table.as_bytes())
+            .context("cannot write the summary")?;
+        out.flush().context("cannot write the summary")?;
+    }
+    let exit_code = match interrupted {
+        Some(signal) => 128 + signal as i32,
+        None if tracker.any_failed() => 1,
+        None => 0,
+    };
+    Ok(RunResult {
+        tracker,
+        report,
+        exit_code,
+    })
+}
+
+fn kill_now(controller: &crate::supervisor::Controller) {
+    eprintln!("forkyard: killing every job now (SIGKILL)");
+    controller.control_all(Control::Kill);
+}
+
+fn finished_failed(event: &Event) -> bool {
+    matches!(event, Event::Job { status, .. }
+        if matches!(&status.state, JobState::Finished(outcome) if !outcome.is_success()))
+}
+
+/// One line on stderr per notable change, so CI logs show what happened and when.
+fn report_event(tracker: &Tracker, event: &Event) {
+    match event {
+        Event::Notice { text, .. } => eprintln!("forkyard: {text}"),
+        Event::Job { id, status } => {
+            if let JobState::Finished(outcome) = &status.state
+                && let Some(record) = tracker.jobs.get(*id)
+            {
+                let elapsed = status
+                    .started_at
+                    .zip(status.ended_at)
+                    .map(|(s, e)| e.saturating_duration_since(s))
+                    .unwrap_or_default();
+                eprintln!(
+                    "forkyard: {} {} after {}",
+                    record.name,
+                    outcome.describe(),
+                    summary::format_duration(elapsed)
+                );
+            }
+        }
+        Event::Sample { .. } => {}
+    }
+}

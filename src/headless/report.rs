@@ -1,0 +1,151 @@
+//! `--report FILE`: the run as JSON, for scripts and CI dashboards.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::output::Stream;
+use crate::supervisor::{JobState, PendingReason, StageState};
+use crate::tracker::Tracker;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub wall_ms: u64,
+    pub cores: usize,
+    pub max_parallel: usize,
+    pub sum_elapsed_ms: u64,
+    pub sum_cpu_ms: u64,
+    pub concurrency: f64,
+    pub parallelism: f64,
+    pub efficiency: f64,
+    pub jobs: Vec<JobReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobReport {
+    pub name: String,
+    /// exited | killed | timed_out | failed_to_start | not_started
+    pub result: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub reason: Option<String>,
+    pub elapsed_ms: u64,
+    pub cpu_ms: u64,
+    pub max_rss_kb: u64,
+    pub restarts: u32,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub lines_dropped: u64,
+    pub stages: Vec<StageReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StageReport {
+    pub argv: Vec<String>,
+    pub pid: Option<u32>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+}
+
+/// Per job: (stdout bytes, stderr bytes, lines dropped), read from its buffer.
+pub type OutputCounts = (u64, u64, u64);
+
+pub fn build(
+    tracker: &Tracker,
+    counts: &[OutputCounts],
+    max_parallel: usize,
+    now: Instant,
+) -> Report {
+    let figures = tracker.figures(now);
+    let ms = |d: Duration| d.as_millis() as u64;
+    let jobs = tracker
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let (stdout_bytes, stderr_bytes, lines_dropped) =
+                counts.get(i).copied().unwrap_or_default();
+            let (result, exit_code, signal, reason) = match &job.status.state {
+                JobState::Finished(outcome) => (
+                    outcome.kind().to_string(),
+                    outcome.exit_code(),
+                    outcome.signal().map(|s| s.as_str().to_string()),
+                    match outcome {
+                        crate::supervisor::Outcome::FailedToStart { reason } => {
+                            Some(reason.clone())
+                        }
+                        _ => None,
+                    },
+                ),
+                JobState::Pending(PendingReason::Manual) => {
+                    ("not_started".into(), None, None, None)
+                }
+                _ => ("running".into(), None, None, None),
+            };
+            JobReport {
+                name: job.name.clone(),
+                result,
+                exit_code,
+                signal,
+                reason,
+                elapsed_ms: ms(job.elapsed(now)),
+                cpu_ms: ms(job.cpu_time()),
+                max_rss_kb: job.peak_rss_bytes / 1024,
+                restarts: job.status.restarts,
+                stdout_bytes,
+                stderr_bytes,
+                lines_dropped,
+                stages: job
+                    .status
+                    .stages
+                    .iter()
+                    .map(|stage| StageReport {
+                        argv: stage.argv.clone(),
+                        pid: stage.pid,
+                        exit_code: match stage.state {
+                            StageState::Exited(code) => Some(code),
+                            _ => None,
+                        },
+                        signal: match stage.state {
+                            StageState::Killed(signal) => Some(signal.as_str().to_string()),
+                            _ => None,
+                        },
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Report {
+        wall_ms: ms(figures.wall),
+        cores: figures.cores,
+        max_parallel,
+        sum_elapsed_ms: ms(figures.sum_elapsed),
+        sum_cpu_ms: ms(figures.sum_cpu),
+        concurrency: round2(figures.concurrency),
+        parallelism: round2(figures.parallelism),
+        efficiency: round2(figures.efficiency),
+        jobs,
+    }
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+pub fn write(report: &Report, path: &Path) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report).context("cannot encode the report")?;
+    std::fs::write(path, json + "\n")
+        .with_context(|| format!("cannot write report {}", path.display()))
+}
+
+/// Reads (stdout bytes, stderr bytes, dropped lines) from a job's buffer.
+pub fn counts_of(buffer: &crate::output::SharedBuffer) -> OutputCounts {
+    let buffer = crate::output::lock(buffer);
+    (
+        buffer.bytes_received(Stream::Stdout),
+        buffer.bytes_received(Stream::Stderr),
+        buffer.dropped(),
+    )
+}

@@ -1,0 +1,13 @@
+//! forkyard: run and watch child processes and pipelines.
+//!
+//! Data flows one way: [`config`] (parse + validate) -> [`supervisor`] (spawn, pipes,
+//! signals, wait, restart, sampling) -> events over channels -> [`tracker`] -> the
+//! [`headless`] runner or the TUI ([`app`] loop, pure [`ui`] rendering).
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod headless;
+pub mod output;
+pub mod supervisor;
+pub mod tracker;

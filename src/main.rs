@@ -1,0 +1,14 @@
+use clap::Parser;
+
+fn main() {
+    forkyard::supervisor::install_panic_cleanup();
+    let cli = forkyard::cli::Cli::parse();
+    let code = match forkyard::cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("forkyard: {err:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,245 @@
+//! Spawning, piping, signalling, waiting, restarting and sampling jobs. No UI types.
+//!
+//! [`Supervisor::start`] launches one task per job plus a reaper and a sampler, and
+//! returns a receiver of [`Event`]s. Status changes travel as events (unbounded: never
+//! lost); output goes straight into each job's bounded ring buffer ([`JobHandle::buffer`]).
+//! The TUI and the headless runner drive the same supervisor through [`Control`]s.
+
+mod drain;
+mod job;
+pub mod procfs;
+mod reaper;
+mod sampler;
+pub mod signals;
+mod spawn;
+mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::config::{Config, JobSpec};
+use crate::output::{OutputBuffer, SharedBuffer};
+
+pub use drain::{OutputChunk, OutputTee};
+pub use job::{Control, backoff_delay};
+pub use status::{
+    Event, JobId, JobState, JobStatus, Outcome, PendingReason, Sample, StageState, StageStatus,
+    StopReason,
+};
+
+use drain::DrainTarget;
+use job::{JobTask, LiveTrees};
+use reaper::Reaper;
+
+/// Environment variable set in every child: the supervising forkyard's pid. Lets the
+/// final sweep recognise descendants that left their job's process group.
+pub const SUPERVISOR_ENV: &str = "FORKYARD_SUPERVISOR";
+
+#[derive(Clone, Default)]
+pub struct SupervisorOptions {
+    /// Overrides `settings.max_parallel` (`-j N`); 0 = unlimited.
+    pub max_parallel: Option<usize>,
+    /// Every output chunk is also sent here (headless printing).
+    pub tee: Option<OutputTee>,
+    /// Notified whenever any job produced output (the TUI redraws on it).
+    pub activity: Option<Arc<Notify>>,
+    /// Sampling period; default 1 s.
+    pub sample_interval: Option<Duration>,
+}
+
+/// One configured job, as the consumer sees it.
+pub struct JobHandle {
+    pub id: JobId,
+    pub spec: JobSpec,
+    /// Output of the job, shared with the consumer (lock briefly, never across `.await`).
+    pub buffer: SharedBuffer,
+    /// The status before any event arrives.
+    pub initial: JobStatus,
+    controls: mpsc::UnboundedSender<Control>,
+}
+
+pub struct Supervisor {
+    jobs: Vec<JobHandle>,
+    tasks: JoinSet<()>,
+    sampler: tokio::task::JoinHandle<()>,
+    reaper: Reaper,
+}
+
+impl Supervisor {
+    /// Starts every job (autostart ones run at once, up to `max_parallel`).
+    /// Must be called inside a tokio runtime.
+    pub fn start(
+        config: &Config,
+        options: SupervisorOptions,
+    ) -> anyhow::Result<(Supervisor, mpsc::UnboundedReceiver<Event>)> {
+        let reaper = Reaper::start().context("cannot listen for SIGCHLD")?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
+        let slots = (max_parallel > 0).then(|| Arc::new(Semaphore::new(max_parallel)));
+        let live: LiveTrees = Arc::new(Mutex::new(HashMap::new()));
+        let supervisor_pid = std::process::id().to_string();
+
+        let mut tasks = JoinSet::new();
+        let mut jobs = Vec::with_capacity(config.jobs.len());
+        for (id, spec) in config.jobs.iter().enumerate() {
+            let mut spec = spec.clone();
+            spec.env
+                .insert(SUPERVISOR_ENV.to_string(), supervisor_pid.clone());
+            let buffer: SharedBuffer = Arc::new(Mutex::new(OutputBuffer::new(
+                config.settings.scrollback,
+                crate::output::DEFAULT_MAX_BUFFER_BYTES,
+            )));
+            let initial_state = if spec.autostart {
+                JobState::Pending(PendingReason::Queued)
+            } else {
+                JobState::Pending(PendingReason::Manual)
+            };
+            let argvs = spec.stages().iter().map(|s| s.argv()).collect();
+            let initial = JobStatus::new(initial_state, argvs);
+            let (controls_tx, controls_rx) = mpsc::unbounded_channel();
+            let task = JobTask {
+                id,
+                spec: spec.clone(),
+                status: initial.clone(),
+                controls: controls_rx,
+                events: events_tx.clone(),
+                reaper: reaper.clone(),
+                slots: slots.clone(),
+                drain_target: Arc::new(DrainTarget {
+                    job: id,
+                    buffer: buffer.clone(),
+                    tee: options.tee.clone(),
+                    activity: options.activity.clone(),
+                }),
+                live: live.clone(),
+            };
+            tasks.spawn(task.run());
+            jobs.push(JobHandle {
+                id,
+                spec,
+                buffer,
+                initial,
+                controls: controls_tx,
+            });
+        }
+        let sampler = tokio::spawn(sampler::run(
+            live,
+            events_tx,
+            options.sample_interval.unwrap_or(Duration::from_secs(1)),
+        ));
+        Ok((
+            Supervisor {
+                jobs,
+                tasks,
+                sampler,
+                reaper,
+            },
+            events_rx,
+        ))
+    }
+
+    pub fn jobs(&self) -> &[JobHandle] {
+        &self.jobs
+    }
+
+    /// A cloneable handle that sends controls, usable while `shutdown` runs.
+    pub fn controller(&self) -> Controller {
+        Controller {
+            senders: self.jobs.iter().map(|j| j.controls.clone()).collect(),
+        }
+    }
+
+    /// Sends a control to one job; unknown ids are ignored.
+    pub fn control(&self, id: JobId, control: Control) {
+        if let Some(job) = self.jobs.get(id) {
+            let _ = job.controls.send(control);
+        }
+    }
+
+    pub fn control_all(&self, control: Control) {
+        for job in &self.jobs {
+            let _ = job.controls.send(control);
+        }
+    }
+
+    /// Stops every running job in parallel (stop signal, SIGKILL after each job's grace),
+    /// waits until every process group is gone and reaped, then kills any descendant that
+    /// escaped its group. Nothing forkyard started is left running afterwards.
+    pub async fn shutdown(mut self) {
+        self.control_all(Control::Shutdown);
+        while self.tasks.join_next().await.is_some() {}
+        self.sampler.abort();
+        sweep_escaped_descendants(&self.reaper);
+    }
+}
+
+/// Kills and reaps descendants that left their job's process group (e.g. `setsid`
+/// daemons re-parented to forkyard), recognised by [`SUPERVISOR_ENV`] in their environment.
+fn sweep_escaped_descendants(reaper: &Reaper) {
+    let me = std::process::id();
+    let marker = format!("{SUPERVISOR_ENV}={me}");
+    let entries = procfs::scan();
+    let mut descendants = vec![me];
+    let mut index = 0;
+    while index < descendants.len() {
+        let parent = descendants[index];
+        descendants.extend(entries.iter().filter(|e| e.ppid == parent).map(|e| e.pid));
+        index += 1;
+    }
+    let mut killed = Vec::new();
+    for pid in descendants.into_iter().skip(1) {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let ours = environ
+            .split(|b| *b == 0)
+            .any(|var| var == marker.as_bytes());
+        if ours {
+            let target = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+            killed.push(pid);
+        }
+    }
+    for pid in killed {
+        reaper.reap_escaped(pid);
+    }
+}
+
+/// Makes any panic fatal and clean: every job group is killed before the process exits
+/// with status 101, so a bug never leaves children running unsupervised. Front ends may
+/// chain their own hook in front of this one (the TUI restores the terminal first).
+pub fn install_panic_cleanup() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        reaper::kill_all_live_groups();
+        std::process::exit(101);
+    }));
+}
+
+/// Sends controls to jobs; cheap to clone.
+#[derive(Clone)]
+pub struct Controller {
+    senders: Vec<mpsc::UnboundedSender<Control>>,
+}
+
+impl Controller {
+    pub fn control(&self, id: JobId, control: Control) {
+        if let Some(sender) = self.senders.get(id) {
+            let _ = sender.send(control);
+        }
+    }
+
+    pub fn control_all(&self, control: Control) {
+        for sender in &self.senders {
+            let _ = sender.send(control);
+        }
+    }
+}
+
+pub(crate) fn lock_live(live: &LiveTrees) -> MutexGuard<'_, HashMap<JobId, job::LiveTree>> {
+    live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

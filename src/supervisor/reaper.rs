@@ -1,0 +1,224 @@
+//! Reaping children without polling.
+//!
+//! One task listens for SIGCHLD and then collects exit statuses with `wait4`, which also
+//! gives the rusage (CPU time, peak RSS) of each reaped process. It only ever waits for
+//! pids it registered and for members of the job process groups it knows, so it never
+//! steals the status of an unrelated child of this process. forkyard is a child
+//! subreaper, so orphaned grandchildren are re-parented to it instead of escaping to
+//! init; they are reaped here too and each one bumps `orphans_reaped` so a job waiting for
+//! stragglers in its group can look again.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{oneshot, watch};
+
+/// How a reaped process ended, with its resource usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub pid: u32,
+    pub how: ExitHow,
+    /// User + system CPU time, including the process's own reaped children.
+    pub cpu_time: Duration,
+    pub max_rss_kb: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitHow {
+    Code(i32),
+    Signal(Signal),
+}
+
+/// Every job process group that may still have members, across all supervisors of this
+/// process: what a panic hook must kill so no child outlives forkyard.
+static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// SIGKILLs every live job group. For the panic path: never blocks on a held lock.
+pub fn kill_all_live_groups() {
+    if let Ok(live) = LIVE_GROUPS.try_lock() {
+        for pgid in live.iter() {
+            let _ = super::signals::signal_group(*pgid as u32, Signal::SIGKILL);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    /// Registered pids and who waits for them.
+    waiters: HashMap<i32, oneshot::Sender<ExitInfo>>,
+    /// Job process groups whose members (orphans included) we reap, with a use count.
+    groups: HashMap<i32, usize>,
+    /// CPU time of reaped orphans per group, so it can be credited to the job.
+    orphan_cpu: HashMap<i32, Duration>,
+}
+
+/// Shared handle; cheap to clone.
+#[derive(Clone)]
+pub struct Reaper {
+    registry: Arc<Mutex<Registry>>,
+    orphans_reaped: watch::Sender<u64>,
+}
+
+/// Held while spawning: the reaper cannot run until the new pids are registered, so a
+/// child that exits at once is never reaped before someone waits for it, and the process
+/// group of a pipeline cannot vanish between its stages' spawns.
+pub struct SpawnGuard<'a> {
+    registry: MutexGuard<'a, Registry>,
+}
+
+impl SpawnGuard<'_> {
+    pub fn register_pid(&mut self, pid: u32) -> oneshot::Receiver<ExitInfo> {
+        let (tx, rx) = oneshot::channel();
+        self.registry.waiters.insert(pid as i32, tx);
+        rx
+    }
+
+    pub fn register_group(&mut self, pgid: u32) {
+        *self.registry.groups.entry(pgid as i32).or_insert(0) += 1;
+        if let Ok(mut live) = LIVE_GROUPS.lock() {
+            live.insert(pgid as i32);
+        }
+    }
+}
+
+impl Reaper {
+    /// Installs the SIGCHLD listener (must happen before the first spawn) and starts the
+    /// reaping task on the current tokio runtime.
+    pub fn start() -> std::io::Result<Self> {
+        // Orphaned grandchildren come to us, not to init (which may never reap them).
+        // Failure is not fatal: group signals still reach them.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+        let mut sigchld = signal(SignalKind::child())?;
+        let (orphans_reaped, _) = watch::channel(0u64);
+        let reaper = Reaper {
+            registry: Arc::new(Mutex::new(Registry::default())),
+            orphans_reaped,
+        };
+        let task_reaper = reaper.clone();
+        tokio::spawn(async move {
+            while sigchld.recv().await.is_some() {
+                task_reaper.reap_now();
+            }
+        });
+        Ok(reaper)
+    }
+
+    pub fn lock_for_spawn(&self) -> SpawnGuard<'_> {
+        SpawnGuard {
+            registry: lock(&self.registry),
+        }
+    }
+
+    /// Stop reaping members of this group (its job is done with it).
+    pub fn release_group(&self, pgid: u32) {
+        let mut registry = lock(&self.registry);
+        if let Some(count) = registry.groups.get_mut(&(pgid as i32)) {
+            *count -= 1;
+            if *count == 0 {
+                registry.groups.remove(&(pgid as i32));
+                if let Ok(mut live) = LIVE_GROUPS.lock() {
+                    live.remove(&(pgid as i32));
+                }
+            }
+        }
+    }
+
+    /// CPU time of orphans reaped from this group so far (taken: counted once).
+    pub fn take_orphan_cpu(&self, pgid: u32) -> Duration {
+        lock(&self.registry)
+            .orphan_cpu
+            .remove(&(pgid as i32))
+            .unwrap_or_default()
+    }
+
+    /// Changes whenever an orphan (a straggler) has been reaped.
+    pub fn orphans_reaped(&self) -> watch::Receiver<u64> {
+        self.orphans_reaped.subscribe()
+    }
+
+    /// Collects every pending status we are entitled to. Called on SIGCHLD; also safe to
+    /// call at any time (it never blocks).
+    pub fn reap_now(&self) {
+        let mut registry = lock(&self.registry);
+        let mut reaped_orphans = 0u64;
+        // Registered pids first: a stage may have moved to another process group.
+        let pids: Vec<i32> = registry.waiters.keys().copied().collect();
+        for pid in pids {
+            if let Some(info) = wait4_nohang(pid)
+                && let Some(tx) = registry.waiters.remove(&pid)
+            {
+                let _ = tx.send(info);
+            }
+        }
+        let groups: Vec<i32> = registry.groups.keys().copied().collect();
+        let mut seen = HashSet::new();
+        for pgid in groups {
+            while let Some(info) = wait4_nohang(-pgid) {
+                if !seen.insert(info.pid) {
+                    break;
+                }
+                if let Some(tx) = registry.waiters.remove(&(info.pid as i32)) {
+                    let _ = tx.send(info);
+                } else {
+                    *registry.orphan_cpu.entry(pgid).or_default() += info.cpu_time;
+                    reaped_orphans += 1;
+                }
+            }
+        }
+        drop(registry);
+        if reaped_orphans > 0 {
+            self.orphans_reaped.send_modify(|n| *n += reaped_orphans);
+        }
+    }
+}
+
+impl Reaper {
+    /// Reaps a process killed by the final sweep, if it is our child (it may be a
+    /// grandchild whose own parent reaps it).
+    pub fn reap_escaped(&self, pid: u32) {
+        let _registry = lock(&self.registry);
+        let target = nix::unistd::Pid::from_raw(pid as i32);
+        // SIGKILL was just sent: this returns as soon as the process is gone.
+        let _ = nix::sys::wait::waitpid(target, None);
+    }
+}
+
+fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
+    // A panic while holding this lock leaves plain data behind; keep going.
+    registry
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `wait4(pid, WNOHANG)`: Some when a process was reaped.
+fn wait4_nohang(pid: i32) -> Option<ExitInfo> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: zeroed rusage is a valid value; both pointers point to live locals.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+    if reaped <= 0 {
+        return None;
+    }
+    let how = if libc::WIFSIGNALED(status) {
+        match Signal::try_from(libc::WTERMSIG(status)) {
+            Ok(signal) => ExitHow::Signal(signal),
+            Err(_) => ExitHow::Code(128 + libc::WTERMSIG(status)),
+        }
+    } else {
+        ExitHow::Code(libc::WEXITSTATUS(status))
+    };
+    let cpu_time = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+    Some(ExitInfo {
+        pid: reaped as u32,
+        how,
+        cpu_time,
+        max_rss_kb: usage.ru_maxrss.max(0) as u64,
+    })
+}
+
+fn timeval(tv: libc::timeval) -> Duration {
+    Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64)
+}

@@ -1,0 +1,276 @@
+//! What the supervisor reports: job and stage states, outcomes, and events.
+//!
+//! Every status change is sent as a full [`JobStatus`] snapshot, so a consumer that applies
+//! events in order always holds the latest truth and can never miss a transition.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+/// Index of a job in the supervisor's job list (stable for the run).
+pub type JobId = usize;
+
+/// Why a job is waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingReason {
+    /// `autostart = false`, or stopped by the user: waits for a start command.
+    Manual,
+    /// Waiting for a slot under `max_parallel`.
+    Queued,
+    /// Waiting to be restarted by its restart policy.
+    Backoff { until: Instant },
+}
+
+/// Why forkyard is stopping a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The user (or an API caller) asked for it.
+    User,
+    /// The job's `timeout` expired.
+    Timeout,
+    /// A `wait(deadline)` ran out.
+    WaitDeadline,
+    /// Stopping in order to start again.
+    Restart,
+    /// forkyard is shutting down (quit, end of run, SIGINT/SIGTERM/SIGHUP).
+    Shutdown,
+    /// `--kill-others-on-fail`: another job failed.
+    OtherFailed,
+}
+
+/// The life of a job: pending -> running -> stopping -> finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    Pending(PendingReason),
+    Running,
+    /// The stop signal was sent; SIGKILL follows at `kill_at` if the group is still alive.
+    Stopping {
+        signal: Signal,
+        kill_at: Instant,
+        reason: StopReason,
+    },
+    Finished(Outcome),
+}
+
+/// How a run of a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Exited {
+        code: i32,
+    },
+    Killed {
+        signal: Signal,
+    },
+    /// The timeout expired and forkyard stopped the job; `signal`/`code` say how it ended.
+    TimedOut {
+        signal: Option<Signal>,
+        code: Option<i32>,
+    },
+    FailedToStart {
+        reason: String,
+    },
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Exited { code: 0 })
+    }
+
+    /// The stable machine name used in reports: exited | killed | timed_out | failed_to_start.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Exited { .. } => "exited",
+            Outcome::Killed { .. } => "killed",
+            Outcome::TimedOut { .. } => "timed_out",
+            Outcome::FailedToStart { .. } => "failed_to_start",
+        }
+    }
+
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Outcome::Exited { code } => Some(*code),
+            Outcome::TimedOut { code, .. } => *code,
+            _ => None,
+        }
+    }
+
+    pub fn signal(&self) -> Option<Signal> {
+        match self {
+            Outcome::Killed { signal } => Some(*signal),
+            Outcome::TimedOut { signal, .. } => *signal,
+            _ => None,
+        }
+    }
+
+    /// Short human form: `exit 0`, `SIGTERM`, `timed out (SIGTERM)`, `failed to start: ...`.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Exited { code } => format!("exit {code}"),
+            Outcome::Killed { signal } => signal.as_str().to_string(),
+            Outcome::TimedOut {
+                signal: Some(signal),
+                ..
+            } => format!("timed out ({})", signal.as_str()),
+            Outcome::TimedOut {
+                code: Some(code), ..
+            } => format!("timed out (exit {code})"),
+            Outcome::TimedOut { .. } => "timed out".to_string(),
+            Outcome::FailedToStart { reason } => format!("failed to start: {reason}"),
+        }
+    }
+}
+
+/// How one process of a job ended (or why it never ran).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageState {
+    NotStarted,
+    Running,
+    Exited(i32),
+    Killed(Signal),
+    FailedToStart(String),
+}
+
+impl StageState {
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, StageState::Exited(0) | StageState::Running)
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            StageState::NotStarted => "not started".into(),
+            StageState::Running => "running".into(),
+            StageState::Exited(code) => format!("exit {code}"),
+            StageState::Killed(signal) => signal.as_str().into(),
+            StageState::FailedToStart(reason) => format!("failed to start: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageStatus {
+    /// The argv executed (`/bin/sh -c ...` for shell stages).
+    pub argv: Vec<String>,
+    pub pid: Option<u32>,
+    pub state: StageState,
+    /// CPU time of the reaped process and its reaped descendants (rusage).
+    pub cpu_time: Duration,
+    /// Peak RSS of the process from rusage, in KiB.
+    pub max_rss_kb: u64,
+}
+
+/// A full snapshot of a job, sent on every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStatus {
+    pub state: JobState,
+    /// Process group of the current or last run (stages share it).
+    pub pgid: Option<u32>,
+    pub stages: Vec<StageStatus>,
+    /// Start of the current or last run.
+    pub started_at: Option<Instant>,
+    /// End of the last run (None while running).
+    pub ended_at: Option<Instant>,
+    /// Restarts so far (policy or user).
+    pub restarts: u32,
+    /// Deadline of a pending `wait(deadline)`.
+    pub wait_deadline: Option<Instant>,
+    /// When the job's `timeout` expires for the current run.
+    pub timeout_at: Option<Instant>,
+    /// Processes still alive in the group after every stage exited.
+    pub stragglers: bool,
+    /// CPU time of orphaned descendants forkyard reaped for this run.
+    pub orphan_cpu: Duration,
+    /// Wall time of every finished run, added up.
+    pub total_elapsed: Duration,
+    /// CPU time (rusage) of every finished run, added up.
+    pub total_cpu: Duration,
+    /// Runs started so far (1 + restarts once it ran).
+    pub runs: u32,
+}
+
+impl JobStatus {
+    pub fn new(state: JobState, argvs: Vec<Vec<String>>) -> Self {
+        JobStatus {
+            state,
+            pgid: None,
+            stages: argvs
+                .into_iter()
+                .map(|argv| StageStatus {
+                    argv,
+                    pid: None,
+                    state: StageState::NotStarted,
+                    cpu_time: Duration::ZERO,
+                    max_rss_kb: 0,
+                })
+                .collect(),
+            started_at: None,
+            ended_at: None,
+            restarts: 0,
+            wait_deadline: None,
+            timeout_at: None,
+            stragglers: false,
+            orphan_cpu: Duration::ZERO,
+            total_elapsed: Duration::ZERO,
+            total_cpu: Duration::ZERO,
+            runs: 0,
+        }
+    }
+
+    /// Nothing more will happen to this job without a command: it finished (and will not
+    /// be restarted) or waits to be started by hand.
+    pub fn is_settled(&self) -> bool {
+        matches!(
+            self.state,
+            JobState::Finished(_) | JobState::Pending(PendingReason::Manual)
+        )
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.state, JobState::Running | JobState::Stopping { .. })
+    }
+
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.state {
+            JobState::Finished(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// Wall time of the current (or last) run.
+    pub fn elapsed(&self, now: Instant) -> Option<Duration> {
+        let start = self.started_at?;
+        Some(
+            self.ended_at
+                .unwrap_or(now)
+                .saturating_duration_since(start),
+        )
+    }
+
+    /// Total CPU of the reaped processes of the last run (rusage of stages and orphans).
+    pub fn reaped_cpu(&self) -> Duration {
+        self.stages.iter().map(|s| s.cpu_time).sum::<Duration>() + self.orphan_cpu
+    }
+}
+
+/// A resource sample of a job's whole process tree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// CPU use since the previous sample, in percent of one core (None on the first one).
+    pub cpu_percent: Option<f32>,
+    /// Resident memory summed over the tree, in bytes.
+    pub rss_bytes: u64,
+    /// Cumulative CPU time of the job (live processes plus reaped ones).
+    pub cpu_time: Duration,
+    /// Number of live processes in the tree.
+    pub processes: usize,
+}
+
+/// What the supervisor sends to its consumer (TUI or headless runner).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A job changed; the snapshot is complete.
+    Job { id: JobId, status: JobStatus },
+    /// Periodic resource sample (~1 Hz while the job runs).
+    Sample { id: JobId, sample: Sample },
+    /// A notice for the user, e.g. "sent SIGTERM to encrypt (pgid 4211)".
+    Notice { id: Option<JobId>, text: String },
+}
