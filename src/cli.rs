@@ -169,10 +169,14 @@ pub fn describe(config: &Config) -> String {
         }
         let _ = writeln!(
             out,
-            "  stop: {} then SIGKILL after {}; restart: {:?} (max {}); autostart: {}{}",
+            "  stop: {} then SIGKILL after {}; restart: {} (max {}); autostart: {}{}",
             job.stop_signal.as_str(),
             humantime::format_duration(job.grace),
-            job.restart,
+            match job.restart {
+                config::RestartPolicy::No => "no",
+                config::RestartPolicy::OnFailure => "on-failure",
+                config::RestartPolicy::Always => "always",
+            },
             job.max_restarts,
             job.autostart,
             if job.pipefail { "; pipefail" } else { "" }

@@ -25,6 +25,39 @@ pub struct PrintStyle {
     pub sanitize: bool,
 }
 
+/// Writes prefixed lines; remembers the first error so the splitter callback stays simple.
+struct LineWriter<'a, W: Write> {
+    out: &'a mut io::BufWriter<W>,
+    prefix: &'a [u8],
+    style: PrintStyle,
+    result: io::Result<()>,
+}
+
+impl<W: Write> LineWriter<'_, W> {
+    #[inline]
+    fn line(&mut self, line: &[u8]) {
+        if self.result.is_ok() {
+            self.result = self.write(line);
+        }
+    }
+
+    #[inline]
+    fn write(&mut self, line: &[u8]) -> io::Result<()> {
+        self.out.write_all(self.prefix)?;
+        if self.style.sanitize {
+            let text = if self.style.color {
+                to_ansi(&styled_line(line))
+            } else {
+                plain_text(line)
+            };
+            self.out.write_all(text.as_bytes())?;
+        } else {
+            self.out.write_all(line)?;
+        }
+        self.out.write_all(b"\n")
+    }
+}
+
 const PALETTE: [&str; 6] = ["36", "33", "32", "35", "34", "96"];
 
 pub struct Printer<W: Write> {
@@ -80,63 +113,43 @@ impl<W: Write> Printer<W> {
 
     pub fn write_chunk(&mut self, chunk: &OutputChunk) -> io::Result<()> {
         let key = (chunk.job, chunk.stage, chunk.stream);
+        // Looked up once per chunk, not per line: this loop runs millions of times.
         let mut splitter = self
             .splitters
             .remove(&key)
             .unwrap_or_else(|| LineSplitter::new(MAX_LINE_BYTES));
-        let mut result = Ok(());
+        let prefix = match self.prefixes.remove(&key) {
+            Some(prefix) => prefix,
+            None => self.make_prefix(key),
+        };
+        let mut writer = LineWriter {
+            out: &mut self.out,
+            prefix: &prefix,
+            style: self.style,
+            result: Ok(()),
+        };
         if chunk.data.is_empty() {
-            splitter.finish(|line| {
-                if result.is_ok() {
-                    result = self.write_line(key, line);
-                }
-            });
+            splitter.finish(|line| writer.line(line));
         } else {
-            splitter.feed(&chunk.data, |line| {
-                if result.is_ok() {
-                    result = self.write_line(key, line);
-                }
-            });
+            splitter.feed(&chunk.data, |line| writer.line(line));
             self.splitters.insert(key, splitter);
         }
+        let result = writer.result;
+        self.prefixes.insert(key, prefix);
         result
     }
 
     fn finish_all(&mut self) -> io::Result<()> {
         let keys: Vec<_> = self.splitters.keys().copied().collect();
-        for key in keys {
-            if let Some(mut splitter) = self.splitters.remove(&key) {
-                let mut result = Ok(());
-                splitter.finish(|line| {
-                    if result.is_ok() {
-                        result = self.write_line(key, line);
-                    }
-                });
-                result?;
-            }
+        for (job, stage, stream) in keys {
+            self.write_chunk(&OutputChunk {
+                job,
+                stage,
+                stream,
+                data: bytes::Bytes::new(),
+            })?;
         }
         self.out.flush()
-    }
-
-    fn write_line(&mut self, key: (usize, usize, Stream), line: &[u8]) -> io::Result<()> {
-        if !self.prefixes.contains_key(&key) {
-            let prefix = self.make_prefix(key);
-            self.prefixes.insert(key, prefix);
-        }
-        if let Some(prefix) = self.prefixes.get(&key) {
-            self.out.write_all(prefix)?;
-        }
-        if self.style.sanitize {
-            let text = if self.style.color {
-                to_ansi(&styled_line(line))
-            } else {
-                plain_text(line)
-            };
-            self.out.write_all(text.as_bytes())?;
-        } else {
-            self.out.write_all(line)?;
-        }
-        self.out.write_all(b"\n")
     }
 
     fn make_prefix(&self, (job, stage, stream): (usize, usize, Stream)) -> Vec<u8> {
