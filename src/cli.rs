@@ -51,6 +51,19 @@ pub struct Cli {
     /// Do not print the summary table at the end (headless).
     #[arg(long)]
     pub no_summary: bool,
+
+    /// Run the whole set once per limit (e.g. `1,cores,0`; 0 = unlimited) and print
+    /// wall time, concurrency, parallelism and speedup side by side (headless).
+    #[arg(long, value_name = "LIMITS", value_parser = parse_compare, conflicts_with_all = ["tui", "max_parallel"])]
+    pub compare: Option<CompareLimits>,
+}
+
+/// The limits of `--compare`, one run each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompareLimits(pub Vec<usize>);
+
+fn parse_compare(text: &str) -> Result<CompareLimits, String> {
+    crate::headless::compare::parse_limits(text).map(CompareLimits)
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +106,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         .enable_all()
         .thread_name("forkyard")
         .build()?;
+    if let Some(CompareLimits(limits)) = &cli.compare {
+        return runtime.block_on(headless::compare::run(
+            &config,
+            limits,
+            cli.report.as_deref(),
+        ));
+    }
     let use_tui = cli.tui || (!cli.headless && std::io::stdout().is_terminal());
     if use_tui {
         let options = crate::app::TuiOptions {
@@ -105,6 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         kill_others_on_fail: cli.kill_others_on_fail,
         report: cli.report.clone(),
         no_summary: cli.no_summary,
+        quiet: false,
     };
     runtime.block_on(headless::run(&config, &options))
 }

@@ -68,7 +68,7 @@ struct RawJob {
     grace: Option<Spanned<Value>>,
     restart: Option<Spanned<String>>,
     max_restarts: Option<Spanned<i64>>,
-    replicas: Option<Spanned<i64>>,
+    replicas: Option<Spanned<Value>>,
     autostart: Option<Spanned<bool>>,
     pipefail: Option<Spanned<bool>>,
 }
@@ -391,7 +391,7 @@ impl Cx<'_> {
             None => DEFAULT_MAX_RESTARTS,
         };
         let replicas = match &raw.replicas {
-            Some(v) => int_in(v, 1, MAX_REPLICAS).map_err(|m| fail(v.span(), "replicas", m))?,
+            Some(v) => replicas_value(v).map_err(|m| fail(v.span(), "replicas", m))?,
             None => 1,
         };
         let autostart = raw.autostart.as_ref().is_none_or(|v| *v.get_ref());
@@ -619,6 +619,37 @@ fn int_in(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
     } else {
         Ok(n)
     }
+}
+
+/// `replicas`: a number, or `"cores"` / `"2*cores"` (the machine's CPU count, times N),
+/// so a demo of parallelism scales to the machine it runs on.
+fn replicas_value(v: &Spanned<Value>) -> Result<i64, String> {
+    let n = match v.get_ref() {
+        Value::Integer(n) => *n,
+        Value::String(text) => {
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            let factor = match compact.as_str() {
+                "cores" => Some(1),
+                other => other
+                    .strip_suffix("cores")
+                    .and_then(|f| f.strip_suffix(['*', 'x']))
+                    .and_then(|f| f.parse::<i64>().ok()),
+            };
+            let Some(factor) = factor else {
+                return Err(format!(
+                    "expected a number, \"cores\" or \"N*cores\", got \"{text}\""
+                ));
+            };
+            factor.saturating_mul(crate::tracker::cores() as i64)
+        }
+        other => {
+            return Err(format!(
+                "expected a number, \"cores\" or \"N*cores\", got a {}",
+                other.type_str()
+            ));
+        }
+    };
+    int_in(&Spanned::new(v.span(), n), 1, MAX_REPLICAS)
 }
 
 /// Only called on values checked to be within `0..=i64::MAX`.
@@ -936,6 +967,16 @@ pipefail = true
         assert_eq!(j.max_restarts, 0);
         assert!(!j.autostart);
         assert!(j.pipefail);
+    }
+
+    #[test]
+    fn replicas_scale_with_cores() {
+        let cores = crate::tracker::cores();
+        let c = ok(
+            "[[job]]\nname = \"a\"\ncmd = [\"true\"]\nreplicas = \"2*cores\"\n[[job]]\nname = \"b\"\ncmd = [\"true\"]\nreplicas = \"cores\"\n",
+        );
+        assert_eq!(c.jobs.len(), 3 * cores);
+        assert_eq!(c.jobs[0].name, if cores * 2 > 1 { "a.1" } else { "a" });
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Drives the same [`Supervisor`] as the TUI. Output reaches stdout through a bounded tee
 //! (back-pressure instead of unbounded memory); status changes go to a [`Tracker`].
 
+pub mod compare;
 mod printer;
 pub mod report;
 pub mod summary;
@@ -32,6 +33,8 @@ pub struct HeadlessOptions {
     pub report: Option<PathBuf>,
     /// Print the summary table at the end (default on).
     pub no_summary: bool,
+    /// No per-job lines on stderr (used by `--compare`).
+    pub quiet: bool,
 }
 
 /// The result of a headless run.
@@ -111,7 +114,9 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
             event = events.recv() => {
                 let Some(event) = event else { break };
                 tracker.apply(&event);
-                report_event(&tracker, &event);
+                if !options.quiet {
+                    report_event(&tracker, &event);
+                }
                 if options.kill_others_on_fail && !stopped_others && finished_failed(&event) {
                     stopped_others = true;
                     eprintln!("forkyard: a job failed; stopping the others (--kill-others-on-fail)");
@@ -138,7 +143,9 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
             _ = &mut shutdown => break,
             Some(event) = events.recv() => {
                 tracker.apply(&event);
-                report_event(&tracker, &event);
+                if !options.quiet {
+                    report_event(&tracker, &event);
+                }
             }
             _ = sigint.recv() => kill_now(&controller),
             _ = sigterm.recv() => kill_now(&controller),

@@ -72,7 +72,11 @@ pub fn render(tracker: &Tracker, dropped: &[u64], now: Instant) -> String {
                 result_text(job),
                 format_duration(job.elapsed(now)),
                 format_duration(job.cpu_time()),
-                format_bytes(job.peak_rss_bytes),
+                if job.peak_rss_bytes == 0 {
+                    "-".to_string()
+                } else {
+                    format_bytes(job.peak_rss_bytes)
+                },
                 job.status.restarts.to_string(),
                 dropped.get(i).copied().unwrap_or(0).to_string(),
             ]

@@ -81,6 +81,8 @@ pub struct JobTask {
     pub slots: Option<Arc<Semaphore>>,
     pub drain_target: Arc<DrainTarget>,
     pub live: LiveTrees,
+    /// Asks the sampler for an early sample, so short jobs are measured too.
+    pub sample_soon: Arc<tokio::sync::Notify>,
 }
 
 /// How a run ended from the job's point of view (what to do next).
@@ -590,6 +592,7 @@ impl JobTask {
                 reaped_cpu: Duration::ZERO,
             },
         );
+        self.sample_soon.notify_one();
     }
 
     fn clear_live(&self) {

@@ -83,6 +83,7 @@ impl Supervisor {
         let slots = (max_parallel > 0).then(|| Arc::new(Semaphore::new(max_parallel)));
         let live: LiveTrees = Arc::new(Mutex::new(HashMap::new()));
         let supervisor_pid = std::process::id().to_string();
+        let sample_soon = Arc::new(Notify::new());
 
         let mut tasks = JoinSet::new();
         let mut jobs = Vec::with_capacity(config.jobs.len());
@@ -117,6 +118,7 @@ impl Supervisor {
                     activity: options.activity.clone(),
                 }),
                 live: live.clone(),
+                sample_soon: sample_soon.clone(),
             };
             tasks.spawn(task.run());
             jobs.push(JobHandle {
@@ -130,6 +132,7 @@ impl Supervisor {
         let sampler = tokio::spawn(sampler::run(
             live,
             events_tx,
+            sample_soon,
             options.sample_interval.unwrap_or(Duration::from_secs(1)),
         ));
         Ok((

@@ -9,14 +9,25 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
-use tokio::sync::mpsc;
+
+use tokio::sync::{Notify, mpsc};
 
 use super::job::{LiveTree, LiveTrees};
 use super::procfs::{self, ProcEntry};
 use super::status::{Event, JobId, Sample};
 
-pub async fn run(live: LiveTrees, events: mpsc::UnboundedSender<Event>, interval: Duration) {
+/// Delay of the early sample after a job starts: long enough for `exec` to finish, short
+/// enough to catch jobs that live well under a second.
+const EARLY_SAMPLE: Duration = Duration::from_millis(150);
+
+pub async fn run(
+    live: LiveTrees,
+    events: mpsc::UnboundedSender<Event>,
+    sample_soon: Arc<Notify>,
+    interval: Duration,
+) {
     let Ok(mut system) = System::new() else {
         return;
     };
@@ -24,7 +35,10 @@ pub async fn run(live: LiveTrees, events: mpsc::UnboundedSender<Event>, interval
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = sample_soon.notified() => tokio::time::sleep(EARLY_SAMPLE).await,
+        }
         let trees: Vec<(JobId, LiveTree)> = super::lock_live(&live)
             .iter()
             .map(|(id, tree)| (*id, tree.clone()))
