@@ -36,9 +36,14 @@ use drain::DrainTarget;
 use job::{JobTask, LiveTrees};
 use reaper::Reaper;
 
-/// Environment variable set in every child: the supervising forkyard's pid. Lets the
-/// final sweep recognise descendants that left their job's process group.
+/// Environment variable set in every child: `<pid>.<n>`, the supervising forkyard's pid
+/// and which supervisor of that process started it. Lets the final sweep recognise
+/// descendants that left their job's process group, and only its own: several
+/// supervisors may run in one process (tests, library users).
 pub const SUPERVISOR_ENV: &str = "FORKYARD_SUPERVISOR";
+
+/// Numbers the supervisors of this process, for [`SUPERVISOR_ENV`].
+static NEXT_SUPERVISOR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 #[derive(Clone, Default)]
 pub struct SupervisorOptions {
@@ -68,6 +73,8 @@ pub struct Supervisor {
     tasks: JoinSet<()>,
     sampler: tokio::task::JoinHandle<()>,
     reaper: Reaper,
+    /// This supervisor's [`SUPERVISOR_ENV`] value.
+    token: String,
 }
 
 impl Supervisor {
@@ -82,15 +89,18 @@ impl Supervisor {
         let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
         let slots = (max_parallel > 0).then(|| Arc::new(Semaphore::new(max_parallel)));
         let live: LiveTrees = Arc::new(Mutex::new(HashMap::new()));
-        let supervisor_pid = std::process::id().to_string();
+        let token = format!(
+            "{}.{}",
+            std::process::id(),
+            NEXT_SUPERVISOR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let sample_soon = Arc::new(Notify::new());
 
         let mut tasks = JoinSet::new();
         let mut jobs = Vec::with_capacity(config.jobs.len());
         for (id, spec) in config.jobs.iter().enumerate() {
             let mut spec = spec.clone();
-            spec.env
-                .insert(SUPERVISOR_ENV.to_string(), supervisor_pid.clone());
+            spec.env.insert(SUPERVISOR_ENV.to_string(), token.clone());
             let buffer: SharedBuffer = Arc::new(Mutex::new(OutputBuffer::new(
                 config.settings.scrollback,
                 crate::output::DEFAULT_MAX_BUFFER_BYTES,
@@ -141,6 +151,7 @@ impl Supervisor {
                 tasks,
                 sampler,
                 reaper,
+                token,
             },
             events_rx,
         ))
@@ -177,15 +188,16 @@ impl Supervisor {
         self.control_all(Control::Shutdown);
         while self.tasks.join_next().await.is_some() {}
         self.sampler.abort();
-        sweep_escaped_descendants(&self.reaper);
+        sweep_escaped_descendants(&self.reaper, &self.token);
     }
 }
 
 /// Kills and reaps descendants that left their job's process group (e.g. `setsid`
-/// daemons re-parented to forkyard), recognised by [`SUPERVISOR_ENV`] in their environment.
-fn sweep_escaped_descendants(reaper: &Reaper) {
+/// daemons re-parented to forkyard), recognised by this supervisor's [`SUPERVISOR_ENV`]
+/// value in their environment (another supervisor's children are not ours to kill or reap).
+fn sweep_escaped_descendants(reaper: &Reaper, token: &str) {
     let me = std::process::id();
-    let marker = format!("{SUPERVISOR_ENV}={me}");
+    let marker = format!("{SUPERVISOR_ENV}={token}");
     let entries = procfs::scan();
     let mut descendants = vec![me];
     let mut index = 0;
