@@ -11,3 +11,4 @@ pub mod headless;
 pub mod output;
 pub mod supervisor;
 pub mod tracker;
+pub mod ui;

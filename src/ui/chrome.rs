@@ -1,0 +1,362 @@
+//! Everything around the table and the output: header, status bar, prompts, overlays.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph};
+
+use crate::supervisor::signals::COMMON_SIGNALS;
+
+use super::format;
+use super::model::{
+    Focus, MessageKind, Model, Overlay, Prompt, PromptKind, Quitting, WaitTarget, counts,
+};
+
+const KEY: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+const DIM: Style = Style::new().fg(Color::DarkGray);
+
+/// Every key, as the help overlay lists it.
+pub const HELP: &[(&str, &str)] = &[
+    ("↑ ↓  j k", "select a job (output pane: scroll)"),
+    ("Enter  →  ←", "expand / collapse a pipeline"),
+    ("Tab", "switch focus: jobs / output"),
+    ("PgUp PgDn", "scroll the output a page"),
+    ("g  G", "output: top / bottom (follow)"),
+    ("mouse", "wheel scrolls, click selects"),
+    ("t", "terminate: stop signal, SIGKILL after grace"),
+    ("K", "kill now (SIGKILL to the group)"),
+    ("w  W", "wait for the job / all, then stop it"),
+    ("r  R", "restart the job / all jobs"),
+    ("s", "start a pending or finished job"),
+    ("x", "send a signal (menu)"),
+    ("/  n  N", "search the output, next / previous"),
+    ("f", "toggle follow (tail) mode"),
+    ("c", "clear the job's output"),
+    ("?", "this help"),
+    ("q", "quit (confirms, then stops every job)"),
+    ("Q  Ctrl-C Ctrl-C", "quit now (kills and reaps every job)"),
+];
+
+/// The top line: counts, wall time, cores (compact when narrow).
+pub fn header(frame: &mut Frame, model: &Model, area: Rect) {
+    let c = counts(model.jobs());
+    let width = area.width as usize;
+    let end = model.tracker.settled_at.unwrap_or(model.now);
+    let wall = format::running_clock(end.saturating_duration_since(model.tracker.started));
+    let failed_style = if c.failed > 0 {
+        Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+    } else {
+        DIM
+    };
+    let build = |compact: bool| -> Vec<Span<'static>> {
+        let (running, done, failed, pending) = if compact {
+            ("", "", "", "")
+        } else {
+            (" running", " done", " failed", " pending")
+        };
+        let mut spans = vec![
+            Span::styled(
+                if compact { " fy " } else { " forkyard " },
+                Style::new()
+                    .fg(Color::Black)
+                    .bg(Color::Cyan)
+                    .add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(" "),
+            Span::styled(
+                format!("● {}{running}", c.running),
+                Style::new().fg(Color::Green),
+            ),
+            Span::raw("  "),
+            Span::styled(format!("✔ {}{done}", c.done), Style::new().fg(Color::Green)),
+            Span::raw("  "),
+            Span::styled(format!("✘ {}{failed}", c.failed), failed_style),
+        ];
+        if c.pending > 0 {
+            spans.push(Span::styled(format!("  ○ {}{pending}", c.pending), DIM));
+        }
+        spans
+    };
+    let span_width = |spans: &[Span]| {
+        spans
+            .iter()
+            .map(|s| s.content.chars().count())
+            .sum::<usize>()
+    };
+    let mut spans = build(false);
+    if span_width(&spans) + 12 > width {
+        spans = build(true);
+    }
+    let right = format!("wall {wall}  {} cores  {} ", model.cores, model.origin);
+    let room = width.saturating_sub(span_width(&spans) + 1);
+    if room > 0 {
+        let right = format::fit(&right, room);
+        spans.push(Span::raw(" ".repeat(room - right.chars().count() + 1)));
+        spans.push(Span::styled(right, DIM));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// Keys that apply to the current state, as (key, label).
+fn hints(model: &Model) -> Vec<(&'static str, &'static str)> {
+    let mut hints = Vec::new();
+    let id = model.selected_job();
+    let Some(job) = model.job(id) else {
+        return vec![("q", "quit")];
+    };
+    match model.focus {
+        Focus::Jobs => hints.push(("↑↓", "select")),
+        Focus::Output => hints.push(("↑↓", "scroll")),
+    }
+    if model.is_pipeline(id) {
+        if model.is_expanded(id) {
+            hints.push(("←", "collapse"));
+        } else {
+            hints.push(("→", "expand"));
+        }
+    }
+    if job.status.is_active() {
+        hints.extend([
+            ("t", "stop"),
+            ("K", "kill"),
+            ("w", "wait"),
+            ("r", "restart"),
+            ("x", "signal"),
+        ]);
+    } else {
+        hints.extend([("s", "start"), ("r", "restart")]);
+    }
+    hints.push(("/", "search"));
+    if model.search.is_some() {
+        hints.push(("n/N", "next/prev"));
+    }
+    if !model.view(id).follow {
+        hints.push(("f", "follow"));
+    }
+    hints.extend([("Tab", "focus"), ("?", "help"), ("q", "quit")]);
+    hints
+}
+
+fn hint_spans(hints: &[(&str, &str)], width: usize) -> Vec<Span<'static>> {
+    let mut spans = vec![Span::raw(" ")];
+    let mut used = 1;
+    for (key, label) in hints {
+        let need = key.chars().count() + label.chars().count() + 3;
+        if used + need > width {
+            break;
+        }
+        spans.push(Span::styled(key.to_string(), KEY));
+        spans.push(Span::styled(format!(" {label}  "), DIM));
+        used += need;
+    }
+    spans
+}
+
+/// The bottom line: a prompt, a quit notice, a message or the key hints.
+pub fn status_bar(frame: &mut Frame, model: &Model, area: Rect) {
+    let width = area.width as usize;
+    let line = if let Some(prompt) = &model.prompt {
+        prompt_line(model, prompt)
+    } else if let Some(quitting) = model.quitting {
+        let text = match quitting {
+            Quitting::Graceful => format!(
+                " stopping {} job(s)…  Q or Ctrl-C: kill them now",
+                model.active_count()
+            ),
+            Quitting::Killing => format!(" killing {} job(s)…", model.active_count()),
+        };
+        Line::from(Span::styled(
+            text,
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ))
+    } else if let Some(message) = &model.message {
+        let style = match message.kind {
+            MessageKind::Info => Style::new().fg(Color::White),
+            MessageKind::Error => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        };
+        Line::from(Span::styled(format!(" {}", message.text), style))
+    } else {
+        Line::from(hint_spans(&hints(model), width))
+    };
+    frame.render_widget(
+        Paragraph::new(line).style(Style::new().bg(Color::Indexed(236))),
+        area,
+    );
+}
+
+fn prompt_line(model: &Model, prompt: &Prompt) -> Line<'static> {
+    let label = match prompt.kind {
+        PromptKind::Wait(WaitTarget::Job(id)) => format!(
+            " wait for {}, then stop it: ",
+            model.job(id).map(|j| j.name.as_str()).unwrap_or("?")
+        ),
+        PromptKind::Wait(WaitTarget::All) => " wait for every job, then stop them: ".to_string(),
+        PromptKind::Search => " /".to_string(),
+    };
+    let input_style = if prompt.fresh {
+        Style::new().add_modifier(Modifier::REVERSED)
+    } else {
+        Style::new().add_modifier(Modifier::BOLD)
+    };
+    let mut spans = vec![
+        Span::styled(label, Style::new().fg(Color::Yellow)),
+        Span::styled(prompt.input.clone(), input_style),
+        Span::styled(" ", Style::new().add_modifier(Modifier::REVERSED)),
+    ];
+    match &prompt.error {
+        Some(error) => spans.push(Span::styled(
+            format!("  {error}"),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        )),
+        None => {
+            let help = match prompt.kind {
+                PromptKind::Wait(_) => "  Enter ok · Esc cancel · 30, 500ms, 2m",
+                PromptKind::Search => "  Enter find · Esc cancel",
+            };
+            spans.push(Span::styled(help, DIM));
+        }
+    }
+    Line::from(spans)
+}
+
+/// A box of `width`×`height` centred in `area` (clamped to it).
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+fn popup(title: &str) -> Block<'static> {
+    Block::bordered()
+        .border_type(BorderType::Rounded)
+        .border_style(Style::new().fg(Color::Cyan))
+        .title(Span::styled(
+            format!(" {title} "),
+            Style::new().add_modifier(Modifier::BOLD),
+        ))
+}
+
+pub fn overlay(frame: &mut Frame, model: &Model, overlay: Overlay, area: Rect) {
+    match overlay {
+        Overlay::Help => help(frame, area),
+        Overlay::Signals { selected } => signals(frame, model, selected, area),
+        Overlay::ConfirmQuit => confirm_quit(frame, model, area),
+    }
+}
+
+fn help(frame: &mut Frame, area: Rect) {
+    let key_width = HELP
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut lines: Vec<Line> = HELP
+        .iter()
+        .map(|(key, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {key:<key_width$}  "), KEY),
+                Span::raw(what.to_string()),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(Span::styled(
+        " stderr is tinted red; [stage│ tags mark pipeline output",
+        DIM,
+    )));
+    lines.push(Line::from(Span::styled(" Esc or ? closes this help", DIM)));
+    let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 3;
+    let rect = centered(area, width, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(Paragraph::new(lines).block(popup("keys")), rect);
+}
+
+fn signals(frame: &mut Frame, model: &Model, selected: usize, area: Rect) {
+    let name = model
+        .job(model.selected_job())
+        .map(|j| j.name.clone())
+        .unwrap_or_default();
+    let mut lines: Vec<Line> = COMMON_SIGNALS
+        .iter()
+        .enumerate()
+        .map(|(i, signal)| {
+            let text = format!(
+                " {} {:<9} {:>2} ",
+                (i + 1) % 10,
+                signal.as_str(),
+                *signal as i32
+            );
+            if i == selected {
+                Line::from(Span::styled(
+                    text,
+                    Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD),
+                ))
+            } else {
+                Line::from(text)
+            }
+        })
+        .collect();
+    lines.push(Line::from(Span::styled(" Enter send · Esc cancel", DIM)));
+    let title = format!("signal {}", format::fit(&name, 16));
+    let width = (lines.iter().map(Line::width).max().unwrap_or(0) as u16)
+        .max(title.chars().count() as u16 + 4)
+        + 2;
+    let rect = centered(area, width, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(Paragraph::new(lines).block(popup(&title)), rect);
+}
+
+fn confirm_quit(frame: &mut Frame, model: &Model, area: Rect) {
+    let n = model.unsettled_count();
+    let lines = vec![
+        Line::from(format!(
+            " {n} job{} still running or waiting to run.",
+            if n == 1 { " is" } else { "s are" }
+        )),
+        Line::from(" Stop them all (SIGKILL after grace) and quit?"),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled(" y", KEY),
+            Span::styled(" / ", DIM),
+            Span::styled("Enter", KEY),
+            Span::raw(" quit   "),
+            Span::styled("n", KEY),
+            Span::styled(" / ", DIM),
+            Span::styled("Esc", KEY),
+            Span::raw(" cancel"),
+        ]),
+    ];
+    let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 3;
+    let rect = centered(area, width, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(Paragraph::new(lines).block(popup("quit?")), rect);
+}
+
+/// Shown instead of everything else below the minimum size.
+pub fn too_small(frame: &mut Frame, area: Rect, min: (u16, u16)) {
+    let lines = vec![
+        Line::from("terminal too small"),
+        Line::from(format!(
+            "{}×{}, need {}×{}",
+            area.width, area.height, min.0, min.1
+        )),
+    ];
+    let y = area.height.saturating_sub(2) / 2;
+    let rect = Rect {
+        x: area.x,
+        y: area.y + y,
+        width: area.width,
+        height: area.height.saturating_sub(y).min(2),
+    };
+    frame.render_widget(
+        Paragraph::new(lines)
+            .alignment(Alignment::Center)
+            .style(Style::new().fg(Color::Yellow)),
+        rect,
+    );
+}

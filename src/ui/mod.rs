@@ -1,0 +1,231 @@
+//! Rendering: a pure function of the [`Model`] and the jobs' output buffers.
+//!
+//! `draw` does no I/O and mutates nothing; the buffers are read under a brief lock, and
+//! only the visible lines are copied out and sanitised. [`next_redraw`] says when the
+//! picture would change by itself (clocks, countdowns, an expiring message), so the app
+//! loop can sleep until then.
+
+mod chrome;
+pub mod format;
+pub mod model;
+pub mod output;
+mod table;
+
+use std::time::{Duration, Instant};
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use crate::output::SharedBuffer;
+use crate::supervisor::{JobState, PendingReason};
+
+pub use chrome::HELP;
+pub use model::Model;
+
+/// Smallest usable terminal.
+pub const MIN_SIZE: (u16, u16) = (40, 10);
+
+/// Where each part goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    pub header: Rect,
+    /// Column titles on the first line, then one line per row.
+    pub table: Rect,
+    /// The output pane including its title line.
+    pub output: Rect,
+    /// The output lines only.
+    pub output_body: Rect,
+    pub status: Rect,
+}
+
+impl Areas {
+    /// Table rows that fit (the title line excluded).
+    pub fn table_rows(&self) -> usize {
+        self.table.height.saturating_sub(1) as usize
+    }
+
+    pub fn output_rows(&self) -> usize {
+        self.output_body.height as usize
+    }
+}
+
+/// The layout for `area`, or None when it is below [`MIN_SIZE`].
+pub fn layout(area: Rect, model: &Model) -> Option<Areas> {
+    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+        return None;
+    }
+    let avail = area.height - 2; // header and status bar
+    let wanted = model.rows().len() as u16 + 1;
+    let table_h = wanted.clamp(2, (avail / 2).max(3));
+    let output_h = avail - table_h;
+    let header = Rect { height: 1, ..area };
+    let table = Rect {
+        y: area.y + 1,
+        height: table_h,
+        ..area
+    };
+    let output = Rect {
+        y: table.y + table_h,
+        height: output_h,
+        ..area
+    };
+    let output_body = Rect {
+        y: output.y + 1,
+        height: output_h.saturating_sub(1),
+        ..area
+    };
+    let status = Rect {
+        y: area.y + area.height - 1,
+        height: 1,
+        ..area
+    };
+    Some(Areas {
+        header,
+        table,
+        output,
+        output_body,
+        status,
+    })
+}
+
+/// Renders the whole screen. `buffers[i]` is job i's output.
+pub fn draw(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer]) {
+    let area = frame.area();
+    let Some(areas) = layout(area, model) else {
+        chrome::too_small(frame, area, MIN_SIZE);
+        return;
+    };
+    chrome::header(frame, model, areas.header);
+    table::draw(frame, model, areas.table);
+    output_pane(frame, model, buffers, &areas);
+    chrome::status_bar(frame, model, areas.status);
+    if let Some(overlay) = model.overlay {
+        chrome::overlay(frame, model, overlay, area);
+    }
+}
+
+fn output_pane(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer], areas: &Areas) {
+    let id = model.selected_job();
+    let stage = model.selected.stage();
+    let view = model.view(id);
+    let Some(record) = model.job(id) else {
+        return;
+    };
+    let height = areas.output_rows();
+
+    // Copy the visible rows out under the lock; style them after releasing it.
+    let (rows, new_lines, dropped) = match buffers.get(id) {
+        Some(buffer) => {
+            let buf = crate::output::lock(buffer);
+            let items = output::window(&buf, stage, view, height);
+            (
+                output::copy_rows(&buf, &items),
+                output::new_lines(&buf, view),
+                buf.dropped(),
+            )
+        }
+        None => (Vec::new(), 0, 0),
+    };
+
+    let tags = (record.status.stages.len() > 1).then(|| {
+        let labels: Vec<String> = record
+            .status
+            .stages
+            .iter()
+            .map(|s| format::fit(&format::stage_label(&s.argv), 12))
+            .collect();
+        let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+        output::Tags { labels, width }
+    });
+    let style = output::RowStyle {
+        tags: tags.as_ref(),
+        query: model.highlight_query(),
+        current: model.search.as_ref().and_then(|s| s.current),
+        dropped,
+    };
+    let lines: Vec<Line> = rows.iter().map(|r| output::render_row(r, &style)).collect();
+
+    let focused = model.focus == model::Focus::Output;
+    let border = if focused {
+        Style::new().fg(Color::Cyan)
+    } else {
+        Style::new().fg(Color::DarkGray)
+    };
+    let mut title = vec![Span::styled(
+        format!(" {} ", record.name),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    if let Some(stage) = stage
+        && let Some(s) = record.status.stages.get(stage)
+    {
+        title.push(Span::styled(
+            format!("stage {}: {} ", stage + 1, format::stage_label(&s.argv)),
+            Style::new().fg(Color::Gray),
+        ));
+    }
+    let mut right = Vec::new();
+    if dropped > 0 {
+        right.push(Span::styled(
+            format!(" {dropped} dropped "),
+            Style::new().fg(Color::DarkGray),
+        ));
+    }
+    if view.follow {
+        right.push(Span::styled(" following ", Style::new().fg(Color::Green)));
+    } else {
+        let text = if new_lines > 0 {
+            format!(" paused · {new_lines} new lines ↓ ")
+        } else {
+            " paused ".to_string()
+        };
+        right.push(Span::styled(
+            text,
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+    }
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(border)
+        .title(Line::from(title))
+        .title_top(Line::from(right).right_aligned());
+    frame.render_widget(Paragraph::new(lines).block(block), areas.output);
+}
+
+/// When the picture changes by itself: countdowns (tenths) soon, running clocks at the
+/// next whole second of wall time, an expiring message. None when nothing moves.
+pub fn next_redraw(model: &Model) -> Option<Instant> {
+    let now = model.now;
+    let mut next: Option<Instant> = model.message.as_ref().map(|m| m.until);
+    let mut consider = |at: Instant| {
+        next = Some(next.map_or(at, |n| n.min(at)));
+    };
+    let tenth = now + Duration::from_millis(100);
+    let mut clocks = false;
+    for job in model.jobs() {
+        let status = &job.status;
+        match &status.state {
+            JobState::Stopping { .. } => consider(tenth),
+            JobState::Pending(PendingReason::Backoff { .. }) => consider(tenth),
+            JobState::Running => {
+                clocks = true;
+                if let Some((_, at)) = format::running_deadline(status)
+                    && at.saturating_duration_since(now) < Duration::from_secs(10)
+                {
+                    consider(tenth);
+                }
+            }
+            JobState::Pending(PendingReason::Queued) => clocks = true,
+            _ => {}
+        }
+    }
+    if clocks || model.tracker.settled_at.is_none() {
+        // Tick on whole seconds of wall time so the header clock advances evenly.
+        let since = now.saturating_duration_since(model.tracker.started);
+        let next_second = Duration::from_secs(since.as_secs() + 1);
+        consider(model.tracker.started + next_second);
+    }
+    next
+}

@@ -1,0 +1,385 @@
+//! What the TUI shows, apart from the output text itself: job records, selection,
+//! expanded pipelines, scroll/follow state, search, prompts, overlays and messages.
+//!
+//! Only the app loop mutates a [`Model`]; [`super::draw`] reads it. Time is injected
+//! (`now`) so a render is a pure function of the model and the buffers.
+
+use std::time::{Duration, Instant};
+
+use crate::supervisor::{JobId, JobState, JobStatus};
+use crate::tracker::{JobRecord, Tracker};
+
+/// How long a transient message stays in the status bar.
+pub const MESSAGE_TTL: Duration = Duration::from_secs(4);
+
+/// A row of the job table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowRef {
+    Job(JobId),
+    /// One process of an expanded pipeline.
+    Stage(JobId, usize),
+}
+
+impl RowRef {
+    pub fn job(self) -> JobId {
+        match self {
+            RowRef::Job(id) | RowRef::Stage(id, _) => id,
+        }
+    }
+
+    /// The pipeline stage whose output is shown alone, if a stage row is selected.
+    pub fn stage(self) -> Option<usize> {
+        match self {
+            RowRef::Job(_) => None,
+            RowRef::Stage(_, stage) => Some(stage),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Jobs,
+    Output,
+}
+
+/// Scroll state of one job's output pane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputView {
+    /// Tail mode: the newest lines are shown and new output scrolls in.
+    pub follow: bool,
+    /// Sequence number of the top line while not following. A value below the buffer's
+    /// first retained line means "scrolled past the top": the dropped-lines marker shows.
+    pub top: u64,
+    /// The buffer's `total_lines()` when follow was paused, to count what arrived since.
+    pub paused_total: u64,
+}
+
+impl Default for OutputView {
+    fn default() -> Self {
+        OutputView {
+            follow: true,
+            top: 0,
+            paused_total: 0,
+        }
+    }
+}
+
+/// A confirmed search (typing one is a [`PromptKind::Search`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    pub query: String,
+    /// The line the last n/N/Enter landed on.
+    pub current: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitTarget {
+    Job(JobId),
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptKind {
+    /// `w`/`W`: how long to let the job(s) run before stopping them.
+    Wait(WaitTarget),
+    /// `/`: text to find in the output.
+    Search,
+}
+
+/// A one-line text input shown in place of the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub kind: PromptKind,
+    pub input: String,
+    /// The input is a suggested default: the first typed character replaces it.
+    pub fresh: bool,
+    pub error: Option<String>,
+}
+
+impl Prompt {
+    pub fn new(kind: PromptKind, default: &str) -> Self {
+        Prompt {
+            kind,
+            input: default.to_string(),
+            fresh: !default.is_empty(),
+            error: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlay {
+    Help,
+    /// `x`: pick a signal from `COMMON_SIGNALS`.
+    Signals {
+        selected: usize,
+    },
+    /// `q` while jobs run: stop them all and quit?
+    ConfirmQuit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Info,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub kind: MessageKind,
+    pub until: Instant,
+}
+
+/// forkyard is exiting: every job is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quitting {
+    /// Stop signal sent, SIGKILL after each job's grace.
+    Graceful,
+    /// SIGKILL sent to every group.
+    Killing,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub tracker: Tracker,
+    /// Where the config came from (file name or the built-in demo).
+    pub origin: String,
+    /// The time every duration is computed against.
+    pub now: Instant,
+    pub cores: usize,
+    pub selected: RowRef,
+    /// Per job: pipeline stages shown as rows.
+    pub expanded: Vec<bool>,
+    /// First table row shown (kept so the selection stays visible).
+    pub table_offset: usize,
+    pub focus: Focus,
+    /// Per job.
+    pub views: Vec<OutputView>,
+    pub search: Option<Search>,
+    pub prompt: Option<Prompt>,
+    pub overlay: Option<Overlay>,
+    pub message: Option<Message>,
+    pub quitting: Option<Quitting>,
+}
+
+impl Model {
+    pub fn new(tracker: Tracker, origin: impl Into<String>) -> Self {
+        let n = tracker.jobs.len();
+        Model {
+            now: Instant::now(),
+            cores: crate::tracker::cores(),
+            origin: origin.into(),
+            selected: RowRef::Job(0),
+            expanded: vec![false; n],
+            table_offset: 0,
+            focus: Focus::Jobs,
+            views: vec![OutputView::default(); n],
+            search: None,
+            prompt: None,
+            overlay: None,
+            message: None,
+            quitting: None,
+            tracker,
+        }
+    }
+
+    /// A model of jobs with the given names and statuses (tests, previews).
+    pub fn from_statuses(
+        jobs: impl IntoIterator<Item = (String, JobStatus)>,
+        origin: impl Into<String>,
+    ) -> Self {
+        Model::new(Tracker::new(jobs), origin)
+    }
+
+    pub fn jobs(&self) -> &[JobRecord] {
+        &self.tracker.jobs
+    }
+
+    pub fn job(&self, id: JobId) -> Option<&JobRecord> {
+        self.tracker.jobs.get(id)
+    }
+
+    /// A job can be expanded into stage rows when it has more than one process.
+    pub fn is_pipeline(&self, id: JobId) -> bool {
+        self.job(id).is_some_and(|j| j.status.stages.len() > 1)
+    }
+
+    pub fn is_expanded(&self, id: JobId) -> bool {
+        self.expanded.get(id).copied().unwrap_or(false)
+    }
+
+    /// Every table row, in display order.
+    pub fn rows(&self) -> Vec<RowRef> {
+        let mut rows = Vec::with_capacity(self.tracker.jobs.len());
+        for (id, job) in self.tracker.jobs.iter().enumerate() {
+            rows.push(RowRef::Job(id));
+            if self.is_expanded(id) && job.status.stages.len() > 1 {
+                rows.extend((0..job.status.stages.len()).map(|s| RowRef::Stage(id, s)));
+            }
+        }
+        rows
+    }
+
+    pub fn selected_index(&self) -> usize {
+        self.rows()
+            .iter()
+            .position(|r| *r == self.selected)
+            .unwrap_or(0)
+    }
+
+    pub fn selected_job(&self) -> JobId {
+        self.selected.job()
+    }
+
+    pub fn view(&self, id: JobId) -> OutputView {
+        self.views.get(id).copied().unwrap_or_default()
+    }
+
+    pub fn view_mut(&mut self, id: JobId) -> Option<&mut OutputView> {
+        self.views.get_mut(id)
+    }
+
+    /// Moves the selection by `delta` rows (clamped).
+    pub fn select_relative(&mut self, delta: isize) {
+        let rows = self.rows();
+        if rows.is_empty() {
+            return;
+        }
+        let current = self.selected_index() as isize;
+        let next = (current + delta).clamp(0, rows.len() as isize - 1) as usize;
+        self.selected = rows[next];
+    }
+
+    pub fn select_row(&mut self, index: usize) -> bool {
+        match self.rows().get(index) {
+            Some(row) => {
+                self.selected = *row;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Expands (true) or collapses (false) the selected job if it is a pipeline.
+    pub fn set_expanded(&mut self, expanded: bool) -> bool {
+        let id = self.selected_job();
+        if !self.is_pipeline(id) || self.is_expanded(id) == expanded {
+            return false;
+        }
+        if let Some(flag) = self.expanded.get_mut(id) {
+            *flag = expanded;
+        }
+        if !expanded {
+            self.selected = RowRef::Job(id);
+        }
+        true
+    }
+
+    /// Keeps the selected row (and the stages of a selected expanded pipeline, when they
+    /// fit) within `height` visible table rows.
+    pub fn scroll_table_into_view(&mut self, height: usize) {
+        self.table_offset = self.visible_offset(height);
+    }
+
+    /// The first table row to show in `height` rows.
+    pub fn visible_offset(&self, height: usize) -> usize {
+        let selected = self.selected_index();
+        let mut last = selected;
+        if let RowRef::Job(id) = self.selected
+            && self.is_expanded(id)
+            && let Some(job) = self.job(id)
+        {
+            last = selected + job.status.stages.len();
+        }
+        let offset = table_offset(self.table_offset, last, height);
+        table_offset(offset, selected, height)
+    }
+
+    pub fn set_message(&mut self, text: impl Into<String>, kind: MessageKind, now: Instant) {
+        self.message = Some(Message {
+            text: text.into(),
+            kind,
+            until: now + MESSAGE_TTL,
+        });
+    }
+
+    /// Drops an expired message; true if one was dropped.
+    pub fn expire_message(&mut self, now: Instant) -> bool {
+        if self.message.as_ref().is_some_and(|m| m.until <= now) {
+            self.message = None;
+            return true;
+        }
+        false
+    }
+
+    /// Jobs running or stopping.
+    pub fn active_count(&self) -> usize {
+        self.tracker
+            .jobs
+            .iter()
+            .filter(|j| j.status.is_active())
+            .count()
+    }
+
+    /// Jobs that would be stopped by quitting: active, queued or waiting to restart.
+    pub fn unsettled_count(&self) -> usize {
+        self.tracker
+            .jobs
+            .iter()
+            .filter(|j| !j.status.is_settled())
+            .count()
+    }
+
+    /// The search text to highlight: the one being typed, else the confirmed one.
+    pub fn highlight_query(&self) -> Option<&str> {
+        match &self.prompt {
+            Some(Prompt {
+                kind: PromptKind::Search,
+                input,
+                ..
+            }) if !input.is_empty() => Some(input),
+            _ => self
+                .search
+                .as_ref()
+                .map(|s| s.query.as_str())
+                .filter(|q| !q.is_empty()),
+        }
+    }
+}
+
+/// The first visible row so that `selected` is inside a window of `height` rows.
+pub fn table_offset(offset: usize, selected: usize, height: usize) -> usize {
+    if height == 0 {
+        return selected;
+    }
+    if selected < offset {
+        selected
+    } else if selected >= offset + height {
+        selected + 1 - height
+    } else {
+        offset
+    }
+}
+
+/// Counts for the header line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub running: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub pending: usize,
+}
+
+pub fn counts(jobs: &[JobRecord]) -> Counts {
+    let mut counts = Counts::default();
+    for job in jobs {
+        match &job.status.state {
+            JobState::Running | JobState::Stopping { .. } => counts.running += 1,
+            JobState::Finished(outcome) if outcome.is_success() => counts.done += 1,
+            JobState::Finished(_) => counts.failed += 1,
+            JobState::Pending(_) => counts.pending += 1,
+        }
+    }
+    counts
+}

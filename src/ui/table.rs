@@ -1,0 +1,263 @@
+//! The job table: one row per job, plus one per stage of an expanded pipeline. Columns
+//! that do not fit are dropped, least useful first.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::format;
+use super::model::{Focus, Model, RowRef};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Pid,
+    State,
+    Elapsed,
+    Exit,
+    Restarts,
+    Cpu,
+    Rss,
+}
+
+impl Col {
+    fn title(self) -> &'static str {
+        match self {
+            Col::Pid => "PID",
+            Col::State => "STATE",
+            Col::Elapsed => "ELAPSED",
+            Col::Exit => "EXIT",
+            Col::Restarts => "↻",
+            Col::Cpu => "CPU",
+            Col::Rss => "RSS",
+        }
+    }
+
+    fn width(self) -> usize {
+        match self {
+            Col::Pid => 7,
+            Col::State => 16,
+            Col::Elapsed => 7,
+            Col::Exit => 7,
+            Col::Restarts => 2,
+            Col::Cpu => 5,
+            Col::Rss => 6,
+        }
+    }
+
+    fn right(self) -> bool {
+        !matches!(self, Col::State | Col::Exit)
+    }
+}
+
+/// Display order.
+const COLUMNS: [Col; 7] = [
+    Col::Pid,
+    Col::State,
+    Col::Elapsed,
+    Col::Exit,
+    Col::Restarts,
+    Col::Cpu,
+    Col::Rss,
+];
+/// The order in which columns give way on narrow terminals.
+const DROP_ORDER: [Col; 6] = [
+    Col::Exit,
+    Col::Restarts,
+    Col::Rss,
+    Col::Cpu,
+    Col::Pid,
+    Col::Elapsed,
+];
+/// Expand marker and status glyph, each followed by a space.
+const PREFIX: usize = 4;
+const MIN_NAME: usize = 8;
+const MAX_NAME: usize = 40;
+
+struct Columns {
+    name: usize,
+    cols: Vec<Col>,
+}
+
+fn columns(model: &Model, width: usize) -> Columns {
+    // Stage rows show "├ argv…": let the column grow for them too, within reason.
+    let longest = model
+        .rows()
+        .iter()
+        .filter_map(|row| match *row {
+            RowRef::Job(id) => model.job(id).map(|j| j.name.chars().count()),
+            RowRef::Stage(id, s) => model
+                .job(id)
+                .and_then(|j| j.status.stages.get(s))
+                .map(|st| 2 + st.argv.join(" ").chars().count()),
+        })
+        .max()
+        .unwrap_or(0)
+        .clamp(MIN_NAME, MAX_NAME);
+    let mut cols: Vec<Col> = COLUMNS.to_vec();
+    let used = |cols: &[Col]| cols.iter().map(|c| c.width() + 1).sum::<usize>();
+    for drop in DROP_ORDER {
+        if PREFIX + MIN_NAME + used(&cols) <= width {
+            break;
+        }
+        cols.retain(|c| *c != drop);
+    }
+    let name = width
+        .saturating_sub(PREFIX + used(&cols))
+        .min(longest)
+        .max(MIN_NAME.min(width.saturating_sub(PREFIX)));
+    Columns { name, cols }
+}
+
+struct RowText {
+    marker: &'static str,
+    glyph: (&'static str, Color),
+    name: String,
+    cells: Vec<(Col, String)>,
+}
+
+fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
+    let now = model.now;
+    match row {
+        RowRef::Job(id) => {
+            let record = model.job(id)?;
+            let status = &record.status;
+            let marker = if !model.is_pipeline(id) {
+                " "
+            } else if model.is_expanded(id) {
+                "▾"
+            } else {
+                "▸"
+            };
+            let pid = match status.stages.as_slice() {
+                // A pipeline's group id stands for the whole job.
+                [single] => single.pid,
+                _ => status.pgid,
+            }
+            .filter(|_| status.is_active())
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+            let cells = vec![
+                (Col::Pid, pid),
+                (Col::State, format::job_state(status, now)),
+                (Col::Elapsed, format::elapsed(record, now)),
+                (Col::Exit, format::exit_text(status)),
+                (
+                    Col::Restarts,
+                    if status.restarts > 0 {
+                        status.restarts.to_string()
+                    } else {
+                        String::new()
+                    },
+                ),
+                (Col::Cpu, format::cpu(record)),
+                (Col::Rss, format::rss_text(record)),
+            ];
+            Some(RowText {
+                marker,
+                glyph: format::job_glyph(status),
+                name: record.name.clone(),
+                cells,
+            })
+        }
+        RowRef::Stage(id, index) => {
+            let stage = model.job(id)?.status.stages.get(index)?;
+            let branch = if last_stage { "└ " } else { "├ " };
+            let pid = stage
+                .pid
+                .filter(|_| stage.state == crate::supervisor::StageState::Running)
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            Some(RowText {
+                marker: " ",
+                glyph: format::stage_glyph(&stage.state),
+                name: format!("{branch}{}", stage.argv.join(" ")),
+                cells: vec![
+                    (Col::Pid, pid),
+                    (Col::State, format::stage_state(&stage.state)),
+                    (Col::Exit, format::stage_exit(&stage.state)),
+                ],
+            })
+        }
+    }
+}
+
+/// Draws the table into `area` (first line: column titles).
+pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
+    if area.height == 0 || area.width == 0 {
+        return;
+    }
+    let layout = columns(model, area.width as usize);
+    let mut lines = Vec::with_capacity(area.height as usize);
+
+    let mut title = format!("{:PREFIX$}{}", "", format::cell("NAME", layout.name, false));
+    for col in &layout.cols {
+        title.push(' ');
+        title.push_str(&format::cell(col.title(), col.width(), col.right()));
+    }
+    lines.push(Line::from(Span::styled(
+        title,
+        Style::new()
+            .fg(Color::DarkGray)
+            .add_modifier(Modifier::BOLD),
+    )));
+
+    let rows = model.rows();
+    let visible = area.height.saturating_sub(1) as usize;
+    let selected = model.selected_index();
+    let offset = model.visible_offset(visible);
+    for (index, row) in rows.iter().enumerate().skip(offset).take(visible) {
+        let last_stage = match row {
+            RowRef::Stage(id, s) => model
+                .job(*id)
+                .is_some_and(|j| *s + 1 == j.status.stages.len()),
+            RowRef::Job(_) => false,
+        };
+        let Some(text) = row_text(model, *row, last_stage) else {
+            continue;
+        };
+        let (glyph, color) = text.glyph;
+        let is_stage = matches!(row, RowRef::Stage(..));
+        let name_style = if is_stage {
+            Style::new().fg(Color::Gray)
+        } else {
+            Style::new().add_modifier(Modifier::BOLD)
+        };
+        let mut spans = vec![
+            Span::styled(
+                format!("{} ", text.marker),
+                Style::new().fg(Color::DarkGray),
+            ),
+            Span::styled(format!("{glyph} "), Style::new().fg(color)),
+            Span::styled(format::cell(&text.name, layout.name, false), name_style),
+        ];
+        for col in &layout.cols {
+            let value = text
+                .cells
+                .iter()
+                .find(|(c, _)| c == col)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
+            let style = match col {
+                Col::State | Col::Exit => format::state_style(color),
+                Col::Restarts if !value.is_empty() => Style::new().fg(Color::Yellow),
+                _ => Style::new(),
+            };
+            spans.push(Span::raw(" "));
+            spans.push(Span::styled(
+                format::cell(value, col.width(), col.right()),
+                style,
+            ));
+        }
+        let mut line = Line::from(spans);
+        if index == selected {
+            line = line.style(match model.focus {
+                Focus::Jobs => Style::new().bg(Color::Indexed(238)),
+                Focus::Output => Style::new().bg(Color::Indexed(235)),
+            });
+        }
+        lines.push(line);
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}

@@ -1,0 +1,474 @@
+//! Renders of the TUI view with `TestBackend`, snapshotted with insta.
+//!
+//! Every duration is computed against an injected `now` and every pid is fixed, so the
+//! snapshots are stable. Colours are not in the text snapshots; the tests that care
+//! about them (stderr tint, search highlight, selection) check cell styles directly.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use forkyard::output::{OutputBuffer, SharedBuffer, Stream};
+use forkyard::supervisor::{
+    JobState, JobStatus, Outcome, PendingReason, Sample, StageState, StopReason,
+};
+use forkyard::ui::model::{
+    Focus, Model, Overlay, Prompt, PromptKind, Quitting, RowRef, Search, WaitTarget,
+};
+use forkyard::ui::{self, output};
+use nix::sys::signal::Signal;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The demo's jobs (names and argv from the built-in config), all queued.
+fn demo_jobs() -> Vec<(String, JobStatus)> {
+    let config = forkyard::config::builtin_demo().expect("demo parses");
+    config
+        .jobs
+        .iter()
+        .map(|spec| {
+            let argvs = spec.stages().iter().map(|s| s.argv()).collect();
+            (
+                spec.name.clone(),
+                JobStatus::new(JobState::Pending(PendingReason::Queued), argvs),
+            )
+        })
+        .collect()
+}
+
+struct Fixture {
+    model: Model,
+    buffers: Vec<SharedBuffer>,
+    t0: Instant,
+}
+
+impl Fixture {
+    fn new(jobs: Vec<(String, JobStatus)>) -> Self {
+        let t0 = Instant::now();
+        let n = jobs.len();
+        let mut model = Model::from_statuses(jobs, "demo.toml");
+        model.tracker.started = t0;
+        model.tracker.settled_at = None;
+        model.now = t0 + ms(12_345);
+        model.cores = 8;
+        let buffers = (0..n)
+            .map(|_| Arc::new(Mutex::new(OutputBuffer::new(10_000, 1 << 20))))
+            .collect();
+        Fixture { model, buffers, t0 }
+    }
+
+    fn demo() -> Self {
+        Fixture::new(demo_jobs())
+    }
+
+    fn id(&self, name: &str) -> usize {
+        self.model
+            .jobs()
+            .iter()
+            .position(|j| j.name == name)
+            .unwrap_or_else(|| panic!("no job {name}"))
+    }
+
+    fn status(&mut self, name: &str) -> &mut JobStatus {
+        let id = self.id(name);
+        &mut self.model.tracker.jobs[id].status
+    }
+
+    fn run(&mut self, name: &str, pid: u32, started: Duration) {
+        let t0 = self.t0;
+        let status = self.status(name);
+        status.state = JobState::Running;
+        status.pgid = Some(pid);
+        status.started_at = Some(t0 + started);
+        status.ended_at = None;
+        status.runs = 1;
+        for (i, stage) in status.stages.iter_mut().enumerate() {
+            stage.pid = Some(pid + i as u32);
+            stage.state = StageState::Running;
+        }
+    }
+
+    fn finish(
+        &mut self,
+        name: &str,
+        pid: u32,
+        started: Duration,
+        took: Duration,
+        outcome: Outcome,
+    ) {
+        self.run(name, pid, started);
+        let t0 = self.t0;
+        let status = self.status(name);
+        let stage_state = match &outcome {
+            Outcome::Exited { code } => StageState::Exited(*code),
+            Outcome::Killed { signal } => StageState::Killed(*signal),
+            Outcome::TimedOut {
+                signal: Some(s), ..
+            } => StageState::Killed(*s),
+            Outcome::TimedOut { code, .. } => StageState::Exited(code.unwrap_or(0)),
+            Outcome::FailedToStart { reason } => StageState::FailedToStart(reason.clone()),
+        };
+        for stage in &mut status.stages {
+            stage.state = StageState::Exited(0);
+        }
+        if let Some(last) = status.stages.last_mut() {
+            last.state = stage_state;
+        }
+        status.ended_at = Some(t0 + started + took);
+        status.total_elapsed = took;
+        status.state = JobState::Finished(outcome);
+    }
+
+    fn sample(&mut self, name: &str, cpu: f32, rss_mib: u64) {
+        let id = self.id(name);
+        let record = &mut self.model.tracker.jobs[id];
+        let rss_bytes = rss_mib * 1024 * 1024;
+        record.sample = Some(Sample {
+            cpu_percent: Some(cpu),
+            rss_bytes,
+            cpu_time: SECOND,
+            processes: 1,
+        });
+        record.peak_rss_bytes = record.peak_rss_bytes.max(rss_bytes);
+    }
+
+    fn output(&self, name: &str, stage: usize, stream: Stream, text: &[u8]) {
+        let id = self.id(name);
+        let mut buf = forkyard::output::lock(&self.buffers[id]);
+        buf.push_chunk(stage, stream, self.t0, text);
+    }
+
+    fn select(&mut self, name: &str) {
+        self.model.selected = RowRef::Job(self.id(name));
+    }
+
+    fn render(&self, width: u16, height: u16) -> Terminal<TestBackend> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+        terminal
+            .draw(|frame| ui::draw(frame, &self.model, &self.buffers))
+            .expect("draw");
+        terminal
+    }
+
+    fn text(&self, width: u16, height: u16) -> String {
+        self.render(width, height).backend().to_string()
+    }
+}
+
+/// The demo a few seconds in: some done, some running, the chatty job selected.
+fn running_demo() -> Fixture {
+    let mut f = Fixture::demo();
+    f.finish("hello", 4101, ms(10), ms(3), Outcome::Exited { code: 0 });
+    for i in 1..=10 {
+        f.finish(
+            &format!("sleep.{i}"),
+            4110 + i,
+            ms(12),
+            ms(1004),
+            Outcome::Exited { code: 0 },
+        );
+    }
+    f.finish("encrypt", 4130, ms(15), ms(48), Outcome::Exited { code: 0 });
+    f.finish(
+        "hung",
+        4140,
+        ms(16),
+        ms(104),
+        Outcome::TimedOut {
+            signal: Some(Signal::SIGTERM),
+            code: None,
+        },
+    );
+    f.finish("fails", 4150, ms(17), ms(2), Outcome::Exited { code: 3 });
+    for i in 1..=4 {
+        let name = format!("cpu.{i}");
+        f.run(&name, 4160 + 2 * i, ms(20));
+        f.sample(&name, 49.6, 2);
+    }
+    f.run("chatty", 4200, ms(25));
+    f.sample("chatty", 12.0, 1);
+    for i in 1..=40 {
+        f.output("chatty", 0, Stream::Stdout, format!("{i}\n").as_bytes());
+    }
+    f.select("chatty");
+    f
+}
+
+#[test]
+fn running_demo_snapshot() {
+    let f = running_demo();
+    insta::assert_snapshot!("running_demo", f.text(100, 30));
+}
+
+#[test]
+fn finished_with_failures_snapshot() {
+    let mut f = running_demo();
+    for i in 1..=4 {
+        f.finish(
+            &format!("cpu.{i}"),
+            4160 + 2 * i,
+            ms(20),
+            ms(6_789),
+            Outcome::Exited { code: 0 },
+        );
+    }
+    f.finish("chatty", 4200, ms(25), ms(310), Outcome::Exited { code: 0 });
+    let fails = f.id("fails");
+    f.model.tracker.settled_at = Some(f.t0 + ms(7_000));
+    f.model.tracker.jobs[fails].status.restarts = 2;
+    f.output("fails", 0, Stream::Stderr, b"something went wrong\n");
+    f.select("fails");
+    let text = f.text(100, 30);
+    assert!(text.contains("✘ 2 failed"), "{text}");
+    assert!(text.contains("wall 7s"), "{text}");
+    insta::assert_snapshot!("finished_with_failures", text);
+
+    // stderr is tinted: the first output line's text is drawn in the stderr colour.
+    let terminal = f.render(100, 30);
+    let buffer = terminal.backend().buffer();
+    let row = (0..30)
+        .find(|y| {
+            (0..100)
+                .map(|x| buffer[(x, *y)].symbol())
+                .collect::<String>()
+                .starts_with("something went wrong")
+        })
+        .expect("stderr line shown");
+    assert_eq!(buffer[(0, row)].fg, output::STDERR_TINT);
+}
+
+#[test]
+fn expanded_pipeline_snapshot() {
+    let mut f = running_demo();
+    let id = f.id("encrypt");
+    f.run("encrypt", 4130, ms(15));
+    f.status("encrypt").stages[0].state = StageState::Exited(0);
+    f.model.expanded[id] = true;
+    f.model.selected = RowRef::Job(id);
+    f.output("encrypt", 2, Stream::Stdout, b"3f5a9c0e  -\n");
+    f.output(
+        "encrypt",
+        1,
+        Stream::Stderr,
+        b"\x1b[33m*** WARNING : deprecated key derivation used.\x1b[0m\n",
+    );
+    f.output(
+        "encrypt",
+        0,
+        Stream::Stdout,
+        b"\x1b]0;evil title\x07\x1b[2Jplain\x1b[1mbold\n",
+    );
+    f.output(
+        "encrypt",
+        2,
+        Stream::Stdout,
+        b"progress 10%\rprogress 100%\n",
+    );
+    f.output("encrypt", 2, Stream::Stdout, b"partial \r50%");
+    let text = f.text(100, 30);
+    assert!(!text.contains("evil"), "OSC title must be stripped: {text}");
+    insta::assert_snapshot!("expanded_pipeline", text);
+
+    // Selecting a stage row shows that stage's output only.
+    f.model.selected = RowRef::Stage(id, 2);
+    let text = f.text(100, 30);
+    assert!(text.contains("stage 3: sha256sum"), "{text}");
+    assert!(!text.contains("WARNING"), "{text}");
+    assert!(text.contains("progress 100%"), "{text}");
+}
+
+#[test]
+fn stopping_countdown_snapshot() {
+    let mut f = Fixture::new(
+        ["web", "worker", "db"]
+            .iter()
+            .map(|name| {
+                (
+                    name.to_string(),
+                    JobStatus::new(
+                        JobState::Pending(PendingReason::Queued),
+                        vec![vec!["sleep".into(), "100".into()]],
+                    ),
+                )
+            })
+            .collect(),
+    );
+    f.run("web", 5001, ms(100));
+    f.run("worker", 5002, ms(200));
+    f.run("db", 5003, ms(300));
+    let now = f.model.now;
+    f.status("web").state = JobState::Stopping {
+        signal: Signal::SIGTERM,
+        kill_at: now + ms(2_050),
+        reason: StopReason::User,
+    };
+    f.status("worker").state = JobState::Stopping {
+        signal: Signal::SIGKILL,
+        kill_at: now,
+        reason: StopReason::User,
+    };
+    f.model.quitting = Some(Quitting::Graceful);
+    let text = f.text(80, 12);
+    assert!(text.contains("stopping 2.1s"), "{text}");
+    assert!(text.contains("killing"), "{text}");
+    insta::assert_snapshot!("stopping_countdown", text);
+    // The countdown needs tenths: the next redraw is at most 100 ms away.
+    let next = ui::next_redraw(&f.model).expect("a countdown is running");
+    assert!(next <= now + ms(100));
+}
+
+#[test]
+fn wait_prompt_snapshot() {
+    let mut f = running_demo();
+    let hung = f.id("hung");
+    f.run("hung", 4140, ms(16));
+    f.model.tracker.jobs[hung].status.wait_deadline = Some(f.model.now + ms(4_200));
+    f.model.selected = RowRef::Job(hung);
+    f.model.prompt = Some(Prompt::new(PromptKind::Wait(WaitTarget::Job(hung)), "5s"));
+    let text = f.text(100, 30);
+    assert!(text.contains("wait 4.2s"), "{text}");
+    assert!(text.contains("wait for hung, then stop it: 5s"), "{text}");
+    insta::assert_snapshot!("wait_prompt", text);
+}
+
+#[test]
+fn search_with_matches_snapshot() {
+    let mut f = running_demo();
+    let id = f.id("fails");
+    f.select("fails");
+    for i in 0..12 {
+        let stream = if i % 3 == 0 {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        };
+        f.output(
+            "fails",
+            0,
+            stream,
+            format!(
+                "step {i}: {}\n",
+                if i % 3 == 0 { "Error: disk full" } else { "ok" }
+            )
+            .as_bytes(),
+        );
+    }
+    let current = 9 - forkyard::output::lock(&f.buffers[id]).first_seq();
+    f.model.search = Some(Search {
+        query: "error".into(),
+        current: Some(current),
+    });
+    f.model.focus = Focus::Output;
+    let terminal = f.render(100, 30);
+    let text = terminal.backend().to_string();
+    insta::assert_snapshot!("search_with_matches", text);
+
+    // Matches are highlighted: the current one differently from the others.
+    let buffer = terminal.backend().buffer();
+    let mut highlighted = Vec::new();
+    for y in 0..30u16 {
+        let line: String = (0..100u16).map(|x| buffer[(x, y)].symbol()).collect();
+        if let Some(x) = line.find("Error") {
+            highlighted.push((line.clone(), buffer[(x as u16, y)].bg));
+        }
+    }
+    assert_eq!(highlighted.len(), 4, "{highlighted:?}");
+    assert!(
+        highlighted
+            .iter()
+            .any(|(l, bg)| l.starts_with("step 9") && *bg == Color::LightRed)
+    );
+    assert!(
+        highlighted
+            .iter()
+            .any(|(l, bg)| l.starts_with("step 3") && *bg == Color::Yellow)
+    );
+}
+
+#[test]
+fn help_overlay_snapshot() {
+    let mut f = running_demo();
+    f.model.overlay = Some(Overlay::Help);
+    let text = f.text(100, 30);
+    for (key, _) in ui::HELP {
+        assert!(text.contains(key), "help lacks {key}: {text}");
+    }
+    insta::assert_snapshot!("help_overlay", text);
+}
+
+#[test]
+fn signal_menu_and_quit_confirmation() {
+    let mut f = running_demo();
+    f.model.overlay = Some(Overlay::Signals { selected: 1 });
+    let text = f.text(100, 30);
+    assert!(text.contains("signal chatty"), "{text}");
+    assert!(text.contains("SIGUSR1"), "{text}");
+    f.model.overlay = Some(Overlay::ConfirmQuit);
+    let text = f.text(100, 30);
+    assert!(text.contains("5 jobs are still running"), "{text}");
+}
+
+#[test]
+fn small_terminal_snapshots() {
+    let f = running_demo();
+    insta::assert_snapshot!("terminal_40x10", f.text(40, 10));
+    let text = f.text(39, 10);
+    assert!(text.contains("terminal too small"), "{text}");
+    // Tiny and degenerate sizes never panic.
+    for (w, h) in [(1, 1), (0, 0), (40, 9), (10, 40), (200, 3)] {
+        let _ = f.render(w, h);
+    }
+}
+
+#[test]
+fn paused_view_counts_new_lines_and_marks_dropped() {
+    let mut f = Fixture::new(vec![(
+        "flood".to_string(),
+        JobStatus::new(
+            JobState::Running,
+            vec![vec!["seq".into(), "1".into(), "100".into()]],
+        ),
+    )]);
+    f.buffers[0] = Arc::new(Mutex::new(OutputBuffer::new(20, 1 << 20)));
+    for i in 1..=50 {
+        f.output("flood", 0, Stream::Stdout, format!("{i}\n").as_bytes());
+    }
+    {
+        let buf = forkyard::output::lock(&f.buffers[0]);
+        output::scroll_to_top(&buf, &mut f.model.views[0]);
+    }
+    for i in 51..=57 {
+        f.output("flood", 0, Stream::Stdout, format!("{i}\n").as_bytes());
+    }
+    let text = f.text(60, 12);
+    assert!(text.contains("older lines dropped"), "{text}");
+    assert!(text.contains("paused · 7 new lines"), "{text}");
+    assert!(text.contains("37 dropped"), "{text}");
+}
+
+#[test]
+fn idle_finished_model_needs_no_redraw() {
+    let mut f = running_demo();
+    for i in 1..=4 {
+        f.finish(
+            &format!("cpu.{i}"),
+            4160 + 2 * i,
+            ms(20),
+            ms(6_789),
+            Outcome::Exited { code: 0 },
+        );
+    }
+    f.finish("chatty", 4200, ms(25), ms(310), Outcome::Exited { code: 0 });
+    f.model.tracker.settled_at = Some(f.t0 + ms(7_000));
+    assert_eq!(ui::next_redraw(&f.model), None);
+    // A running job ticks on the next whole second of wall time, not sooner.
+    f.run("chatty", 4200, ms(25));
+    f.model.tracker.settled_at = None;
+    assert_eq!(ui::next_redraw(&f.model), Some(f.t0 + 13 * SECOND));
+}
