@@ -192,6 +192,20 @@ impl JobTask {
     }
 
     async fn after_run(&mut self, end: RunEnd, policy_restarts: &mut u32) -> Next {
+        let stopped = end.stop.is_some_and(|r| r != StopReason::Timeout);
+        let wants_restart = !end.shutdown
+            && !end.restart_requested
+            && !stopped
+            && match self.spec.restart {
+                RestartPolicy::No => false,
+                RestartPolicy::OnFailure => !end.outcome.is_success(),
+                RestartPolicy::Always => true,
+            };
+        let backoff = wants_restart && *policy_restarts < self.spec.max_restarts;
+        // The run's final snapshot says whether the job starts again by itself, so a
+        // consumer never takes a job about to be restarted for a settled one.
+        self.status.restart_pending = backoff || (end.restart_requested && !end.shutdown);
+        self.emit();
         if end.shutdown {
             return Next::Exit;
         }
@@ -199,15 +213,7 @@ impl JobTask {
             self.status.restarts += 1;
             return Next::Run;
         }
-        if end.stop.is_some_and(|r| r != StopReason::Timeout) {
-            return Next::Idle;
-        }
-        let wants_restart = match self.spec.restart {
-            RestartPolicy::No => false,
-            RestartPolicy::OnFailure => !end.outcome.is_success(),
-            RestartPolicy::Always => true,
-        };
-        if !wants_restart || *policy_restarts >= self.spec.max_restarts {
+        if !backoff {
             if wants_restart {
                 self.notice(format!(
                     "{}: gave up after {} restarts",
@@ -226,11 +232,13 @@ impl JobTask {
                 control = self.controls.recv() => match control {
                     None | Some(Control::Shutdown) => {
                         self.status.state = JobState::Finished(end.outcome);
+                        self.status.restart_pending = false;
                         self.emit();
                         return Next::Exit;
                     }
                     Some(Control::Stop | Control::Kill | Control::StopBecauseOtherFailed) => {
                         self.status.state = JobState::Finished(end.outcome);
+                        self.status.restart_pending = false;
                         self.emit();
                         return Next::Idle;
                     }
@@ -250,6 +258,7 @@ impl JobTask {
         self.status.started_at = Some(now);
         self.status.ended_at = None;
         self.status.runs += 1;
+        self.status.restart_pending = false;
         self.status.pgid = spawned.pgid;
         self.status.stragglers = false;
         self.status.orphan_cpu = Duration::ZERO;
@@ -435,7 +444,7 @@ impl JobTask {
         self.status.timeout_at = None;
         self.status.stragglers = false;
         self.status.state = JobState::Finished(outcome.clone());
-        self.emit();
+        // Emitted by `after_run`, once it is known whether a restart follows.
         RunEnd {
             outcome,
             stop,

@@ -177,6 +177,9 @@ pub struct JobStatus {
     pub timeout_at: Option<Instant>,
     /// Processes still alive in the group after every stage exited.
     pub stragglers: bool,
+    /// The run finished but the job will start again by itself (restart policy, or a
+    /// restart command): a `Finished` state that is not final.
+    pub restart_pending: bool,
     /// CPU time of orphaned descendants forkyard reaped for this run.
     pub orphan_cpu: Duration,
     /// Wall time of every finished run, added up.
@@ -208,6 +211,7 @@ impl JobStatus {
             wait_deadline: None,
             timeout_at: None,
             stragglers: false,
+            restart_pending: false,
             orphan_cpu: Duration::ZERO,
             total_elapsed: Duration::ZERO,
             total_cpu: Duration::ZERO,
@@ -218,10 +222,11 @@ impl JobStatus {
     /// Nothing more will happen to this job without a command: it finished (and will not
     /// be restarted) or waits to be started by hand.
     pub fn is_settled(&self) -> bool {
-        matches!(
-            self.state,
-            JobState::Finished(_) | JobState::Pending(PendingReason::Manual)
-        )
+        match self.state {
+            JobState::Finished(_) => !self.restart_pending,
+            JobState::Pending(PendingReason::Manual) => true,
+            _ => false,
+        }
     }
 
     pub fn is_active(&self) -> bool {
