@@ -1,0 +1,631 @@
+//! The supervisor with real processes: exit codes and signal names, stop escalation,
+//! timeouts, wait(deadline), restart policies with backoff, spawn failures and orphans.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Harness, SLOW, config_in, pgrep_count, sleep_arg, sleep_pattern, tempdir};
+use forkyard::supervisor::{
+    Control, JobState, Outcome, PendingReason, StageState, StopReason, backoff_delay,
+};
+use nix::sys::signal::Signal;
+
+/// Slack on top of a grace period: the SIGKILL, the reap and the event on a busy machine.
+const GRACE_SLACK: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_and_signal_names() {
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        r#"
+[[job]]
+name = "ok"
+cmd = ["true"]
+
+[[job]]
+name = "three"
+shell = "exit 3"
+
+[[job]]
+name = "sigkill"
+shell = "kill -KILL $$"
+
+[[job]]
+name = "segv"
+shell = "kill -SEGV $$"
+
+[[job]]
+name = "usr1"
+shell = "kill -USR1 $$"
+"#,
+    );
+    let mut h = Harness::start(&config);
+    let expected = [
+        (
+            "ok",
+            Outcome::Exited { code: 0 },
+            StageState::Exited(0),
+            "exit 0",
+        ),
+        (
+            "three",
+            Outcome::Exited { code: 3 },
+            StageState::Exited(3),
+            "exit 3",
+        ),
+        (
+            "sigkill",
+            Outcome::Killed {
+                signal: Signal::SIGKILL,
+            },
+            StageState::Killed(Signal::SIGKILL),
+            "SIGKILL",
+        ),
+        (
+            "segv",
+            Outcome::Killed {
+                signal: Signal::SIGSEGV,
+            },
+            StageState::Killed(Signal::SIGSEGV),
+            "SIGSEGV",
+        ),
+        (
+            "usr1",
+            Outcome::Killed {
+                signal: Signal::SIGUSR1,
+            },
+            StageState::Killed(Signal::SIGUSR1),
+            "SIGUSR1",
+        ),
+    ];
+    for (name, outcome, stage, shown) in expected {
+        let got = h.wait_finished(name, SLOW).await;
+        assert_eq!(got, outcome, "{name}");
+        assert_eq!(got.describe(), shown, "{name}");
+        assert_eq!(got.is_success(), name == "ok", "{name}");
+        let status = h.status(name);
+        assert_eq!(status.stages[0].state, stage, "{name}");
+        assert!(status.stages[0].pid.is_some(), "{name}: no pid");
+        assert_eq!(status.pgid, status.stages[0].pid, "{name}: leads its group");
+    }
+    assert_eq!(
+        Outcome::Killed {
+            signal: Signal::SIGSEGV
+        }
+        .kind(),
+        "killed"
+    );
+    h.shutdown().await;
+}
+
+/// A child that ignores SIGTERM is SIGKILLed once its grace period is over, not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn term_ignoring_child_is_killed_after_grace() {
+    let arg = sleep_arg(1);
+    let pattern = sleep_pattern(&arg);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "stubborn"
+cmd = ["sh", "-c", "trap '' TERM; sleep {arg}; sleep {arg}"]
+grace = "1s"
+"#
+        ),
+    );
+    let grace = Duration::from_secs(1);
+    let mut h = Harness::start(&config);
+    h.wait_running("stubborn").await;
+    common::wait_until_async(SLOW, "the sleep to start", || pgrep_count(&pattern) == 1).await;
+
+    let stop_sent = Instant::now();
+    h.control("stubborn", Control::Stop);
+    let stopping = h
+        .wait_job("stubborn", SLOW, "stopping", |s| {
+            matches!(s.state, JobState::Stopping { .. })
+        })
+        .await;
+    match stopping.state {
+        JobState::Stopping {
+            signal,
+            kill_at,
+            reason,
+        } => {
+            assert_eq!(signal, Signal::SIGTERM);
+            assert_eq!(reason, StopReason::User);
+            assert!(kill_at >= stop_sent + grace, "SIGKILL planned before grace");
+        }
+        other => panic!("not stopping: {other:?}"),
+    }
+    let outcome = h.wait_finished("stubborn", SLOW).await;
+    let gone_after = h
+        .status("stubborn")
+        .ended_at
+        .expect("ended")
+        .duration_since(stop_sent);
+    assert_eq!(
+        outcome,
+        Outcome::Killed {
+            signal: Signal::SIGKILL
+        }
+    );
+    assert!(gone_after >= grace, "gone after {gone_after:?} < grace");
+    assert!(
+        gone_after < grace + GRACE_SLACK,
+        "gone only after {gone_after:?}"
+    );
+    // Finished means the whole group is gone and reaped: nothing may be left.
+    assert_eq!(pgrep_count(&pattern), 0, "TERM-ignoring sleep survived");
+    h.wait_notice("stubborn", SLOW, "outlived its grace period")
+        .await;
+    h.shutdown().await;
+}
+
+/// The child dies of SIGTERM at once, but several TERM-ignoring grandchildren keep the
+/// group alive (stragglers) until SIGKILL after grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn term_ignoring_grandchildren_are_killed_after_grace() {
+    let arg = sleep_arg(2);
+    let pattern = sleep_pattern(&arg);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "family"
+shell = "for i in 1 2 3; do (trap '' TERM; exec sleep {arg}) & done; wait"
+grace = "1200ms"
+"#
+        ),
+    );
+    let grace = Duration::from_millis(1200);
+    let mut h = Harness::start(&config);
+    h.wait_running("family").await;
+    common::wait_until_async(SLOW, "three grandchildren", || pgrep_count(&pattern) == 3).await;
+
+    let stop_sent = Instant::now();
+    h.control("family", Control::Stop);
+    let outcome = h.wait_finished("family", SLOW).await;
+    let gone_after = h
+        .status("family")
+        .ended_at
+        .expect("ended")
+        .duration_since(stop_sent);
+    // The shell itself obeyed SIGTERM; it decides the job's result.
+    assert_eq!(
+        outcome,
+        Outcome::Killed {
+            signal: Signal::SIGTERM
+        }
+    );
+    assert!(gone_after >= grace, "gone after {gone_after:?} < grace");
+    assert!(
+        gone_after < grace + GRACE_SLACK,
+        "gone only after {gone_after:?}"
+    );
+    assert_eq!(pgrep_count(&pattern), 0, "grandchildren survived");
+    // While the grandchildren outlived the shell, the job said so.
+    assert!(
+        h.history("family")
+            .iter()
+            .any(|s| s.stragglers && matches!(s.state, JobState::Stopping { .. })),
+        "stragglers were never reported"
+    );
+    h.shutdown().await;
+}
+
+/// Kill does not wait for grace, even for a TERM-ignoring child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_is_immediate() {
+    let arg = sleep_arg(3);
+    let pattern = sleep_pattern(&arg);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "stubborn"
+shell = "trap '' TERM; sleep {arg} & wait"
+grace = "60s"
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    h.wait_running("stubborn").await;
+    common::wait_until_async(SLOW, "the sleep to start", || pgrep_count(&pattern) == 1).await;
+    let sent = Instant::now();
+    h.control("stubborn", Control::Kill);
+    let outcome = h.wait_finished("stubborn", SLOW).await;
+    assert_eq!(
+        outcome,
+        Outcome::Killed {
+            signal: Signal::SIGKILL
+        }
+    );
+    assert!(sent.elapsed() < Duration::from_secs(15), "kill waited");
+    assert_eq!(pgrep_count(&pattern), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_stops_with_the_stop_signal() {
+    let arg = sleep_arg(4);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "hung"
+cmd = ["sleep", "{arg}"]
+timeout = "100ms"
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    let outcome = h.wait_finished("hung", SLOW).await;
+    assert_eq!(
+        outcome,
+        Outcome::TimedOut {
+            signal: Some(Signal::SIGTERM),
+            code: None
+        }
+    );
+    assert_eq!(outcome.kind(), "timed_out");
+    assert_eq!(outcome.describe(), "timed out (SIGTERM)");
+    let status = h.status("hung");
+    let elapsed = status.elapsed(Instant::now()).expect("it ran");
+    assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    assert!(
+        h.history("hung").iter().any(|s| matches!(
+            s.state,
+            JobState::Stopping {
+                reason: StopReason::Timeout,
+                ..
+            }
+        )),
+        "never stopping for the timeout"
+    );
+    assert_eq!(pgrep_count(&sleep_pattern(&arg)), 0);
+    h.shutdown().await;
+}
+
+/// wait(deadline): a job that ends in time is left alone; one that does not is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_with_deadline() {
+    let arg = sleep_arg(5);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "quick"
+shell = "sleep 0.3; exit 4"
+
+[[job]]
+name = "slow"
+cmd = ["sleep", "{arg}"]
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    h.wait_running("quick").await;
+    h.wait_running("slow").await;
+    h.control("quick", Control::Wait(Duration::from_secs(60)));
+    let sent = Instant::now();
+    h.control("slow", Control::Wait(Duration::from_millis(300)));
+    assert_eq!(
+        h.wait_finished("quick", SLOW).await,
+        Outcome::Exited { code: 4 }
+    );
+    assert_eq!(
+        h.wait_finished("slow", SLOW).await,
+        Outcome::Killed {
+            signal: Signal::SIGTERM
+        }
+    );
+    let ended = h.status("slow").ended_at.expect("ended");
+    assert!(ended.duration_since(sent) >= Duration::from_millis(300));
+    assert!(h.history("slow").iter().any(|s| matches!(
+        s.state,
+        JobState::Stopping {
+            reason: StopReason::WaitDeadline,
+            ..
+        }
+    )));
+    h.shutdown().await;
+}
+
+/// (started_at, ended_at) of every run, from the reported snapshots.
+fn runs(h: &Harness, name: &str) -> Vec<(Instant, Instant)> {
+    let mut out: Vec<(Instant, Instant)> = Vec::new();
+    for status in h.history(name) {
+        if let (JobState::Finished(_), Some(start), Some(end)) =
+            (&status.state, status.started_at, status.ended_at)
+            && out.last().is_none_or(|(s, _)| *s != start)
+        {
+            out.push((start, end));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_failure_restarts_with_growing_backoff() {
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        r#"
+[[job]]
+name = "flaky"
+shell = "exit 1"
+restart = "on-failure"
+max_restarts = 3
+"#,
+    );
+    let mut h = Harness::start(&config);
+    h.wait_notice("flaky", SLOW, "gave up after 3 restarts")
+        .await;
+    let status = h.status("flaky").clone();
+    assert_eq!(status.restarts, 3);
+    assert_eq!(status.runs, 4);
+    assert_eq!(status.outcome(), Some(&Outcome::Exited { code: 1 }));
+    let runs = runs(&h, "flaky");
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    let gaps: Vec<Duration> = runs
+        .windows(2)
+        .map(|w| w[1].0.duration_since(w[0].1))
+        .collect();
+    for (attempt, gap) in gaps.iter().enumerate() {
+        let backoff = backoff_delay(attempt as u32);
+        assert!(
+            *gap >= backoff,
+            "gap {attempt} was {gap:?}, backoff {backoff:?}; gaps {gaps:?}"
+        );
+    }
+    assert_eq!(
+        [0, 1, 2].map(backoff_delay),
+        [100, 200, 400].map(Duration::from_millis)
+    );
+    let backoffs = h
+        .history("flaky")
+        .iter()
+        .filter(|s| matches!(s.state, JobState::Pending(PendingReason::Backoff { .. })))
+        .count();
+    assert_eq!(backoffs, 3);
+    // Each failed run but the last announces its restart, so no consumer takes the job
+    // for settled in between.
+    let finished: Vec<_> = h
+        .history("flaky")
+        .into_iter()
+        .filter(|s| matches!(s.state, JobState::Finished(_)))
+        .collect();
+    assert_eq!(finished.len(), 4);
+    for status in &finished[..3] {
+        assert!(
+            status.restart_pending && !status.is_settled(),
+            "{status:#?}"
+        );
+    }
+    assert!(!finished[3].restart_pending && finished[3].is_settled());
+    h.assert_idle("flaky").await;
+    assert_eq!(h.status("flaky").runs, 4, "restarted after giving up");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_restarts_a_successful_job_and_no_does_not() {
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        r#"
+[[job]]
+name = "again"
+cmd = ["true"]
+restart = "always"
+max_restarts = 2
+
+[[job]]
+name = "once"
+shell = "exit 1"
+restart = "no"
+
+[[job]]
+name = "fine"
+cmd = ["true"]
+restart = "on-failure"
+"#,
+    );
+    let mut h = Harness::start(&config);
+    h.wait_notice("again", SLOW, "gave up after 2 restarts")
+        .await;
+    let again = h.status("again").clone();
+    assert_eq!((again.restarts, again.runs), (2, 3));
+    let finished: Vec<_> = h
+        .history("again")
+        .into_iter()
+        .filter_map(|s| s.outcome().cloned())
+        .collect();
+    assert_eq!(finished, vec![Outcome::Exited { code: 0 }; 3]);
+
+    for (name, outcome) in [
+        ("once", Outcome::Exited { code: 1 }),
+        ("fine", Outcome::Exited { code: 0 }),
+    ] {
+        assert_eq!(h.wait_finished(name, SLOW).await, outcome);
+        h.assert_idle(name).await;
+        let status = h.status(name);
+        assert_eq!((status.runs, status.restarts), (1, 0), "{name}");
+        assert!(
+            !h.history(name)
+                .iter()
+                .any(|s| matches!(s.state, JobState::Pending(PendingReason::Backoff { .. }))),
+            "{name} planned a restart"
+        );
+    }
+    h.shutdown().await;
+}
+
+/// A job the user stopped is not restarted, whatever its policy says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_stop_is_not_restarted() {
+    let a = sleep_arg(6);
+    let b = sleep_arg(7);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "onfail"
+cmd = ["sleep", "{a}"]
+restart = "on-failure"
+
+[[job]]
+name = "always"
+cmd = ["sleep", "{b}"]
+restart = "always"
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    for name in ["onfail", "always"] {
+        h.wait_running(name).await;
+        h.control(name, Control::Stop);
+    }
+    for name in ["onfail", "always"] {
+        assert_eq!(
+            h.wait_finished(name, SLOW).await,
+            Outcome::Killed {
+                signal: Signal::SIGTERM
+            },
+            "{name}"
+        );
+        h.assert_idle(name).await;
+        let status = h.status(name);
+        assert_eq!((status.runs, status.restarts), (1, 0), "{name}");
+    }
+    // A stopped job still starts again by hand.
+    h.control("onfail", Control::Start);
+    h.wait_job("onfail", SLOW, "a second run", |s| {
+        s.runs == 2 && matches!(s.state, JobState::Running)
+    })
+    .await;
+    h.shutdown().await;
+    assert_eq!(pgrep_count(&sleep_pattern(&a)), 0);
+    assert_eq!(pgrep_count(&sleep_pattern(&b)), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_failures_name_the_cause() {
+    let dir = tempdir();
+    let script = common::write_file(dir.path(), "not-executable.sh", "#!/bin/sh\necho hi\n");
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "notfound"
+cmd = ["forkyard-no-such-command"]
+
+[[job]]
+name = "noexec"
+cmd = ["{script}"]
+
+[[job]]
+name = "badcwd"
+cmd = ["true"]
+cwd = "no/such/dir"
+
+[[job]]
+name = "badstdin"
+cmd = ["cat"]
+stdin = {{ file = "missing-input.txt" }}
+
+[[job]]
+name = "hole"
+pipeline = [["yes"], ["forkyard-no-such-stage"], ["cat"]]
+"#,
+            script = script.display()
+        ),
+    );
+    let mut h = Harness::start(&config);
+    let expected = [
+        ("notfound", vec!["not found", "forkyard-no-such-command"]),
+        ("noexec", vec!["permission denied", "not-executable.sh"]),
+        ("badcwd", vec!["bad cwd", "no/such/dir"]),
+        ("badstdin", vec!["missing-input.txt"]),
+        ("hole", vec!["not found", "forkyard-no-such-stage"]),
+    ];
+    for (name, words) in expected {
+        let outcome = h.wait_finished(name, SLOW).await;
+        let Outcome::FailedToStart { reason } = &outcome else {
+            panic!("{name}: expected a spawn failure, got {outcome:?}");
+        };
+        for word in words {
+            assert!(reason.contains(word), "{name}: {reason:?} lacks {word:?}");
+        }
+        assert_eq!(outcome.kind(), "failed_to_start");
+    }
+    // The pipeline with a hole: the missing stage says why; the others ran and ended
+    // (yes got SIGPIPE, cat saw EOF) instead of hanging on a pipe nobody closes.
+    let stages = &h.status("hole").stages;
+    assert!(
+        matches!(&stages[1].state, StageState::FailedToStart(r) if r.contains("forkyard-no-such-stage")),
+        "{:?}",
+        stages[1].state
+    );
+    assert_eq!(stages[1].pid, None);
+    assert_eq!(stages[0].state, StageState::Killed(Signal::SIGPIPE));
+    assert_eq!(stages[2].state, StageState::Exited(0));
+    assert!(stages[0].pid.is_some() && stages[2].pid.is_some());
+    h.shutdown().await;
+}
+
+/// A shell that exits leaving a background grandchild: the job keeps running (with
+/// stragglers) until stopped, and stopping it kills the grandchild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaned_grandchild_keeps_the_job_running() {
+    let arg = sleep_arg(8);
+    let pattern = sleep_pattern(&arg);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "orphan"
+shell = "sleep {arg} & echo started"
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    let status = h
+        .wait_job("orphan", SLOW, "shell exited, grandchild left", |s| {
+            s.stages[0].state == StageState::Exited(0) && s.stragglers
+        })
+        .await;
+    assert_eq!(status.state, JobState::Running);
+    assert!(status.is_active() && !status.is_settled());
+    assert_eq!(pgrep_count(&pattern), 1);
+    common::wait_until_async(SLOW, "the echo to arrive", || {
+        h.text_lines("orphan", forkyard::output::Stream::Stdout) == ["started"]
+    })
+    .await;
+
+    h.control("orphan", Control::Stop);
+    let outcome = h.wait_finished("orphan", SLOW).await;
+    // The shell decided the result (exit 0); the straggler was stopped with it.
+    assert_eq!(outcome, Outcome::Exited { code: 0 });
+    assert_eq!(pgrep_count(&pattern), 0, "grandchild survived the stop");
+    assert!(!h.status("orphan").stragglers);
+    h.shutdown().await;
+}
