@@ -517,3 +517,50 @@ cmd = ["head", "-c", "100000000", "/dev/zero"]
     assert!(lines.iter().all(|l| l.starts_with(b"z | ")));
     assert!(lines.iter().all(|l| l.len() <= 4 + 64 * 1024));
 }
+
+/// A second signal does not wait for grace: every job is SIGKILLed at once.
+#[test]
+fn second_signal_kills_at_once() {
+    let arg = sleep_arg(70);
+    let pattern = sleep_pattern(&arg);
+    let dir = tempdir();
+    write_file(
+        dir.path(),
+        "stubborn.toml",
+        &format!(
+            r#"
+[[job]]
+name = "stubborn"
+shell = "trap '' TERM; sleep {arg} & wait"
+grace = "60s"
+"#
+        ),
+    );
+    let stderr_path = dir.path().join("stderr.txt");
+    let mut child = Command::new(forkyard_bin())
+        .args(["--headless", "stubborn.toml"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("start forkyard");
+    let pid = Pid::from_raw(child.id() as i32);
+    wait_until(SLOW, "the sleep to start", || pgrep_count(&pattern) == 1);
+    kill(pid, Signal::SIGTERM).expect("first SIGTERM");
+    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    wait_until(SLOW, "forkyard to start stopping", || {
+        stderr().contains("stopping every job")
+    });
+    let sent = Instant::now();
+    kill(pid, Signal::SIGTERM).expect("second SIGTERM");
+    let status = wait_with_deadline(&mut child, SLOW, "second SIGTERM");
+    assert!(
+        sent.elapsed() < Duration::from_secs(15),
+        "waited {:?} (grace is 60 s)",
+        sent.elapsed()
+    );
+    assert_eq!(status.code(), Some(143), "{}", stderr());
+    assert!(stderr().contains("SIGKILL"), "{}", stderr());
+    assert_eq!(pgrep_count(&pattern), 0);
+}

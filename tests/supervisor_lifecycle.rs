@@ -629,3 +629,216 @@ shell = "sleep {arg} & echo started"
     assert!(!h.status("orphan").stragglers);
     h.shutdown().await;
 }
+
+/// max_parallel = 1: queued jobs run one after another; stopping a queued job cancels it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_parallel_queues_jobs() {
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        r#"
+[settings]
+max_parallel = 1
+
+[[job]]
+name = "a"
+cmd = ["sleep", "0.5"]
+
+[[job]]
+name = "b"
+cmd = ["sleep", "0.5"]
+
+[[job]]
+name = "c"
+cmd = ["sleep", "0.5"]
+"#,
+    );
+    let mut h = Harness::start(&config);
+    let names = ["a", "b", "c"];
+    let deadline = Instant::now() + SLOW;
+    let first = loop {
+        if let Some(name) = names
+            .iter()
+            .find(|n| matches!(h.status(n).state, JobState::Running))
+        {
+            break *name;
+        }
+        assert!(h.next_event(deadline).await.is_some(), "nothing started");
+    };
+    let cancelled = *names.iter().find(|n| **n != first).expect("another job");
+    h.control(cancelled, Control::Stop);
+    let other = *names
+        .iter()
+        .find(|n| **n != first && **n != cancelled)
+        .expect("a third job");
+    for name in [first, other] {
+        assert_eq!(
+            h.wait_finished(name, SLOW).await,
+            Outcome::Exited { code: 0 }
+        );
+    }
+    let (first_status, other_status) = (h.status(first).clone(), h.status(other).clone());
+    assert!(
+        other_status.started_at.expect("started") >= first_status.ended_at.expect("ended"),
+        "queued job ran alongside the first"
+    );
+    assert!(
+        h.history(other)
+            .iter()
+            .any(|s| s.state == JobState::Pending(PendingReason::Queued))
+    );
+    let stopped = h.status(cancelled);
+    assert_eq!(stopped.state, JobState::Pending(PendingReason::Manual));
+    assert_eq!(stopped.runs, 0);
+    assert!(stopped.is_settled());
+    h.shutdown().await;
+}
+
+/// Restart: stop with the stop signal, then a new run with a new pid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_control_runs_again() {
+    let arg = sleep_arg(9);
+    let pattern = sleep_pattern(&arg);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "svc"
+cmd = ["sleep", "{arg}"]
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    let first = h.wait_running("svc").await;
+    h.control("svc", Control::Restart);
+    let second = h
+        .wait_job("svc", SLOW, "a second run", |s| {
+            s.runs == 2 && matches!(s.state, JobState::Running)
+        })
+        .await;
+    assert_eq!(second.restarts, 1);
+    assert_ne!(first.stages[0].pid, second.stages[0].pid);
+    assert!(h.history("svc").iter().any(|s| matches!(
+        s.state,
+        JobState::Stopping {
+            reason: StopReason::Restart,
+            ..
+        }
+    )));
+    assert!(h.history("svc").iter().any(|s| s.state
+        == JobState::Finished(Outcome::Killed {
+            signal: Signal::SIGTERM
+        })));
+    common::wait_until_async(SLOW, "one sleep", || pgrep_count(&pattern) == 1).await;
+    h.shutdown().await;
+    assert_eq!(pgrep_count(&pattern), 0, "shutdown left the sleep running");
+}
+
+/// Sampling: the first sample of a job has no CPU % (no bogus 0 or 100); later ones
+/// show a busy loop busy and a sleeper idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_cpu_and_memory_of_each_job() {
+    let arg = sleep_arg(11);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "busy"
+shell = "while :; do :; done"
+
+[[job]]
+name = "idle"
+cmd = ["sleep", "{arg}"]
+"#
+        ),
+    );
+    let mut h = Harness::start_with(
+        &config,
+        forkyard::supervisor::SupervisorOptions {
+            sample_interval: Some(Duration::from_millis(250)),
+            ..Default::default()
+        },
+    );
+    let samples = |h: &Harness, name: &str| -> Vec<forkyard::supervisor::Sample> {
+        let id = h.id(name);
+        h.log
+            .iter()
+            .filter_map(|seen| match &seen.event {
+                forkyard::supervisor::Event::Sample { id: i, sample } if *i == id => Some(*sample),
+                _ => None,
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + SLOW;
+    while samples(&h, "busy").len() < 4 || samples(&h, "idle").len() < 4 {
+        assert!(h.next_event(deadline).await.is_some(), "too few samples");
+    }
+    for name in ["busy", "idle"] {
+        let all = samples(&h, name);
+        assert_eq!(
+            all[0].cpu_percent, None,
+            "{name}: first sample {:?}",
+            all[0]
+        );
+        assert!(
+            all.iter().skip(1).all(|s| s.cpu_percent.is_some()),
+            "{name}"
+        );
+        assert!(
+            all.iter().all(|s| s.rss_bytes > 0 && s.processes >= 1),
+            "{name}"
+        );
+    }
+    let busy = samples(&h, "busy");
+    let peak = busy
+        .iter()
+        .filter_map(|s| s.cpu_percent)
+        .fold(0.0f32, f32::max);
+    assert!(peak > 10.0, "busy loop peaked at {peak}% CPU");
+    assert!(busy.last().expect("samples").cpu_time > Duration::ZERO);
+    let idle = samples(&h, "idle");
+    assert!(
+        idle.iter().filter_map(|s| s.cpu_percent).all(|p| p < 50.0),
+        "{idle:?}"
+    );
+    h.shutdown().await;
+    assert_eq!(pgrep_count(&sleep_pattern(&arg)), 0);
+}
+
+/// A descendant that leaves the job's group and session (setsid) while holding the
+/// output pipe open neither hangs the job nor outlives the supervisor's shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_pipe_holder_neither_hangs_nor_survives() {
+    let arg = sleep_arg(12);
+    let pattern = sleep_pattern(&arg);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "daemon"
+shell = "setsid sleep {arg} & echo detached"
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    assert_eq!(
+        h.wait_finished("daemon", SLOW).await,
+        Outcome::Exited { code: 0 }
+    );
+    assert_eq!(
+        h.text_lines("daemon", forkyard::output::Stream::Stdout),
+        ["detached"]
+    );
+    common::wait_until_async(SLOW, "the escaped sleep", || pgrep_count(&pattern) == 1).await;
+    h.shutdown().await;
+    common::wait_until_async(Duration::from_secs(2), "the sweep to kill it", || {
+        pgrep_count(&pattern) == 0
+    })
+    .await;
+}

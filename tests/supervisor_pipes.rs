@@ -293,3 +293,35 @@ cmd = ["head", "-c", "100000000", "/dev/zero"]
     assert!(matches!(state, JobState::Finished(_)));
     h.shutdown().await;
 }
+
+/// env is added to the inherited environment; cwd resolves against the config's folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_and_cwd_reach_the_child() {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+    let config = config_in(
+        dir.path(),
+        r#"
+[[job]]
+name = "where"
+shell = "pwd; echo \"$GREETING from $FORKYARD_JOB\"; test -n \"$PATH\" && echo inherited"
+cwd = "sub"
+env = { GREETING = "hello there" }
+"#,
+    );
+    let mut h = Harness::start(&config);
+    assert_eq!(
+        h.wait_finished("where", SLOW).await,
+        Outcome::Exited { code: 0 }
+    );
+    let expected_dir = std::fs::canonicalize(dir.path().join("sub")).expect("canonical");
+    assert_eq!(
+        h.text_lines("where", Stream::Stdout),
+        [
+            expected_dir.display().to_string(),
+            "hello there from where".to_string(),
+            "inherited".to_string()
+        ]
+    );
+    h.shutdown().await;
+}
