@@ -84,9 +84,15 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         .collect();
     let (tee, chunks) = mpsc::channel(256);
     let printer = Printer::new(out, &jobs, style);
+    // The printer only ends early when stdout fails (e.g. `forkyard | head`).
+    let (printer_done_tx, mut printer_done) = tokio::sync::oneshot::channel::<()>();
     let printer_thread = std::thread::Builder::new()
         .name("forkyard-printer".into())
-        .spawn(move || printer.run(chunks))
+        .spawn(move || {
+            let result = printer.run(chunks);
+            let _ = printer_done_tx.send(());
+            result
+        })
         .context("cannot start the output thread")?;
 
     let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
@@ -117,7 +123,7 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
                 if !options.quiet {
                     report_event(&tracker, &event);
                 }
-                if options.kill_others_on_fail && !stopped_others && finished_failed(&event) {
+                if options.kill_others_on_fail && !stopped_others && failed_for_good(&event) {
                     stopped_others = true;
                     eprintln!("forkyard: a job failed; stopping the others (--kill-others-on-fail)");
                     controller.control_all(Control::StopBecauseOtherFailed);
@@ -126,9 +132,12 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
             _ = sigint.recv() => { interrupted = Some(Signal::SIGINT); break }
             _ = sigterm.recv() => { interrupted = Some(Signal::SIGTERM); break }
             _ = sighup.recv() => { interrupted = Some(Signal::SIGHUP); break }
+            // Our reader went away: behave like a program killed by SIGPIPE, but stop the
+            // jobs first.
+            _ = &mut printer_done => { interrupted = Some(Signal::SIGPIPE); break }
         }
     }
-    if let Some(signal) = interrupted {
+    if let Some(signal) = interrupted.filter(|s| *s != Signal::SIGPIPE) {
         eprintln!(
             "forkyard: {} received: stopping every job (send it again to kill them now)",
             signal.as_str()
@@ -158,20 +167,31 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
     let now = Instant::now();
 
     // Every tee sender is gone with the job tasks, so the printer finishes and flushes.
-    let mut out = tokio::task::spawn_blocking(move || printer_thread.join())
+    let printed = tokio::task::spawn_blocking(move || printer_thread.join())
         .await
         .context("output thread")?
-        .map_err(|_| anyhow::anyhow!("the output thread panicked"))?
-        .context("cannot write job output")?;
+        .map_err(|_| anyhow::anyhow!("the output thread panicked"))?;
+    let mut out = match printed {
+        Ok(out) => Some(out),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
+            interrupted = Some(Signal::SIGPIPE);
+            None
+        }
+        Err(err) => return Err(err).context("cannot write job output"),
+    };
 
     let counts: Vec<report::OutputCounts> = buffers.iter().map(report::counts_of).collect();
     let report = report::build(&tracker, &counts, max_parallel, now);
-    if !options.no_summary {
+    if let Some(out) = out.as_mut().filter(|_| !options.no_summary) {
         let dropped: Vec<u64> = report.jobs.iter().map(|j| j.lines_dropped).collect();
         let table = summary::render(&tracker, &dropped, now);
-        out.write_all(table.as_bytes())
-            .context("cannot write the summary")?;
-        out.flush().context("cannot write the summary")?;
+        let written = out.write_all(table.as_bytes()).and_then(|()| out.flush());
+        match written {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
+                interrupted = Some(Signal::SIGPIPE)
+            }
+            other => other.context("cannot write the summary")?,
+        }
     }
     let exit_code = match interrupted {
         Some(signal) => 128 + signal as i32,
@@ -190,9 +210,11 @@ fn kill_now(controller: &crate::supervisor::Controller) {
     controller.control_all(Control::Kill);
 }
 
-fn finished_failed(event: &Event) -> bool {
+/// A run failed and the job will not be restarted by its policy.
+fn failed_for_good(event: &Event) -> bool {
     matches!(event, Event::Job { status, .. }
-        if matches!(&status.state, JobState::Finished(outcome) if !outcome.is_success()))
+        if !status.restart_pending
+            && matches!(&status.state, JobState::Finished(outcome) if !outcome.is_success()))
 }
 
 /// One line on stderr per notable change, so CI logs show what happened and when.
