@@ -564,3 +564,52 @@ grace = "60s"
     assert!(stderr().contains("SIGKILL"), "{}", stderr());
     assert_eq!(pgrep_count(&pattern), 0);
 }
+
+/// `forkyard | head -3`: when the reader goes away forkyard behaves like a program killed
+/// by SIGPIPE (status 141) but stops its jobs first, leaving nothing behind.
+#[test]
+fn closed_stdout_stops_every_job() {
+    let dir = tempdir();
+    let marker = sleep_arg(60);
+    write_file(
+        dir.path(),
+        "pipe.toml",
+        &format!(
+            r#"
+[[job]]
+name = "flood"
+cmd = ["yes"]
+
+[[job]]
+name = "idle"
+cmd = ["sleep", "{marker}"]
+"#
+        ),
+    );
+    let mut child = Command::new(forkyard_bin())
+        .args(["--headless", "pipe.toml"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start forkyard");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(&mut stdout, &mut first).expect("some output");
+    assert!(
+        first.starts_with(b"flood | y\n"),
+        "{:?}",
+        String::from_utf8_lossy(&first)
+    );
+    wait_until(SLOW, "the idle job to start", || {
+        pgrep_count(&sleep_pattern(&marker)) == 1
+    });
+    drop(stdout);
+    let status = wait_with_deadline(&mut child, SLOW, "closed stdout");
+    assert_eq!(status.code(), Some(141));
+    assert_eq!(
+        pgrep_count(&sleep_pattern(&marker)),
+        0,
+        "the idle job survived"
+    );
+}
