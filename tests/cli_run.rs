@@ -570,7 +570,7 @@ grace = "60s"
 #[test]
 fn closed_stdout_stops_every_job() {
     let dir = tempdir();
-    let marker = sleep_arg(60);
+    let marker = sleep_arg(80);
     write_file(
         dir.path(),
         "pipe.toml",
