@@ -1,6 +1,43 @@
-//! The interactive terminal UI (placeholder until the TUI lands).
+//! The interactive terminal UI: one loop that selects on terminal input, supervisor
+//! events, output activity, signals and a frame deadline, applies them to the
+//! [`Model`](crate::ui::Model), and redraws only when something changed.
+//!
+//! Frame policy: a change marks the model dirty and a frame follows at most
+//! [`FRAME_INTERVAL`] after the previous one, so bursts of output or keys become one
+//! frame. With nothing changing, the loop sleeps until [`crate::ui::next_redraw`] (the
+//! next clock second, a countdown tenth, a message expiring) or forever when every job
+//! has settled. Resource samples do not trigger frames; they show at the next clock tick.
+//!
+//! Every exit path stops and reaps the children: quit (graceful, countdown visible),
+//! quit-now (SIGKILL), SIGTERM/SIGINT/SIGHUP, a lost terminal; a panic anywhere restores
+//! the terminal and then runs the supervisor's hook, which kills every job group.
+
+pub mod keys;
+mod terminal;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossterm::event::{Event as TermEvent, EventStream};
+use futures_util::StreamExt;
+use futures_util::future::OptionFuture;
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::output::SharedBuffer;
+use crate::supervisor::{Control, Controller, Event, Supervisor, SupervisorOptions};
+use crate::tracker::Tracker;
+use crate::ui::model::{MessageKind, Quitting};
+use crate::ui::{self, Model};
+
+use keys::{Action, Ctx};
+
+/// At most ~30 frames per second.
+pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
 
 #[derive(Debug, Clone, Default)]
 pub struct TuiOptions {
@@ -8,13 +45,307 @@ pub struct TuiOptions {
     pub max_parallel: Option<usize>,
 }
 
+/// Runs the TUI until the user quits (or a signal arrives) and every child is reaped.
+/// Returns the exit code: 0 if no job had failed when quitting, 1 if one had, 128+N
+/// when stopped by signal N.
 pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
-    crate::headless::run(
+    // Listen before anything starts, so an early signal still stops the children.
+    let signals = Signals {
+        int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+    };
+    let guard = terminal::enter().context("cannot set up the terminal")?;
+
+    let activity = Arc::new(Notify::new());
+    let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
+    let (supervisor, events) = Supervisor::start(
         &config,
-        &crate::headless::HeadlessOptions {
-            max_parallel: options.max_parallel,
-            ..Default::default()
+        SupervisorOptions {
+            max_parallel: Some(max_parallel),
+            activity: Some(activity.clone()),
+            ..SupervisorOptions::default()
         },
-    )
-    .await
+    )?;
+    let tracker = Tracker::new(
+        supervisor
+            .jobs()
+            .iter()
+            .map(|j| (j.spec.name.clone(), j.initial.clone())),
+    );
+    let origin = std::path::Path::new(&config.origin)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| config.origin.clone());
+    let mut app = App {
+        model: Model::new(tracker, origin),
+        buffers: supervisor.jobs().iter().map(|j| j.buffer.clone()).collect(),
+        controller: supervisor.controller(),
+        supervisor: Some(supervisor),
+        shutdown: None,
+        guard: Some(guard),
+        dirty: true,
+        last_draw: None,
+        tick_at: None,
+        drawn_output: None,
+        exit_signal: None,
+        failed_at_quit: false,
+        draw_error: None,
+    };
+    app.run(events, activity, signals).await;
+
+    // Leave the alternate screen before printing anything.
+    drop(app.guard.take());
+    terminal::restore();
+    let tracker = &app.model.tracker;
+    let ok = tracker
+        .jobs
+        .iter()
+        .filter(|j| j.status.outcome().is_some_and(|o| o.is_success()))
+        .count();
+    eprintln!(
+        "forkyard: {} jobs: {ok} succeeded, {} failed (all stopped)",
+        tracker.jobs.len(),
+        tracker.jobs.iter().filter(|j| j.failed()).count()
+    );
+    if let Some(err) = app.draw_error {
+        eprintln!("forkyard: the terminal failed: {err}");
+    }
+    Ok(match app.exit_signal {
+        Some(signal) => 128 + signal as i32,
+        None if app.failed_at_quit => 1,
+        None => 0,
+    })
+}
+
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+/// What identifies the selected output's content: any new byte, line or clear changes it.
+type OutputSignature = (usize, u64, u64, usize);
+
+struct App {
+    model: Model,
+    buffers: Vec<SharedBuffer>,
+    controller: Controller,
+    /// Taken when quitting starts.
+    supervisor: Option<Supervisor>,
+    /// The running `Supervisor::shutdown`.
+    shutdown: Option<JoinHandle<()>>,
+    /// None once the terminal is gone (hangup, write error).
+    guard: Option<terminal::Guard>,
+    dirty: bool,
+    last_draw: Option<Instant>,
+    /// The next time the picture changes by itself (clocks, countdowns).
+    tick_at: Option<Instant>,
+    /// The selected job and its output as last drawn.
+    drawn_output: Option<OutputSignature>,
+    exit_signal: Option<Signal>,
+    failed_at_quit: bool,
+    draw_error: Option<std::io::Error>,
+}
+
+impl App {
+    async fn run(
+        &mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        activity: Arc<Notify>,
+        mut signals: Signals,
+    ) {
+        let mut input = EventStream::new();
+        let mut input_open = true;
+        let mut events_open = true;
+        loop {
+            let now = Instant::now();
+            self.model.now = now;
+            if self.model.expire_message(now) {
+                self.dirty = true;
+            }
+            let frame_at = self.last_draw.map_or(now, |t| t + FRAME_INTERVAL);
+            if self.dirty && now >= frame_at {
+                self.draw();
+                continue;
+            }
+            // Remember the earliest tick since the last frame: recomputing it from `now`
+            // after an unrelated wake-up (a sample) would skip a tick that is due.
+            if let Some(at) = ui::next_redraw(&self.model) {
+                self.tick_at = Some(self.tick_at.map_or(at, |t| t.min(at)));
+            }
+            let wake = if self.dirty {
+                Some(frame_at)
+            } else {
+                self.tick_at
+            };
+            let shutting_down = self.shutdown.is_some();
+            let shutdown: OptionFuture<_> = self.shutdown.as_mut().into();
+            let sleep = tokio::time::sleep_until(wake.unwrap_or(now).into());
+            tokio::select! {
+                biased;
+                _ = shutdown, if shutting_down => break,
+                input_event = input.next(), if input_open => match input_event {
+                    Some(Ok(event)) => self.on_terminal_event(event),
+                    // The terminal is gone: nobody can see or quit us, so stop everything.
+                    Some(Err(_)) | None => {
+                        input_open = false;
+                        self.terminal_lost(None);
+                    }
+                },
+                event = events.recv(), if events_open => match event {
+                    Some(event) => self.on_event(event),
+                    None => {
+                        events_open = false;
+                        self.quit(false);
+                    }
+                },
+                _ = signals.int.recv() => self.on_signal(Signal::SIGINT),
+                _ = signals.term.recv() => self.on_signal(Signal::SIGTERM),
+                _ = signals.hup.recv() => {
+                    self.terminal_lost(None);
+                    self.on_signal(Signal::SIGHUP);
+                }
+                _ = activity.notified(), if !self.dirty => {
+                    if self.output_signature() != self.drawn_output {
+                        self.dirty = true;
+                    }
+                }
+                _ = sleep, if wake.is_some() => self.dirty = true,
+            }
+        }
+        // The last status changes (every job finished) are worth applying for the
+        // summary, even though nobody will see another frame.
+        while let Ok(event) = events.try_recv() {
+            self.model.tracker.apply(&event);
+        }
+    }
+
+    fn draw(&mut self) {
+        let now = Instant::now();
+        self.model.now = now;
+        self.last_draw = Some(now);
+        self.dirty = false;
+        self.tick_at = None;
+        let Some(guard) = self.guard.as_mut() else {
+            return;
+        };
+        // Keep the selection visible in the table the layout gives us this time.
+        if let Ok(size) = guard.terminal.size() {
+            let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+            if let Some(areas) = ui::layout(area, &self.model) {
+                self.model.scroll_table_into_view(areas.table_rows());
+            }
+        }
+        let model = &self.model;
+        let buffers = &self.buffers;
+        if let Err(err) = guard.terminal.draw(|frame| ui::draw(frame, model, buffers)) {
+            self.terminal_lost(Some(err));
+        }
+        self.drawn_output = self.output_signature();
+    }
+
+    fn output_signature(&self) -> Option<OutputSignature> {
+        let id = self.model.selected_job();
+        let buf = crate::output::lock(self.buffers.get(id)?);
+        Some((
+            id,
+            buf.total_lines(),
+            buf.bytes_received(crate::output::Stream::Stdout)
+                + buf.bytes_received(crate::output::Stream::Stderr),
+            buf.len(),
+        ))
+    }
+
+    fn areas(&self) -> Option<ui::Areas> {
+        let guard = self.guard.as_ref()?;
+        let size = guard.terminal.size().ok()?;
+        ui::layout(
+            ratatui::layout::Rect::new(0, 0, size.width, size.height),
+            &self.model,
+        )
+    }
+
+    fn on_terminal_event(&mut self, event: TermEvent) {
+        let now = Instant::now();
+        self.model.now = now;
+        let ctx = Ctx {
+            buffers: &self.buffers,
+            areas: self.areas(),
+            now,
+        };
+        let actions = match event {
+            TermEvent::Key(key) => keys::on_key(&mut self.model, key, &ctx),
+            TermEvent::Mouse(mouse) => keys::on_mouse(&mut self.model, mouse, &ctx),
+            TermEvent::Resize(..) => Vec::new(),
+            _ => return,
+        };
+        self.dirty = true;
+        for action in actions {
+            match action {
+                Action::Control(id, control) => self.controller.control(id, control),
+                Action::Quit { kill } => self.quit(kill),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        self.model.tracker.apply(&event);
+        match event {
+            // Shown at the next clock tick; not worth a frame of its own.
+            Event::Sample { .. } => {}
+            Event::Job { .. } => self.dirty = true,
+            Event::Notice { text, .. } => {
+                let kind = if text.starts_with("could not") {
+                    MessageKind::Error
+                } else {
+                    MessageKind::Info
+                };
+                self.model.set_message(text, kind, Instant::now());
+                self.dirty = true;
+            }
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal) {
+        self.exit_signal.get_or_insert(signal);
+        let kill = self.model.quitting.is_some();
+        self.quit(kill);
+        self.dirty = true;
+    }
+
+    fn terminal_lost(&mut self, error: Option<std::io::Error>) {
+        if self.guard.take().is_some() {
+            terminal::restore();
+        }
+        if error.is_some() {
+            self.draw_error = error;
+        }
+        self.quit(false);
+    }
+
+    /// Starts stopping every job (graceful, or SIGKILL with `kill`); a second request
+    /// while stopping escalates to SIGKILL.
+    fn quit(&mut self, kill: bool) {
+        self.dirty = true;
+        let Some(supervisor) = self.supervisor.take() else {
+            if kill && self.model.quitting != Some(Quitting::Killing) {
+                self.controller.control_all(Control::Kill);
+                self.model.quitting = Some(Quitting::Killing);
+            }
+            return;
+        };
+        self.failed_at_quit = self.model.tracker.any_failed();
+        if kill {
+            self.controller.control_all(Control::Kill);
+        }
+        self.model.quitting = Some(if kill {
+            Quitting::Killing
+        } else {
+            Quitting::Graceful
+        });
+        self.model.overlay = None;
+        self.model.prompt = None;
+        self.shutdown = Some(tokio::spawn(supervisor.shutdown()));
+    }
 }

@@ -257,32 +257,33 @@ fn line_matches(line: &LineRef<'_>, query: &str) -> bool {
     !match_ranges(&sanitize::plain_text(line.text), query).is_empty()
 }
 
-/// The nearest line containing `query` after (`forward`) or before `from`.
+/// The nearest line containing `query` after (`forward`) or before `from`; with no
+/// `from`, the first (forward) or last line that matches.
 pub fn find(
     buf: &OutputBuffer,
     stage: Option<usize>,
     query: &str,
-    from: u64,
+    from: Option<u64>,
     forward: bool,
 ) -> Option<u64> {
     if query.is_empty() {
         return None;
     }
     let hit = |line: &LineRef<'_>| keep_line(line, stage) && line_matches(line, query);
-    if forward {
-        let start = if from < buf.first_seq() {
-            0
-        } else {
-            index_of(buf, from).saturating_add(1)
-        };
-        buf.iter().skip(start).find(hit).map(|l| l.seq)
-    } else {
-        buf.iter()
-            .take(index_of(buf, from))
-            .rev()
-            .find(hit)
-            .map(|l| l.seq)
+    match (from, forward) {
+        (None, true) => buf.iter().find(hit),
+        (None, false) => buf.iter().rev().find(hit),
+        (Some(from), true) => {
+            let start = if from < buf.first_seq() {
+                0
+            } else {
+                index_of(buf, from).saturating_add(1)
+            };
+            buf.iter().skip(start).find(hit)
+        }
+        (Some(from), false) => buf.iter().take(index_of(buf, from)).rev().find(hit),
     }
+    .map(|l| l.seq)
 }
 
 /// Pauses the view and scrolls so `seq` shows about a third of the way down.
@@ -293,12 +294,20 @@ pub fn reveal(
     height: usize,
     seq: u64,
 ) {
+    if !view.follow && window(buf, stage, *view, height).contains(&Item::Line(seq)) {
+        return; // already on screen: do not jump around
+    }
     pause(buf, view);
     view.top = seq;
     if height > 2 {
         scroll_up(buf, stage, view, height, height / 3);
     }
-    // Scrolling up may not reach far enough to need the whole pane; that is fine.
+    // Near the end, show a full last page rather than blank rows below it.
+    let tail = OutputView {
+        follow: true,
+        ..*view
+    };
+    view.top = view.top.min(current_top(buf, stage, tail, height));
 }
 
 /// One visible row, copied out of the buffer so the lock is released before styling.
@@ -595,10 +604,12 @@ mod tests {
             Instant::now(),
             b"\x1b[31mERROR\x1b[0m here",
         );
-        assert_eq!(find(&buf, None, "error", 0, true), Some(5));
-        assert_eq!(find(&buf, None, "Error", 0, true), None);
-        assert_eq!(find(&buf, None, "line 1", 5, false), Some(1));
-        assert_eq!(find(&buf, None, "line", 4, true), None);
+        assert_eq!(find(&buf, None, "error", Some(0), true), Some(5));
+        assert_eq!(find(&buf, None, "Error", None, true), None);
+        assert_eq!(find(&buf, None, "line 1", Some(5), false), Some(1));
+        assert_eq!(find(&buf, None, "line", Some(4), true), None);
+        assert_eq!(find(&buf, None, "line", None, true), Some(0));
+        assert_eq!(find(&buf, None, "line", None, false), Some(4));
         assert_eq!(match_ranges("aXa xa", "xa"), [(1, 3), (4, 6)]);
     }
 
