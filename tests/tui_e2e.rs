@@ -40,6 +40,11 @@ impl Tmux {
     /// Starts forkyard on the fixture inside a shell script that records the terminal
     /// settings before and after.
     fn start(test: &str, tag: u32) -> Option<Tmux> {
+        Tmux::start_with_env(test, tag, "")
+    }
+
+    /// Like `start`, with `env` (e.g. `VAR=1 `) in front of the forkyard command.
+    fn start_with_env(test: &str, tag: u32, env: &str) -> Option<Tmux> {
         if !tmux_available() {
             eprintln!("SKIPPED: tmux is not installed (CI installs it)");
             return None;
@@ -61,7 +66,7 @@ impl Tmux {
             &script,
             format!(
                 "stty -g > {d}/stty.before\n\
-                 '{bin}' --tui '{cfg}'\n\
+                 {env}'{bin}' --tui '{cfg}'\n\
                  echo \"EXIT=$?\"\n\
                  stty -g > {d}/stty.after\n\
                  stty -a > {d}/stty.all\n\
@@ -421,4 +426,23 @@ fn closing_the_terminal_stops_every_child() {
     t.cmd(&["kill-server"]);
     // stubborn ignores SIGTERM, so this takes the 5 s grace.
     t.wait_survivors(0);
+}
+
+#[test]
+fn a_panic_restores_the_terminal_and_kills_every_child() {
+    if !cfg!(debug_assertions) {
+        eprintln!("SKIPPED: the panic trigger exists in debug builds only");
+        return;
+    }
+    let Some(t) = Tmux::start_with_env("panic", 7, "FORKYARD_TEST_PANIC=1 RUST_BACKTRACE=0 ")
+    else {
+        return;
+    };
+    t.wait_row("hung", "running", |r| r.contains("running"));
+    t.wait_survivors(3);
+    // F12 panics inside a spawned task, not the UI loop.
+    t.keys(&["F12"]);
+    let code = t.assert_clean_exit();
+    assert_eq!(code, 101);
+    t.wait_text("panicking on purpose");
 }

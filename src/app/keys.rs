@@ -575,3 +575,256 @@ pub fn on_mouse(model: &mut Model, mouse: MouseEvent, ctx: &Ctx<'_>) -> Vec<Acti
     }
     Vec::new()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use crossterm::event::KeyEventState;
+    use nix::sys::signal::Signal;
+    use ratatui::layout::Rect;
+
+    use super::*;
+    use crate::output::{OutputBuffer, Stream};
+    use crate::supervisor::{JobState, JobStatus};
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent {
+            code,
+            modifiers: KeyModifiers::NONE,
+            kind: KeyEventKind::Press,
+            state: KeyEventState::NONE,
+        }
+    }
+
+    fn ctrl_c() -> KeyEvent {
+        KeyEvent {
+            modifiers: KeyModifiers::CONTROL,
+            ..key(KeyCode::Char('c'))
+        }
+    }
+
+    /// Two running jobs (the second a pipeline) with 100 lines of output each.
+    fn setup() -> (Model, Vec<SharedBuffer>) {
+        let argv = |a: &str| vec![a.to_string()];
+        let model = Model::from_statuses(
+            [
+                (
+                    "one".to_string(),
+                    JobStatus::new(JobState::Running, vec![argv("a")]),
+                ),
+                (
+                    "two".to_string(),
+                    JobStatus::new(JobState::Running, vec![argv("b"), argv("c")]),
+                ),
+            ],
+            "test",
+        );
+        let buffers: Vec<SharedBuffer> = (0..2)
+            .map(|_| {
+                let mut buf = OutputBuffer::new(1000, 1 << 20);
+                for i in 0..100 {
+                    buf.push_line(
+                        i % 2,
+                        Stream::Stdout,
+                        Instant::now(),
+                        format!("l{i}").as_bytes(),
+                    );
+                }
+                Arc::new(Mutex::new(buf))
+            })
+            .collect();
+        (model, buffers)
+    }
+
+    fn press(model: &mut Model, buffers: &[SharedBuffer], codes: &[KeyCode]) -> Vec<Action> {
+        let areas = crate::ui::layout(Rect::new(0, 0, 100, 30), model);
+        let ctx = Ctx {
+            buffers,
+            areas,
+            now: Instant::now(),
+        };
+        codes
+            .iter()
+            .flat_map(|c| on_key(model, key(*c), &ctx))
+            .collect()
+    }
+
+    #[test]
+    fn deadlines_parse_bare_seconds_and_humantime() {
+        assert_eq!(parse_deadline("1"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_deadline(" 1.5 "), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_deadline("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_deadline("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_deadline("soon").is_err());
+        assert!(parse_deadline("-1").is_err());
+        assert!(parse_deadline("").is_err());
+    }
+
+    #[test]
+    fn wait_prompt_replaces_the_suggestion_and_sends_the_deadline() {
+        let (mut model, buffers) = setup();
+        let chars = |s: &str| s.chars().map(KeyCode::Char).collect::<Vec<_>>();
+        press(&mut model, &buffers, &[KeyCode::Char('w')]);
+        assert_eq!(model.prompt.as_ref().map(|p| p.input.as_str()), Some("5s"));
+        let actions = press(
+            &mut model,
+            &buffers,
+            &[chars("300ms"), vec![KeyCode::Enter]].concat(),
+        );
+        assert_eq!(
+            actions,
+            [Action::Control(
+                0,
+                Control::Wait(Duration::from_millis(300))
+            )]
+        );
+        assert!(model.prompt.is_none());
+        // A bad value keeps the prompt open with an error; Backspace edits it.
+        press(
+            &mut model,
+            &buffers,
+            &[chars("w2x"), vec![KeyCode::Enter]].concat(),
+        );
+        assert!(model.prompt.as_ref().is_some_and(|p| p.error.is_some()));
+        let actions = press(&mut model, &buffers, &[KeyCode::Backspace, KeyCode::Enter]);
+        assert_eq!(
+            actions,
+            [Action::Control(0, Control::Wait(Duration::from_secs(2)))]
+        );
+    }
+
+    #[test]
+    fn quit_confirms_and_ctrl_c_escalates() {
+        let (mut model, buffers) = setup();
+        assert!(press(&mut model, &buffers, &[KeyCode::Char('q')]).is_empty());
+        assert_eq!(model.overlay, Some(Overlay::ConfirmQuit));
+        assert!(press(&mut model, &buffers, &[KeyCode::Esc]).is_empty());
+        assert_eq!(model.overlay, None);
+        let actions = press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('q'), KeyCode::Char('y')],
+        );
+        assert_eq!(actions, [Action::Quit { kill: false }]);
+
+        let ctx = Ctx {
+            buffers: &buffers,
+            areas: None,
+            now: Instant::now(),
+        };
+        let (mut model, _) = setup();
+        assert_eq!(
+            on_key(&mut model, ctrl_c(), &ctx),
+            [Action::Quit { kill: false }]
+        );
+        model.quitting = Some(crate::ui::model::Quitting::Graceful);
+        assert_eq!(
+            on_key(&mut model, ctrl_c(), &ctx),
+            [Action::Quit { kill: true }]
+        );
+        // While quitting, job commands are ignored.
+        assert!(on_key(&mut model, key(KeyCode::Char('r')), &ctx).is_empty());
+    }
+
+    #[test]
+    fn signal_menu_picks_by_arrow_or_digit() {
+        let (mut model, buffers) = setup();
+        let actions = press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('x'), KeyCode::Down, KeyCode::Enter],
+        );
+        assert_eq!(
+            actions,
+            [Action::Control(0, Control::Signal(Signal::SIGINT))]
+        );
+        let actions = press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('x'), KeyCode::Char('4')],
+        );
+        assert_eq!(
+            actions,
+            [Action::Control(0, Control::Signal(Signal::SIGKILL))]
+        );
+        assert_eq!(model.overlay, None);
+    }
+
+    #[test]
+    fn navigation_expands_and_scrolls() {
+        let (mut model, buffers) = setup();
+        press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Down, KeyCode::Enter, KeyCode::Down],
+        );
+        assert_eq!(model.selected, RowRef::Stage(1, 0));
+        press(&mut model, &buffers, &[KeyCode::Left]);
+        assert_eq!(model.selected, RowRef::Job(1));
+        press(&mut model, &buffers, &[KeyCode::PageUp]);
+        assert!(!model.view(1).follow);
+        press(&mut model, &buffers, &[KeyCode::Char('G')]);
+        assert!(model.view(1).follow);
+        press(&mut model, &buffers, &[KeyCode::Char('c')]);
+        assert!(crate::output::lock(&buffers[1]).is_empty());
+        assert!(!crate::output::lock(&buffers[0]).is_empty());
+    }
+
+    #[test]
+    fn search_jumps_to_matches_and_wraps() {
+        let (mut model, buffers) = setup();
+        let mut keys = vec![KeyCode::Char('/')];
+        keys.extend("l9".chars().map(KeyCode::Char));
+        keys.push(KeyCode::Enter);
+        press(&mut model, &buffers, &keys);
+        // From the followed tail, the newest match first.
+        assert_eq!(model.search.as_ref().and_then(|s| s.current), Some(99));
+        press(&mut model, &buffers, &[KeyCode::Char('N')]);
+        assert_eq!(model.search.as_ref().and_then(|s| s.current), Some(98));
+        press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('n'), KeyCode::Char('n')],
+        );
+        assert_eq!(model.search.as_ref().and_then(|s| s.current), Some(9));
+        assert!(!model.view(0).follow);
+    }
+
+    #[test]
+    fn mouse_selects_rows_and_scrolls_output() {
+        let (mut model, buffers) = setup();
+        let areas = crate::ui::layout(Rect::new(0, 0, 100, 30), &model);
+        let ctx = Ctx {
+            buffers: &buffers,
+            areas,
+            now: Instant::now(),
+        };
+        let areas = areas.expect("layout");
+        let mouse = |kind, row| MouseEvent {
+            kind,
+            column: 10,
+            row,
+            modifiers: KeyModifiers::NONE,
+        };
+        // The second row of the table (below the column titles).
+        on_mouse(
+            &mut model,
+            mouse(MouseEventKind::Down(MouseButton::Left), areas.table.y + 2),
+            &ctx,
+        );
+        assert_eq!(model.selected, RowRef::Job(1));
+        on_mouse(
+            &mut model,
+            mouse(MouseEventKind::ScrollUp, areas.output_body.y + 1),
+            &ctx,
+        );
+        assert!(!model.view(1).follow);
+        on_mouse(
+            &mut model,
+            mouse(MouseEventKind::Down(MouseButton::Left), areas.output_body.y),
+            &ctx,
+        );
+        assert_eq!(model.focus, Focus::Output);
+    }
+}

@@ -15,6 +15,7 @@
 pub mod keys;
 mod terminal;
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,13 +104,16 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
         .iter()
         .filter(|j| j.status.outcome().is_some_and(|o| o.is_success()))
         .count();
-    eprintln!(
+    // Not eprintln!: after a hangup stderr is gone, and that must not become a panic.
+    let mut stderr = std::io::stderr();
+    let _ = writeln!(
+        stderr,
         "forkyard: {} jobs: {ok} succeeded, {} failed (all stopped)",
         tracker.jobs.len(),
         tracker.jobs.iter().filter(|j| j.failed()).count()
     );
     if let Some(err) = app.draw_error {
-        eprintln!("forkyard: the terminal failed: {err}");
+        let _ = writeln!(stderr, "forkyard: the terminal failed: {err}");
     }
     Ok(match app.exit_signal {
         Some(signal) => 128 + signal as i32,
@@ -275,7 +279,11 @@ impl App {
             now,
         };
         let actions = match event {
-            TermEvent::Key(key) => keys::on_key(&mut self.model, key, &ctx),
+            TermEvent::Key(key) => {
+                #[cfg(debug_assertions)]
+                test_panic(key);
+                keys::on_key(&mut self.model, key, &ctx)
+            }
             TermEvent::Mouse(mouse) => keys::on_mouse(&mut self.model, mouse, &ctx),
             TermEvent::Resize(..) => Vec::new(),
             _ => return,
@@ -347,5 +355,17 @@ impl App {
         self.model.overlay = None;
         self.model.prompt = None;
         self.shutdown = Some(tokio::spawn(supervisor.shutdown()));
+    }
+}
+
+/// Debug builds only: with `FORKYARD_TEST_PANIC` set, F12 panics in a spawned task, so
+/// the end-to-end tests can check that a panic anywhere restores the terminal and stops
+/// every child.
+#[cfg(debug_assertions)]
+fn test_panic(key: crossterm::event::KeyEvent) {
+    if key.code == crossterm::event::KeyCode::F(12)
+        && std::env::var_os("FORKYARD_TEST_PANIC").is_some()
+    {
+        tokio::spawn(async { panic!("FORKYARD_TEST_PANIC: panicking on purpose") });
     }
 }
