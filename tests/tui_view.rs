@@ -226,7 +226,7 @@ fn finished_with_failures_snapshot() {
     f.select("fails");
     let text = f.text(100, 30);
     assert!(text.contains("✘ 2 failed"), "{text}");
-    assert!(text.contains("wall 7s"), "{text}");
+    assert!(text.contains("wall 7.00s"), "{text}");
     insta::assert_snapshot!("finished_with_failures", text);
 
     // stderr is tinted: the first output line's text is drawn in the stderr colour.

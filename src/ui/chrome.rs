@@ -42,8 +42,13 @@ pub const HELP: &[(&str, &str)] = &[
 pub fn header(frame: &mut Frame, model: &Model, area: Rect) {
     let c = counts(model.jobs());
     let width = area.width as usize;
-    let end = model.tracker.settled_at.unwrap_or(model.now);
-    let wall = format::running_clock(end.saturating_duration_since(model.tracker.started));
+    // A live clock while anything runs; the exact figure once every job has settled.
+    let wall = match model.tracker.settled_at {
+        Some(end) => {
+            format::finished_duration(end.saturating_duration_since(model.tracker.started))
+        }
+        None => format::running_clock(model.now.saturating_duration_since(model.tracker.started)),
+    };
     let failed_style = if c.failed > 0 {
         Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
     } else {
