@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use crossterm::event::{Event as TermEvent, EventStream};
+use crossterm::event::{Event as TermEvent, EventStream, MouseEventKind};
 use futures_util::StreamExt;
 use futures_util::future::OptionFuture;
 use nix::sys::signal::Signal;
@@ -271,6 +271,19 @@ impl App {
     }
 
     fn on_terminal_event(&mut self, event: TermEvent) {
+        let relevant = match &event {
+            TermEvent::Key(_) | TermEvent::Resize(..) => true,
+            // Motion is reported too (any-event tracking); it changes nothing, so it
+            // must not cost a frame.
+            TermEvent::Mouse(mouse) => !matches!(
+                mouse.kind,
+                MouseEventKind::Moved | MouseEventKind::Drag(_) | MouseEventKind::Up(_)
+            ),
+            _ => false,
+        };
+        if !relevant {
+            return;
+        }
         let now = Instant::now();
         self.model.now = now;
         let ctx = Ctx {
@@ -285,8 +298,7 @@ impl App {
                 keys::on_key(&mut self.model, key, &ctx)
             }
             TermEvent::Mouse(mouse) => keys::on_mouse(&mut self.model, mouse, &ctx),
-            TermEvent::Resize(..) => Vec::new(),
-            _ => return,
+            _ => Vec::new(),
         };
         self.dirty = true;
         for action in actions {
