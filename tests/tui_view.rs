@@ -200,14 +200,8 @@ fn running_demo() -> Fixture {
     f
 }
 
-#[test]
-fn running_demo_snapshot() {
-    let f = running_demo();
-    insta::assert_snapshot!("running_demo", f.text(100, 30));
-}
-
-#[test]
-fn finished_with_failures_snapshot() {
+/// The demo after every job finished (two failed), 7 s in.
+fn finished_demo() -> Fixture {
     let mut f = running_demo();
     for i in 1..=4 {
         f.finish(
@@ -219,8 +213,20 @@ fn finished_with_failures_snapshot() {
         );
     }
     f.finish("chatty", 4200, ms(25), ms(310), Outcome::Exited { code: 0 });
-    let fails = f.id("fails");
     f.model.tracker.settled_at = Some(f.t0 + ms(7_000));
+    f
+}
+
+#[test]
+fn running_demo_snapshot() {
+    let f = running_demo();
+    insta::assert_snapshot!("running_demo", f.text(100, 30));
+}
+
+#[test]
+fn finished_with_failures_snapshot() {
+    let mut f = finished_demo();
+    let fails = f.id("fails");
     f.model.tracker.jobs[fails].status.restarts = 2;
     f.output("fails", 0, Stream::Stderr, b"something went wrong\n");
     f.select("fails");
@@ -454,18 +460,7 @@ fn paused_view_counts_new_lines_and_marks_dropped() {
 
 #[test]
 fn idle_finished_model_needs_no_redraw() {
-    let mut f = running_demo();
-    for i in 1..=4 {
-        f.finish(
-            &format!("cpu.{i}"),
-            4160 + 2 * i,
-            ms(20),
-            ms(6_789),
-            Outcome::Exited { code: 0 },
-        );
-    }
-    f.finish("chatty", 4200, ms(25), ms(310), Outcome::Exited { code: 0 });
-    f.model.tracker.settled_at = Some(f.t0 + ms(7_000));
+    let mut f = finished_demo();
     assert_eq!(ui::next_redraw(&f.model), None);
     // A running job ticks on the next whole second of wall time, not sooner.
     f.run("chatty", 4200, ms(25));
