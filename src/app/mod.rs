@@ -231,16 +231,13 @@ impl App {
         self.last_draw = Some(now);
         self.dirty = false;
         self.tick_at = None;
+        // Keep the selection visible in the table the layout gives us this time.
+        if let Some(areas) = self.areas() {
+            self.model.scroll_table_into_view(areas.table_rows());
+        }
         let Some(guard) = self.guard.as_mut() else {
             return;
         };
-        // Keep the selection visible in the table the layout gives us this time.
-        if let Ok(size) = guard.terminal.size() {
-            let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
-            if let Some(areas) = ui::layout(area, &self.model) {
-                self.model.scroll_table_into_view(areas.table_rows());
-            }
-        }
         let model = &self.model;
         let buffers = &self.buffers;
         if let Err(err) = guard.terminal.draw(|frame| ui::draw(frame, model, buffers)) {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ratatui::style::{Color, Style};
+use ratatui::style::Color;
 
 use crate::supervisor::{JobState, JobStatus, Outcome, PendingReason, StageState};
 use crate::tracker::JobRecord;
@@ -212,11 +212,6 @@ pub fn cell(text: &str, width: usize, right: bool) -> String {
     } else {
         format!("{text:<width$}")
     }
-}
-
-/// The base colour of a job row's state text.
-pub fn state_style(color: Color) -> Style {
-    Style::new().fg(color)
 }
 
 /// Short name of a pipeline stage for output tags: the program's file name.

@@ -240,7 +240,7 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
                 .map(|(_, v)| v.as_str())
                 .unwrap_or("");
             let style = match col {
-                Col::State | Col::Exit => format::state_style(color),
+                Col::State | Col::Exit => Style::new().fg(color),
                 Col::Restarts if !value.is_empty() => Style::new().fg(Color::Yellow),
                 _ => Style::new(),
             };
