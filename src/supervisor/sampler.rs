@@ -1,26 +1,68 @@
 //! ~1 Hz resource sampling of each running job's whole process tree.
 //!
-//! Membership comes from a cheap /proc walk (descendants of the stage pids, plus anything
-//! still in the job's process group, which covers orphans re-parented to forkyard);
-//! sysinfo then refreshes only those pids. CPU % is the change in cumulative CPU time over
-//! the wall time between two samples, so the first sample reports none rather than a
-//! bogus 0 % or 100 %.
+//! Membership comes from a /proc walk (descendants of the stage pids, plus anything still
+//! in the job's process group, which covers orphans re-parented to forkyard). The walk
+//! reads every process on the machine, so it runs only when membership may have changed
+//! (a job started or lost a stage, a known member vanished) and every few seconds to find
+//! new grandchildren. In between, each known member's `/proc/PID/stat` stays open and is
+//! re-read with one `pread`: CPU time and RSS of 20 idle jobs cost ~0.05 ms a tick, where
+//! a sysinfo process refresh (open + read of stat, statm and status per pid) cost ~0.7 ms.
+//! With no job running the sampler sleeps until one starts.
+//!
+//! CPU % is the change in cumulative CPU time over the wall time between two samples, so
+//! the first sample reports none rather than a bogus 0 % or 100 %.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
-
 use std::sync::Arc;
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
 use super::job::{LiveTree, LiveTrees};
-use super::procfs::{self, ProcEntry};
+use super::procfs::{self, ProcStat, StatReader};
 use super::status::{Event, JobId, Sample};
 
 /// Delay of the early sample after a job starts: long enough for `exec` to finish, short
 /// enough to catch jobs that live well under a second.
 const EARLY_SAMPLE: Duration = Duration::from_millis(150);
+/// Walk /proc at least every this many ticks, to find new descendants.
+const RESCAN_EVERY: u32 = 5;
+
+/// What the sampler knows between ticks.
+#[derive(Default)]
+struct Membership {
+    /// Per job: the live tree it was computed from, and its members' open stat files.
+    jobs: HashMap<JobId, (LiveTree, Vec<StatReader>)>,
+    ticks_since_scan: u32,
+}
+
+impl Membership {
+    /// Whether the cached members can be reused for these trees.
+    fn still_valid(&self, trees: &[(JobId, LiveTree)]) -> bool {
+        self.ticks_since_scan < RESCAN_EVERY
+            && trees.len() == self.jobs.len()
+            && trees.iter().all(|(id, tree)| {
+                self.jobs.get(id).is_some_and(|(known, _)| {
+                    known.pgid == tree.pgid && known.stage_pids == tree.stage_pids
+                })
+            })
+    }
+
+    fn rescan(&mut self, trees: &[(JobId, LiveTree)]) {
+        let entries = procfs::scan();
+        self.jobs = trees
+            .iter()
+            .map(|(id, tree)| {
+                let readers = tree_members(tree, &entries)
+                    .into_iter()
+                    .filter_map(StatReader::open)
+                    .collect();
+                (*id, (tree.clone(), readers))
+            })
+            .collect();
+        self.ticks_since_scan = 0;
+    }
+}
 
 pub async fn run(
     live: LiveTrees,
@@ -28,68 +70,65 @@ pub async fn run(
     sample_soon: Arc<Notify>,
     interval: Duration,
 ) {
-    let Ok(mut system) = System::new() else {
-        return;
-    };
     let mut previous: HashMap<JobId, (Instant, Duration)> = HashMap::new();
+    let mut membership = Membership::default();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut buf = Vec::with_capacity(1024);
+    let mut idle = true;
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = sample_soon.notified() => tokio::time::sleep(EARLY_SAMPLE).await,
+        if idle {
+            // Nothing runs: no timer at all until a job starts.
+            sample_soon.notified().await;
+            tokio::time::sleep(EARLY_SAMPLE).await;
+            ticker.reset();
+        } else {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = sample_soon.notified() => {
+                    tokio::time::sleep(EARLY_SAMPLE).await;
+                    membership.ticks_since_scan = RESCAN_EVERY;
+                }
+            }
         }
         let trees: Vec<(JobId, LiveTree)> = super::lock_live(&live)
             .iter()
             .map(|(id, tree)| (*id, tree.clone()))
             .collect();
         previous.retain(|id, _| trees.iter().any(|(live_id, _)| live_id == id));
-        if trees.is_empty() {
+        idle = trees.is_empty();
+        if idle {
+            membership = Membership::default();
             continue;
         }
-        let entries = procfs::scan();
-        let members: Vec<(JobId, &LiveTree, Vec<Pid>)> = trees
-            .iter()
-            .map(|(id, tree)| (*id, tree, tree_members(tree, &entries)))
-            .collect();
-        let all: Vec<Pid> = members
-            .iter()
-            .flat_map(|(_, _, pids)| pids.iter().copied())
-            .collect();
-        system.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&all),
-            true,
-            ProcessRefreshKind::nothing()
-                .with_cpu()
-                .with_memory()
-                .without_tasks(),
-        );
+        if !membership.still_valid(&trees) {
+            membership.rescan(&trees);
+        }
+        membership.ticks_since_scan += 1;
         let now = Instant::now();
-        for (id, tree, pids) in members {
-            let mut rss_bytes = 0;
-            let mut live_cpu_ms = 0;
-            let mut processes = 0;
-            for pid in &pids {
-                if let Some(process) = system.process(*pid) {
-                    rss_bytes += process.memory();
-                    live_cpu_ms += process.accumulated_cpu_time();
-                    processes += 1;
-                }
+        for (id, tree) in &trees {
+            let Some((_, readers)) = membership.jobs.get(id) else {
+                continue;
+            };
+            let stats: Vec<ProcStat> = readers.iter().filter_map(|r| r.read(&mut buf)).collect();
+            if stats.len() < readers.len() {
+                // A member is gone: its CPU moves to the reaped total; find the rest anew.
+                membership.ticks_since_scan = RESCAN_EVERY;
             }
-            let cpu_time = tree.reaped_cpu + Duration::from_millis(live_cpu_ms);
-            let cpu_percent = previous.get(&id).and_then(|(at, cpu)| {
+            let cpu_time = tree.reaped_cpu + stats.iter().map(|s| s.cpu).sum::<Duration>();
+            let cpu_percent = previous.get(id).and_then(|(at, cpu)| {
                 let wall = now.saturating_duration_since(*at).as_secs_f64();
                 (wall > 0.0)
                     .then(|| (cpu_time.saturating_sub(*cpu).as_secs_f64() / wall * 100.0) as f32)
             });
-            previous.insert(id, (now, cpu_time));
+            previous.insert(*id, (now, cpu_time));
             let sample = Sample {
                 cpu_percent,
-                rss_bytes,
+                rss_bytes: stats.iter().map(|s| s.rss_bytes).sum(),
                 cpu_time,
-                processes,
+                processes: stats.len(),
             };
-            if events.send(Event::Sample { id, sample }).is_err() {
+            if events.send(Event::Sample { id: *id, sample }).is_err() {
                 return;
             }
         }
@@ -97,7 +136,7 @@ pub async fn run(
 }
 
 /// Every live process of a job: the stages, their descendants, and its process group.
-fn tree_members(tree: &LiveTree, entries: &[ProcEntry]) -> Vec<Pid> {
+fn tree_members(tree: &LiveTree, entries: &[ProcStat]) -> Vec<u32> {
     let mut found: HashSet<u32> = tree.stage_pids.iter().copied().collect();
     found.extend(
         entries
@@ -114,5 +153,5 @@ fn tree_members(tree: &LiveTree, entries: &[ProcEntry]) -> Vec<Pid> {
             }
         }
     }
-    found.into_iter().map(Pid::from_u32).collect()
+    found.into_iter().collect()
 }
