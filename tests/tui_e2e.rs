@@ -45,6 +45,11 @@ impl Tmux {
 
     /// Like `start`, with `env` (e.g. `VAR=1 `) in front of the forkyard command.
     fn start_with_env(test: &str, tag: u32, env: &str) -> Option<Tmux> {
+        Tmux::start_fixture(test, tag, "jobs.toml", env)
+    }
+
+    /// Like `start_with_env`, on `tests/fixtures/tui/<fixture>`.
+    fn start_fixture(test: &str, tag: u32, fixture: &str, env: &str) -> Option<Tmux> {
         if !tmux_available() {
             eprintln!("SKIPPED: tmux is not installed (CI installs it)");
             return None;
@@ -55,7 +60,9 @@ impl Tmux {
             .expect("temp dir");
         let marker = format!("7{:07}{tag:02}.", std::process::id());
         let template = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tui/jobs.toml"),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/tui")
+                .join(fixture),
         )
         .expect("fixture");
         let config = dir.path().join("jobs.toml");
@@ -445,4 +452,80 @@ fn a_panic_restores_the_terminal_and_kills_every_child() {
     let code = t.assert_clean_exit();
     assert_eq!(code, 101);
     t.wait_text("panicking on purpose");
+}
+
+/// The wall time after `-j <label>: ` on the runs line, in seconds.
+fn run_wall(screen: &str, label: &str) -> Option<f64> {
+    let line = screen
+        .lines()
+        .find(|l| l.trim_start().starts_with("runs "))?;
+    let pattern = format!("-j {label}: ");
+    let rest = &line[line.find(&pattern)? + pattern.len()..];
+    rest.split(|c: char| c == 's' || c.is_whitespace())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn timeline_view_and_rerun_with_another_limit() {
+    let Some(t) = Tmux::start_fixture("rerun", 8, "naps.toml", "") else {
+        return;
+    };
+    // Four 1 s naps at once; the header shows the figures and the limit.
+    t.wait_text("-j unlimited");
+    let screen = t.wait_text("✔ 4 done");
+    assert!(screen.contains("concurrency"), "{screen}");
+    assert!(screen.contains("parallelism"), "{screen}");
+
+    // v: the timeline, with its ruler.
+    t.keys(&["v"]);
+    let screen = t.wait_text("TIMELINE");
+    let ruler = screen
+        .lines()
+        .find(|l| l.contains("TIMELINE"))
+        .expect("ruler line");
+    assert!(ruler.contains(" 0 "), "{ruler}");
+    assert!(
+        ruler
+            .split_whitespace()
+            .any(|w| w.ends_with('s') && w[..w.len() - 1].parse::<f64>().is_ok()),
+        "tick labels in seconds: {ruler}"
+    );
+    assert!(
+        Tmux::row(&screen, "nap.1").is_some_and(|r| r.contains('─')),
+        "{screen}"
+    );
+
+    // p with everything finished: no question, the set runs again with -j 1.
+    t.keys(&["p"]);
+    t.wait_text("-j 1 ");
+    let screen = t.wait_for("the sequential run to finish", |s| {
+        s.contains("✔ 4 done")
+            && run_wall(s, "1").is_some_and(|w| w > 1.0)
+            && !s.contains("1: 0s…")
+            && s.contains("slower")
+    });
+    let parallel = run_wall(&screen, "unlimited").expect("first run's wall");
+    let sequential = run_wall(&screen, "1").expect("second run's wall");
+    assert!((1.0..2.5).contains(&parallel), "{screen}");
+    assert!(sequential >= 4.0, "{screen}");
+    assert!(sequential > 2.0 * parallel, "{screen}");
+
+    // Again (-j cores), and while that runs, p asks before stopping it.
+    t.keys(&["p"]);
+    t.wait_for("the third run", |s| s.contains("● 2 running"));
+    t.keys(&["p"]);
+    t.wait_text("Stop them all and rerun everything with");
+    t.keys(&["y"]);
+    let screen = t.wait_for("the fourth run to finish", |s| {
+        s.contains("(stopped)") && s.contains("-j unlimited ") && s.contains("✔ 4 done")
+    });
+    assert!(
+        screen.contains("TIMELINE"),
+        "still in the timeline view: {screen}"
+    );
+    t.wait_survivors(0);
+    t.keys(&["q"]);
+    assert_eq!(t.assert_clean_exit(), 0);
 }

@@ -31,6 +31,10 @@ pub enum Action {
     Quit {
         kill: bool,
     },
+    /// Stop the current run and run the whole set again with this `-j` (0 = unlimited).
+    Rerun {
+        max_parallel: usize,
+    },
 }
 
 /// What a handler may look at besides the model.
@@ -71,9 +75,11 @@ pub fn on_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
             kill: model.quitting.is_some(),
         }];
     }
-    if model.quitting.is_some() {
+    if model.quitting.is_some() || model.rerun.is_some() {
         return match key.code {
             KeyCode::Char('Q') => vec![Action::Quit { kill: true }],
+            // While a run stops before the next one, q still quits (gracefully).
+            KeyCode::Char('q') if model.quitting.is_none() => vec![Action::Quit { kill: false }],
             _ => {
                 navigate(model, key, ctx);
                 Vec::new()
@@ -107,6 +113,17 @@ fn main_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
         KeyCode::Char('?') => {
             model.overlay = Some(Overlay::Help);
             Vec::new()
+        }
+        KeyCode::Char('p') => {
+            let limit = model.next_limit(model.max_parallel);
+            if model.unsettled_count() > 0 {
+                model.overlay = Some(Overlay::ConfirmRerun { limit });
+                Vec::new()
+            } else {
+                vec![Action::Rerun {
+                    max_parallel: limit,
+                }]
+            }
         }
         KeyCode::Char('t') => vec![Action::Control(id, Control::Stop)],
         KeyCode::Char('K') => vec![Action::Control(id, Control::Kill)],
@@ -224,11 +241,18 @@ fn navigate(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) {
             model.set_expanded(true);
         }
         KeyCode::Left | KeyCode::Char('h') => collapse(model),
-        KeyCode::Tab | KeyCode::BackTab => {
+        // The timeline has no output pane to focus.
+        KeyCode::Tab | KeyCode::BackTab if !model.timeline => {
             model.focus = match model.focus {
                 Focus::Jobs => Focus::Output,
                 Focus::Output => Focus::Jobs,
             };
+        }
+        KeyCode::Char('v') => {
+            model.timeline = !model.timeline;
+            if model.timeline {
+                model.focus = Focus::Jobs;
+            }
         }
         KeyCode::PageUp => scroll(model, ctx, -(page as isize)),
         KeyCode::PageDown => scroll(model, ctx, page as isize),
@@ -489,6 +513,26 @@ fn overlay_key(model: &mut Model, overlay: Overlay, key: KeyEvent) -> Vec<Action
             }
             _ => Vec::new(),
         },
+        Overlay::ConfirmRerun { limit } => match key.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
+                model.overlay = None;
+                vec![Action::Rerun {
+                    max_parallel: limit,
+                }]
+            }
+            // Cycle the offered limit in place.
+            KeyCode::Char('p') => {
+                model.overlay = Some(Overlay::ConfirmRerun {
+                    limit: model.next_limit(limit),
+                });
+                Vec::new()
+            }
+            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => {
+                model.overlay = None;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        },
         Overlay::Signals { selected } => {
             let n = COMMON_SIGNALS.len();
             let pick = |index: usize, model: &mut Model| {
@@ -543,13 +587,14 @@ pub fn on_mouse(model: &mut Model, mouse: MouseEvent, ctx: &Ctx<'_>) -> Vec<Acti
             && mouse.row >= r.y
             && mouse.row < r.y + r.height
     };
-    let over_table = inside(areas.table);
+    // In the timeline every row is a job row; the wheel moves the selection anywhere.
+    let over_table = inside(areas.table) || model.timeline;
     match mouse.kind {
         MouseEventKind::ScrollUp if over_table => select(model, -1),
         MouseEventKind::ScrollDown if over_table => select(model, 1),
         MouseEventKind::ScrollUp => scroll(model, ctx, -(WHEEL_ROWS as isize)),
         MouseEventKind::ScrollDown => scroll(model, ctx, WHEEL_ROWS as isize),
-        MouseEventKind::Down(MouseButton::Left) if over_table => {
+        MouseEventKind::Down(MouseButton::Left) if inside(areas.table) => {
             let Some(line) = (mouse.row - areas.table.y).checked_sub(1) else {
                 return Vec::new(); // the column titles
             };
@@ -568,7 +613,7 @@ pub fn on_mouse(model: &mut Model, mouse: MouseEvent, ctx: &Ctx<'_>) -> Vec<Acti
                 }
             }
         }
-        MouseEventKind::Down(MouseButton::Left) if inside(areas.output) => {
+        MouseEventKind::Down(MouseButton::Left) if inside(areas.output) && !model.timeline => {
             model.focus = Focus::Output;
         }
         _ => {}
@@ -789,6 +834,72 @@ mod tests {
         );
         assert_eq!(model.search.as_ref().and_then(|s| s.current), Some(9));
         assert!(!model.view(0).follow);
+    }
+
+    #[test]
+    fn p_cycles_the_limit_and_confirms_while_jobs_run() {
+        let (mut model, buffers) = setup();
+        model.cores = 4;
+        model.max_parallel = 0;
+        assert!(press(&mut model, &buffers, &[KeyCode::Char('p')]).is_empty());
+        assert_eq!(model.overlay, Some(Overlay::ConfirmRerun { limit: 1 }));
+        // p in the dialog offers the next limit: 1 → cores → unlimited.
+        press(&mut model, &buffers, &[KeyCode::Char('p')]);
+        assert_eq!(model.overlay, Some(Overlay::ConfirmRerun { limit: 4 }));
+        press(&mut model, &buffers, &[KeyCode::Char('p')]);
+        assert_eq!(model.overlay, Some(Overlay::ConfirmRerun { limit: 0 }));
+        assert!(press(&mut model, &buffers, &[KeyCode::Esc]).is_empty());
+        assert_eq!(model.overlay, None);
+        let actions = press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('p'), KeyCode::Char('y')],
+        );
+        assert_eq!(actions, [Action::Rerun { max_parallel: 1 }]);
+
+        // Nothing running: no question.
+        for job in &mut model.tracker.jobs {
+            job.status.state = JobState::Finished(crate::supervisor::Outcome::Exited { code: 0 });
+        }
+        model.max_parallel = 1;
+        let actions = press(&mut model, &buffers, &[KeyCode::Char('p')]);
+        assert_eq!(actions, [Action::Rerun { max_parallel: 4 }]);
+        // One core: the cycle is 1 → unlimited.
+        model.cores = 1;
+        assert_eq!(model.next_limit(1), 0);
+        assert_eq!(model.next_limit(0), 1);
+        assert_eq!(model.next_limit(7), 1);
+
+        // While the run stops before the next one, q and Q quit.
+        model.rerun = Some(4);
+        assert_eq!(
+            press(&mut model, &buffers, &[KeyCode::Char('q')]),
+            [Action::Quit { kill: false }]
+        );
+        assert_eq!(
+            press(&mut model, &buffers, &[KeyCode::Char('Q')]),
+            [Action::Quit { kill: true }]
+        );
+        assert!(press(&mut model, &buffers, &[KeyCode::Char('r')]).is_empty());
+    }
+
+    #[test]
+    fn v_toggles_the_timeline_which_has_no_output_focus() {
+        let (mut model, buffers) = setup();
+        press(&mut model, &buffers, &[KeyCode::Tab]);
+        assert_eq!(model.focus, Focus::Output);
+        press(&mut model, &buffers, &[KeyCode::Char('v')]);
+        assert!(model.timeline);
+        assert_eq!(model.focus, Focus::Jobs);
+        press(&mut model, &buffers, &[KeyCode::Tab, KeyCode::Down]);
+        assert_eq!(model.focus, Focus::Jobs);
+        assert_eq!(model.selected, RowRef::Job(1));
+        // The layout gives the rows the whole main area.
+        let areas = crate::ui::layout(Rect::new(0, 0, 100, 30), &model).expect("layout");
+        assert_eq!(areas.table.height, 30 - 2 - 1 - 1);
+        assert_eq!(areas.output_rows(), 0);
+        press(&mut model, &buffers, &[KeyCode::Char('v')]);
+        assert!(!model.timeline);
     }
 
     #[test]

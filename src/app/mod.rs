@@ -60,29 +60,25 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
 
     let activity = Arc::new(Notify::new());
     let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
-    let (supervisor, events) = Supervisor::start(
-        &config,
-        SupervisorOptions {
-            max_parallel: Some(max_parallel),
-            activity: Some(activity.clone()),
-            ..SupervisorOptions::default()
-        },
-    )?;
-    let tracker = Tracker::new(
-        supervisor
-            .jobs()
-            .iter()
-            .map(|j| (j.spec.name.clone(), j.initial.clone())),
-    );
+    let (supervisor, events) = start_supervisor(&config, max_parallel, &activity)?;
+    let tracker = tracker_of(&supervisor);
     let origin = std::path::Path::new(&config.origin)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| config.origin.clone());
+    let mut model = Model::new(tracker, origin);
+    model.max_parallel = max_parallel;
     let mut app = App {
-        model: Model::new(tracker, origin),
+        model,
         buffers: supervisor.jobs().iter().map(|j| j.buffer.clone()).collect(),
         controller: supervisor.controller(),
         supervisor: Some(supervisor),
+        events,
+        events_open: true,
+        config,
+        activity,
+        pending_rerun: None,
+        rerun_error: None,
         shutdown: None,
         guard: Some(guard),
         dirty: true,
@@ -93,7 +89,7 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
         failed_at_quit: false,
         draw_error: None,
     };
-    app.run(events, activity, signals).await;
+    app.run(signals).await;
 
     // Leave the alternate screen before printing anything.
     drop(app.guard.take());
@@ -115,11 +111,48 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
     if let Some(err) = app.draw_error {
         let _ = writeln!(stderr, "forkyard: the terminal failed: {err}");
     }
+    if let Some(err) = &app.rerun_error {
+        let _ = writeln!(stderr, "forkyard: cannot rerun: {err:#}");
+    }
     Ok(match app.exit_signal {
         Some(signal) => 128 + signal as i32,
         None if app.failed_at_quit => 1,
         None => 0,
     })
+}
+
+fn start_supervisor(
+    config: &Config,
+    max_parallel: usize,
+    activity: &Arc<Notify>,
+) -> anyhow::Result<(Supervisor, mpsc::UnboundedReceiver<Event>)> {
+    Supervisor::start(
+        config,
+        SupervisorOptions {
+            max_parallel: Some(max_parallel),
+            activity: Some(activity.clone()),
+            ..SupervisorOptions::default()
+        },
+    )
+}
+
+fn tracker_of(supervisor: &Supervisor) -> Tracker {
+    Tracker::new(
+        supervisor
+            .jobs()
+            .iter()
+            .map(|j| (j.spec.name.clone(), j.initial.clone())),
+    )
+}
+
+/// A rerun (`p`) waiting for the current run to stop.
+#[derive(Debug, Clone, Copy)]
+struct PendingRerun {
+    limit: usize,
+    /// Every job had settled when `p` was pressed: the run's wall time is complete.
+    complete: bool,
+    /// A job had failed before the run was stopped (the exit code if we quit instead).
+    failed: bool,
 }
 
 struct Signals {
@@ -135,8 +168,16 @@ struct App {
     model: Model,
     buffers: Vec<SharedBuffer>,
     controller: Controller,
-    /// Taken when quitting starts.
+    /// Taken when quitting or rerunning starts.
     supervisor: Option<Supervisor>,
+    /// The current supervisor's events; replaced (the old one dropped) by a rerun, so
+    /// nothing from an earlier run reaches the new tracker.
+    events: mpsc::UnboundedReceiver<Event>,
+    events_open: bool,
+    config: Config,
+    activity: Arc<Notify>,
+    pending_rerun: Option<PendingRerun>,
+    rerun_error: Option<anyhow::Error>,
     /// The running `Supervisor::shutdown`.
     shutdown: Option<JoinHandle<()>>,
     /// None once the terminal is gone (hangup, write error).
@@ -153,15 +194,10 @@ struct App {
 }
 
 impl App {
-    async fn run(
-        &mut self,
-        mut events: mpsc::UnboundedReceiver<Event>,
-        activity: Arc<Notify>,
-        mut signals: Signals,
-    ) {
+    async fn run(&mut self, mut signals: Signals) {
         let mut input = EventStream::new();
         let mut input_open = true;
-        let mut events_open = true;
+        let activity = self.activity.clone();
         loop {
             let now = Instant::now();
             self.model.now = now;
@@ -188,7 +224,18 @@ impl App {
             let sleep = tokio::time::sleep_until(wake.unwrap_or(now).into());
             tokio::select! {
                 biased;
-                _ = shutdown, if shutting_down => break,
+                _ = shutdown, if shutting_down => {
+                    self.shutdown = None;
+                    match self.pending_rerun.take() {
+                        Some(rerun) => {
+                            if let Err(err) = self.start_run(rerun) {
+                                self.rerun_error = Some(err);
+                                break;
+                            }
+                        }
+                        None => break,
+                    }
+                }
                 input_event = input.next(), if input_open => match input_event {
                     Some(Ok(event)) => self.on_terminal_event(event),
                     // The terminal is gone: nobody can see or quit us, so stop everything.
@@ -197,11 +244,14 @@ impl App {
                         self.terminal_lost(None);
                     }
                 },
-                event = events.recv(), if events_open => match event {
+                event = self.events.recv(), if self.events_open => match event {
                     Some(event) => self.on_event(event),
                     None => {
-                        events_open = false;
-                        self.quit(false);
+                        self.events_open = false;
+                        // A run stopping for a rerun closes its channel too.
+                        if self.pending_rerun.is_none() {
+                            self.quit(false);
+                        }
                     }
                 },
                 _ = signals.int.recv() => self.on_signal(Signal::SIGINT),
@@ -220,9 +270,57 @@ impl App {
         }
         // The last status changes (every job finished) are worth applying for the
         // summary, even though nobody will see another frame.
-        while let Ok(event) = events.try_recv() {
+        while let Ok(event) = self.events.try_recv() {
             self.model.tracker.apply(&event);
         }
+    }
+
+    /// `p`: stop the current run; [`App::start_run`] follows once it is fully shut down
+    /// (every child reaped), so two runs never compete for the CPUs.
+    fn rerun(&mut self, limit: usize) {
+        let Some(supervisor) = self.supervisor.take() else {
+            return;
+        };
+        self.pending_rerun = Some(PendingRerun {
+            limit,
+            complete: self.model.tracker.settled_at.is_some(),
+            failed: self.model.tracker.any_failed(),
+        });
+        self.model.rerun = Some(limit);
+        self.model.overlay = None;
+        self.model.prompt = None;
+        self.shutdown = Some(tokio::spawn(supervisor.shutdown()));
+        self.dirty = true;
+    }
+
+    /// The previous run is over: keep its figures, start the set again with `-j limit`.
+    fn start_run(&mut self, rerun: PendingRerun) -> anyhow::Result<()> {
+        // Its last events still belong to it (the final statuses).
+        while let Ok(event) = self.events.try_recv() {
+            self.model.tracker.apply(&event);
+        }
+        let mut previous = self.model.current_run(Instant::now());
+        previous.complete = rerun.complete;
+        let (supervisor, events) = start_supervisor(&self.config, rerun.limit, &self.activity)
+            .context("cannot start the jobs again")?;
+        self.model
+            .start_run(tracker_of(&supervisor), rerun.limit, previous);
+        self.buffers = supervisor.jobs().iter().map(|j| j.buffer.clone()).collect();
+        self.controller = supervisor.controller();
+        self.supervisor = Some(supervisor);
+        // The old receiver is dropped here: a late event of the old run has nowhere to go.
+        self.events = events;
+        self.events_open = true;
+        self.drawn_output = None;
+        self.tick_at = None;
+        self.dirty = true;
+        let limit = crate::ui::limit_label(rerun.limit, false);
+        self.model.set_message(
+            format!("rerunning every job with -j {limit}"),
+            MessageKind::Info,
+            Instant::now(),
+        );
+        Ok(())
     }
 
     fn draw(&mut self) {
@@ -302,6 +400,7 @@ impl App {
             match action {
                 Action::Control(id, control) => self.controller.control(id, control),
                 Action::Quit { kill } => self.quit(kill),
+                Action::Rerun { max_parallel } => self.rerun(max_parallel),
             }
         }
     }
@@ -345,6 +444,20 @@ impl App {
     /// while stopping escalates to SIGKILL.
     fn quit(&mut self, kill: bool) {
         self.dirty = true;
+        if let Some(rerun) = self.pending_rerun.take() {
+            // The run is already stopping: it becomes the last one.
+            self.model.rerun = None;
+            self.failed_at_quit = rerun.failed;
+            if kill {
+                self.controller.control_all(Control::Kill);
+            }
+            self.model.quitting = Some(if kill {
+                Quitting::Killing
+            } else {
+                Quitting::Graceful
+            });
+            return;
+        }
         let Some(supervisor) = self.supervisor.take() else {
             if kill && self.model.quitting != Some(Quitting::Killing) {
                 self.controller.control_all(Control::Kill);

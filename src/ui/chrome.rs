@@ -32,23 +32,65 @@ pub const HELP: &[(&str, &str)] = &[
     ("x", "send a signal (menu)"),
     ("/  n  N", "search the output, next / previous"),
     ("f", "toggle follow (tail) mode"),
+    ("v", "timeline: when each job ran, shaded by CPU"),
+    ("p", "rerun all with -j 1 / cores / unlimited"),
     ("c", "clear the job's output"),
     ("?", "this help"),
     ("q", "quit (confirms, then stops every job)"),
     ("Q  Ctrl-C Ctrl-C", "quit now (kills and reaps every job)"),
 ];
 
-/// The top line: counts, wall time, cores (compact when narrow).
+/// Lines of the header: counts, figures, and the runs line once `p` reran the set (when
+/// the terminal is tall enough for it).
+pub fn header_height(model: &Model, height: u16) -> u16 {
+    if !model.runs.is_empty() && height >= 14 {
+        3
+    } else {
+        2
+    }
+}
+
+/// `-j` as shown: `1`, `4`, `unlimited` (`∞` when compact).
+pub fn limit_label(limit: usize, compact: bool) -> String {
+    match limit {
+        0 if compact => "∞".into(),
+        0 => "unlimited".into(),
+        n => n.to_string(),
+    }
+}
+
+fn span_width(spans: &[Span]) -> usize {
+    spans
+        .iter()
+        .map(|s| s.content.chars().count())
+        .sum::<usize>()
+}
+
+/// The header: counts and `-j` on the first line, the run's figures on the second, the
+/// earlier runs (`p`) on the third.
 pub fn header(frame: &mut Frame, model: &Model, area: Rect) {
+    let line = |n: u16| Rect {
+        y: area.y + n,
+        height: 1,
+        ..area
+    };
+    if area.height == 0 {
+        return;
+    }
+    counts_line(frame, model, line(0));
+    if area.height >= 2 {
+        let line2 = figures_line(model, area.width as usize);
+        frame.render_widget(Paragraph::new(line2), line(1));
+    }
+    if area.height >= 3 {
+        let line3 = runs_line(model, area.width as usize);
+        frame.render_widget(Paragraph::new(line3), line(2));
+    }
+}
+
+fn counts_line(frame: &mut Frame, model: &Model, area: Rect) {
     let c = counts(model.jobs());
     let width = area.width as usize;
-    // A live clock while anything runs; the exact figure once every job has settled.
-    let wall = match model.tracker.settled_at {
-        Some(end) => {
-            format::finished_duration(end.saturating_duration_since(model.tracker.started))
-        }
-        None => format::running_clock(model.now.saturating_duration_since(model.tracker.started)),
-    };
     let failed_style = if c.failed > 0 {
         Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
     } else {
@@ -83,24 +125,178 @@ pub fn header(frame: &mut Frame, model: &Model, area: Rect) {
         }
         spans
     };
-    let span_width = |spans: &[Span]| {
-        spans
-            .iter()
-            .map(|s| s.content.chars().count())
-            .sum::<usize>()
-    };
     let mut spans = build(false);
-    if span_width(&spans) + 12 > width {
+    if span_width(&spans) + 24 > width {
         spans = build(true);
     }
-    let right = format!("wall {wall}  {} cores  {} ", model.cores, model.origin);
+    // The limit matters more than the file name: it is what `p` changes.
     let room = width.saturating_sub(span_width(&spans) + 1);
-    if room > 0 {
-        let right = format::fit(&right, room);
-        spans.push(Span::raw(" ".repeat(room - right.chars().count() + 1)));
-        spans.push(Span::styled(right, DIM));
+    let rest = format!("  {} cores  {} ", model.cores, model.origin);
+    let full = format!("-j {}", limit_label(model.max_parallel, false));
+    let compact = format!("-j {}", limit_label(model.max_parallel, true));
+    let fits = |limit: &String| limit.chars().count() + rest.chars().count() <= room;
+    let limit = if fits(&full) { full } else { compact };
+    if room > limit.chars().count() {
+        let rest = format::fit(&rest, room - limit.chars().count());
+        let used = limit.chars().count() + rest.chars().count();
+        spans.push(Span::raw(" ".repeat(room - used + 1)));
+        spans.push(Span::styled(
+            limit,
+            Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+        ));
+        spans.push(Span::styled(rest, DIM));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// A ratio with as many decimals as are worth reading.
+pub fn ratio(x: f64) -> String {
+    if x < 10.0 {
+        format!("{x:.2}")
+    } else if x < 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+/// The run's wall time: a live clock, or the exact figure once every job has settled.
+fn wall_text(model: &Model) -> String {
+    match model.tracker.settled_at {
+        Some(end) => {
+            format::finished_duration(end.saturating_duration_since(model.tracker.started))
+        }
+        None => format::running_clock(model.now.saturating_duration_since(model.tracker.started)),
+    }
+}
+
+/// concurrency, parallelism of N cores, Σ CPU, wall: the widest form that fits.
+fn figures_line(model: &Model, width: usize) -> Line<'static> {
+    let f = model.tracker.figures(model.now);
+    let cores = model.cores.max(1);
+    let wall = wall_text(model);
+    let conc = ratio(f.concurrency);
+    let par = ratio(f.parallelism);
+    let cpu = format::finished_duration(f.sum_cpu);
+    let jobs = format::finished_duration(f.sum_elapsed);
+    let efficiency = (f.parallelism / cores as f64 * 100.0).round();
+    let variants: [Vec<(&str, String)>; 5] = [
+        vec![
+            ("concurrency ", conc.clone()),
+            (
+                "parallelism ",
+                format!("{par} of {cores} cores ({efficiency:.0}%)"),
+            ),
+            ("Σ CPU ", cpu.clone()),
+            ("Σ job time ", jobs),
+            ("wall ", wall.clone()),
+        ],
+        vec![
+            ("concurrency ", conc.clone()),
+            ("parallelism ", format!("{par} of {cores} cores")),
+            ("Σ CPU ", cpu.clone()),
+            ("wall ", wall.clone()),
+        ],
+        vec![
+            ("conc ", conc.clone()),
+            ("par ", format!("{par}/{cores}")),
+            ("cpu ", cpu.clone()),
+            ("wall ", wall.clone()),
+        ],
+        vec![
+            ("conc ", conc.clone()),
+            ("par ", format!("{par}/{cores}")),
+            ("wall ", wall),
+        ],
+        vec![("conc ", conc), ("par ", format!("{par}/{cores}"))],
+    ];
+    let value = Style::new().add_modifier(Modifier::BOLD);
+    let build = |parts: &[(&str, String)]| {
+        let mut spans = vec![Span::raw(" ")];
+        for (i, (label, text)) in parts.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::raw("  "));
+            }
+            spans.push(Span::styled(label.to_string(), DIM));
+            spans.push(Span::styled(text.clone(), value));
+        }
+        spans
+    };
+    let mut spans = Vec::new();
+    for parts in &variants {
+        spans = build(parts);
+        if span_width(&spans) < width {
+            break;
+        }
+    }
+    Line::from(spans)
+}
+
+/// Earlier runs and the current one: `-j 1: 10.03s · -j unlimited: 1.02s (9.8× faster)`.
+/// Speedups are relative to the first complete run shown, like `--compare`.
+fn runs_line(model: &Model, width: usize) -> Line<'static> {
+    let current = model.current_run(model.now);
+    let mut all: Vec<_> = model.runs.clone();
+    all.push(current);
+    let entry = |run: &super::model::PastRun, base: Option<f64>, compact: bool, last: bool| {
+        let mut text = format!(
+            "-j {}{}",
+            limit_label(run.limit, compact),
+            if compact { " " } else { ": " }
+        );
+        let wall = if last && !run.complete {
+            format::running_clock(run.wall)
+        } else {
+            format::finished_duration(run.wall)
+        };
+        text.push_str(&wall);
+        if !run.complete {
+            text.push_str(if last { "…" } else { " (stopped)" });
+        } else if let Some(base) = base {
+            let secs = run.wall.as_secs_f64();
+            if secs > 0.0 && base > 0.0 {
+                let r = base / secs;
+                text.push_str(&if compact {
+                    format!(" ×{r:.1}")
+                } else if r >= 1.0 {
+                    format!(" ({r:.1}× faster)")
+                } else {
+                    format!(" ({:.1}× slower)", 1.0 / r)
+                });
+            }
+        }
+        text
+    };
+    let build = |runs: &[super::model::PastRun], compact: bool| {
+        let base_index = runs.iter().position(|r| r.complete);
+        let base = base_index.map(|i| runs[i].wall.as_secs_f64());
+        let mut spans = vec![Span::styled(" runs  ", DIM)];
+        for (i, run) in runs.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(" · ", DIM));
+            }
+            let last = i + 1 == runs.len();
+            let shown_base = base.filter(|_| base_index.is_some_and(|b| b < i));
+            let style = if last {
+                Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+            } else {
+                Style::new()
+            };
+            spans.push(Span::styled(entry(run, shown_base, compact, last), style));
+        }
+        spans
+    };
+    // Drop the oldest runs until it fits.
+    let mut from = 0;
+    loop {
+        for compact in [false, true] {
+            let spans = build(&all[from..], compact);
+            if span_width(&spans) <= width || from + 1 >= all.len() && compact {
+                return Line::from(spans);
+            }
+        }
+        from += 1;
+    }
 }
 
 /// Keys that apply to the current state, as (key, label).
@@ -139,7 +335,14 @@ fn hints(model: &Model) -> Vec<(&'static str, &'static str)> {
     if !model.view(id).follow {
         hints.push(("f", "follow"));
     }
-    hints.extend([("Tab", "focus"), ("?", "help"), ("q", "quit")]);
+    hints.extend([
+        ("v", if model.timeline { "output" } else { "timeline" }),
+        ("p", "rerun -j"),
+    ]);
+    if !model.timeline {
+        hints.push(("Tab", "focus"));
+    }
+    hints.extend([("?", "help"), ("q", "quit")]);
     hints
 }
 
@@ -163,6 +366,15 @@ pub fn status_bar(frame: &mut Frame, model: &Model, area: Rect) {
     let width = area.width as usize;
     let line = if let Some(prompt) = &model.prompt {
         prompt_line(model, prompt)
+    } else if let (Some(limit), None) = (model.rerun, model.quitting) {
+        Line::from(Span::styled(
+            format!(
+                " stopping {} job(s), then rerunning with -j {}…  Q: quit now",
+                model.active_count(),
+                limit_label(limit, false)
+            ),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ))
     } else if let Some(quitting) = model.quitting {
         let text = match quitting {
             Quitting::Graceful => format!(
@@ -252,6 +464,7 @@ pub fn overlay(frame: &mut Frame, model: &Model, overlay: Overlay, area: Rect) {
         Overlay::Help => help(frame, area),
         Overlay::Signals { selected } => signals(frame, model, selected, area),
         Overlay::ConfirmQuit => confirm_quit(frame, model, area),
+        Overlay::ConfirmRerun { limit } => confirm_rerun(frame, model, limit, area),
     }
 }
 
@@ -340,6 +553,48 @@ fn confirm_quit(frame: &mut Frame, model: &Model, area: Rect) {
     let rect = centered(area, width, lines.len() as u16 + 2);
     frame.render_widget(Clear, rect);
     frame.render_widget(Paragraph::new(lines).block(popup("quit?")), rect);
+}
+
+fn confirm_rerun(frame: &mut Frame, model: &Model, limit: usize, area: Rect) {
+    let n = model.unsettled_count();
+    let what = match limit {
+        0 => "unlimited".to_string(),
+        1 => "1 (one job at a time)".to_string(),
+        n if n == model.cores => format!("{n} (one job per core)"),
+        n => n.to_string(),
+    };
+    let lines = vec![
+        Line::from(format!(
+            " {n} job{} still running or waiting to run.",
+            if n == 1 { " is" } else { "s are" }
+        )),
+        Line::from(" Stop them all and rerun everything with"),
+        Line::from(vec![
+            Span::raw("   -j "),
+            Span::styled(
+                what,
+                Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+            ),
+            Span::raw("?"),
+        ]),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled(" y", KEY),
+            Span::styled(" / ", DIM),
+            Span::styled("Enter", KEY),
+            Span::raw(" rerun   "),
+            Span::styled("p", KEY),
+            Span::raw(" other -j   "),
+            Span::styled("n", KEY),
+            Span::styled(" / ", DIM),
+            Span::styled("Esc", KEY),
+            Span::raw(" cancel"),
+        ]),
+    ];
+    let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 3;
+    let rect = centered(area, width, lines.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(Paragraph::new(lines).block(popup("rerun?")), rect);
 }
 
 /// Shown instead of everything else below the minimum size.

@@ -10,6 +10,7 @@ pub mod format;
 pub mod model;
 pub mod output;
 mod table;
+pub mod timeline;
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use crate::output::SharedBuffer;
 use crate::supervisor::{JobState, PendingReason};
 
-pub use chrome::HELP;
+pub use chrome::{HELP, limit_label};
 pub use model::Model;
 
 /// Smallest usable terminal.
@@ -32,11 +33,11 @@ pub const MIN_SIZE: (u16, u16) = (40, 10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Areas {
     pub header: Rect,
-    /// Column titles on the first line, then one line per row.
+    /// Column titles (or the timeline's ruler) on the first line, then one line per row.
     pub table: Rect,
-    /// The output pane including its title line.
+    /// The output pane including its title line (the timeline's legend in that view).
     pub output: Rect,
-    /// The output lines only.
+    /// The output lines only (none in the timeline view).
     pub output_body: Rect,
     pub status: Rect,
 }
@@ -57,13 +58,22 @@ pub fn layout(area: Rect, model: &Model) -> Option<Areas> {
     if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
         return None;
     }
-    let avail = area.height - 2; // header and status bar
-    let wanted = model.rows().len() as u16 + 1;
-    let table_h = wanted.clamp(2, (avail / 2).max(3));
+    let header_h = chrome::header_height(model, area.height);
+    let avail = area.height - header_h - 1; // header and status bar
+    let table_h = if model.timeline {
+        // The timeline replaces the table and the output; its legend is the last line.
+        avail - 1
+    } else {
+        let wanted = model.rows().len() as u16 + 1;
+        wanted.clamp(2, (avail / 2).max(3))
+    };
     let output_h = avail - table_h;
-    let header = Rect { height: 1, ..area };
+    let header = Rect {
+        height: header_h,
+        ..area
+    };
     let table = Rect {
-        y: area.y + 1,
+        y: area.y + header_h,
         height: table_h,
         ..area
     };
@@ -74,7 +84,11 @@ pub fn layout(area: Rect, model: &Model) -> Option<Areas> {
     };
     let output_body = Rect {
         y: output.y + 1,
-        height: output_h.saturating_sub(1),
+        height: if model.timeline {
+            0
+        } else {
+            output_h.saturating_sub(1)
+        },
         ..area
     };
     let status = Rect {
@@ -99,8 +113,12 @@ pub fn draw(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer]) {
         return;
     };
     chrome::header(frame, model, areas.header);
-    table::draw(frame, model, areas.table);
-    output_pane(frame, model, buffers, &areas);
+    if model.timeline {
+        timeline::draw(frame, model, areas.table, areas.output);
+    } else {
+        table::draw(frame, model, areas.table);
+        output_pane(frame, model, buffers, &areas);
+    }
     chrome::status_bar(frame, model, areas.status);
     if let Some(overlay) = model.overlay {
         chrome::overlay(frame, model, overlay, area);

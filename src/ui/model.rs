@@ -116,6 +116,10 @@ pub enum Overlay {
     },
     /// `q` while jobs run: stop them all and quit?
     ConfirmQuit,
+    /// `p` while jobs run: stop them all and rerun everything with `-j limit`?
+    ConfirmRerun {
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +144,20 @@ pub enum Quitting {
     Killing,
 }
 
+/// The figures of an earlier run of the same set (`p`), kept on screen beside the
+/// current one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PastRun {
+    /// Its `-j` (0 = unlimited).
+    pub limit: usize,
+    pub wall: Duration,
+    /// Every job had settled before it was stopped: the wall time is a full measurement.
+    pub complete: bool,
+}
+
+/// Earlier runs kept for the runs line.
+pub const MAX_PAST_RUNS: usize = 6;
+
 #[derive(Debug, Clone)]
 pub struct Model {
     pub tracker: Tracker,
@@ -161,6 +179,14 @@ pub struct Model {
     pub overlay: Option<Overlay>,
     pub message: Option<Message>,
     pub quitting: Option<Quitting>,
+    /// The timeline (`v`) replaces the table and the output pane.
+    pub timeline: bool,
+    /// The current run's `-j` (0 = unlimited).
+    pub max_parallel: usize,
+    /// Earlier runs of the set, oldest first.
+    pub runs: Vec<PastRun>,
+    /// The current run is being stopped; a new one with this `-j` follows.
+    pub rerun: Option<usize>,
 }
 
 impl Model {
@@ -180,7 +206,50 @@ impl Model {
             overlay: None,
             message: None,
             quitting: None,
+            timeline: false,
+            max_parallel: 0,
+            runs: Vec::new(),
+            rerun: None,
             tracker,
+        }
+    }
+
+    /// The `-j` that `p` offers after the current one: 1 → cores → unlimited → 1.
+    pub fn next_limit(&self, current: usize) -> usize {
+        let mut cycle = vec![1, self.cores, 0];
+        cycle.dedup();
+        match cycle.iter().position(|l| *l == current) {
+            Some(i) => cycle[(i + 1) % cycle.len()],
+            None => 1,
+        }
+    }
+
+    /// A fresh run of the same jobs replaces the current one, whose figures join `runs`.
+    pub fn start_run(&mut self, tracker: Tracker, limit: usize, previous: PastRun) {
+        self.runs.push(previous);
+        if self.runs.len() > MAX_PAST_RUNS {
+            self.runs.remove(0);
+        }
+        let n = tracker.jobs.len();
+        self.tracker = tracker;
+        self.max_parallel = limit;
+        self.rerun = None;
+        self.views = vec![OutputView::default(); n];
+        self.expanded.resize(n, false);
+        if self.selected_job() >= n {
+            self.selected = RowRef::Job(0);
+        }
+        if let Some(search) = &mut self.search {
+            search.current = None;
+        }
+    }
+
+    /// The current run's figures as a [`PastRun`] (`complete` says whether it finished).
+    pub fn current_run(&self, now: Instant) -> PastRun {
+        PastRun {
+            limit: self.max_parallel,
+            wall: self.tracker.figures(now).wall,
+            complete: self.tracker.settled_at.is_some(),
         }
     }
 

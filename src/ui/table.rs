@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::format;
-use super::model::{Focus, Model, RowRef};
+use super::model::{Model, RowRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Col {
@@ -115,6 +115,8 @@ struct RowText {
     glyph: (&'static str, Color),
     name: String,
     cells: Vec<(Col, String)>,
+    /// The pid is that of a process that has ended.
+    pid_gone: bool,
 }
 
 fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
@@ -135,7 +137,7 @@ fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
                 [single] => single.pid,
                 _ => status.pgid,
             }
-            .filter(|_| status.is_active())
+            // Kept (dimmed) after the job ends: useful to match logs and reports.
             .map(|p| p.to_string())
             .unwrap_or_default();
             let cells = vec![
@@ -159,16 +161,13 @@ fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
                 glyph: format::job_glyph(status),
                 name: record.name.clone(),
                 cells,
+                pid_gone: !status.is_active(),
             })
         }
         RowRef::Stage(id, index) => {
             let stage = model.job(id)?.status.stages.get(index)?;
             let branch = if last_stage { "└ " } else { "├ " };
-            let pid = stage
-                .pid
-                .filter(|_| stage.state == crate::supervisor::StageState::Running)
-                .map(|p| p.to_string())
-                .unwrap_or_default();
+            let pid = stage.pid.map(|p| p.to_string()).unwrap_or_default();
             Some(RowText {
                 marker: " ",
                 glyph: format::stage_glyph(&stage.state),
@@ -178,6 +177,7 @@ fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
                     (Col::State, format::stage_state(&stage.state)),
                     (Col::Exit, format::stage_exit(&stage.state)),
                 ],
+                pid_gone: stage.state != crate::supervisor::StageState::Running,
             })
         }
     }
@@ -207,6 +207,7 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
     let visible = area.height.saturating_sub(1) as usize;
     let selected = model.selected_index();
     let offset = model.visible_offset(visible);
+    let mut highlight = None;
     for (index, row) in rows.iter().enumerate().skip(offset).take(visible) {
         let last_stage = match row {
             RowRef::Stage(id, s) => model
@@ -242,6 +243,7 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
             let style = match col {
                 Col::State | Col::Exit => Style::new().fg(color),
                 Col::Restarts if !value.is_empty() => Style::new().fg(Color::Yellow),
+                Col::Pid if text.pid_gone => Style::new().fg(Color::DarkGray),
                 _ => Style::new(),
             };
             spans.push(Span::raw(" "));
@@ -250,14 +252,21 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
                 style,
             ));
         }
-        let mut line = Line::from(spans);
         if index == selected {
-            line = line.style(match model.focus {
-                Focus::Jobs => Style::new().bg(Color::Indexed(238)),
-                Focus::Output => Style::new().bg(Color::Indexed(235)),
-            });
+            highlight = Some(lines.len());
         }
-        lines.push(line);
+        lines.push(Line::from(spans));
     }
     frame.render_widget(Paragraph::new(lines), area);
+    // The whole width, not just the cells' text.
+    if let Some(line) = highlight {
+        let row = Rect {
+            y: area.y + line as u16,
+            height: 1,
+            ..area
+        };
+        frame
+            .buffer_mut()
+            .set_style(row, super::timeline::selection_style(model));
+    }
 }
