@@ -217,44 +217,64 @@ impl RunSpan {
     /// last sample of a running run it goes on at the last known rate; None when no
     /// sample says anything yet.
     pub fn cpu_at(&self, t: Instant) -> Option<Duration> {
-        let t = t.max(self.start);
-        let t = self.end.map_or(t, |end| t.min(end));
-        let mut prev = (self.start, Duration::ZERO);
+        self.cpu_at_each(&[t]).pop().flatten()
+    }
+
+    /// [`RunSpan::cpu_at`] for many instants in increasing order, in one pass over the
+    /// points (a timeline row asks for every cell boundary).
+    pub fn cpu_at_each(&self, times: &[Instant]) -> Vec<Option<Duration>> {
         let last_sampled = self.cpu.last().map_or(Duration::ZERO, |p| p.1);
-        let end_point = self.end.map(|end| {
-            (
+        let mut points = Vec::with_capacity(self.cpu.len() + 2);
+        points.push((self.start, Duration::ZERO));
+        points.extend(self.cpu.iter().copied());
+        if let Some(end) = self.end {
+            // Monotonic even if the rusage total came out below the last sample.
+            points.push((
                 end,
                 self.final_cpu.unwrap_or(last_sampled).max(last_sampled),
-            )
-        });
-        for point in self.cpu.iter().copied().chain(end_point) {
-            if t <= point.0 {
-                return Some(lerp(prev, point, t));
+            ));
+        }
+        // The rate after the last point, for a running run (needs one sample).
+        let rate = match (self.end, points.len()) {
+            (None, n) if n >= 2 => {
+                let (a, b) = (points[n - 2], points[n - 1]);
+                let span = b.0.saturating_duration_since(a.0).as_secs_f64();
+                Some(if span > 0.0 {
+                    b.1.saturating_sub(a.1).as_secs_f64() / span
+                } else {
+                    0.0
+                })
             }
-            prev = point;
-        }
-        if self.end.is_some() {
-            return Some(prev.1);
-        }
-        // Running, past the last sample: extrapolate the last segment's rate.
-        let before = match self.cpu.len() {
-            0 => return None,
-            1 => (self.start, Duration::ZERO),
-            n => self.cpu[n - 2],
+            (None, _) => None,
+            (Some(_), _) => Some(0.0),
         };
-        let span = prev.0.saturating_duration_since(before.0).as_secs_f64();
-        if span <= 0.0 {
-            return Some(prev.1);
-        }
-        let rate = prev.1.saturating_sub(before.1).as_secs_f64() / span;
-        let ahead = t.saturating_duration_since(prev.0).as_secs_f64();
-        Some(prev.1 + Duration::try_from_secs_f64(rate * ahead).unwrap_or_default())
+        let mut segment = 0;
+        times
+            .iter()
+            .map(|&t| {
+                let t = t.max(self.start);
+                let t = self.end.map_or(t, |end| t.min(end));
+                while segment + 1 < points.len() && points[segment + 1].0 < t {
+                    segment += 1;
+                }
+                match points.get(segment + 1) {
+                    Some(&next) => Some(lerp(points[segment], next, t)),
+                    None => {
+                        let (at, cpu) = points[segment];
+                        let ahead = t.saturating_duration_since(at).as_secs_f64();
+                        let extra = Duration::try_from_secs_f64(rate? * ahead).unwrap_or_default();
+                        Some(cpu + extra)
+                    }
+                }
+            })
+            .collect()
     }
 
     /// CPU used between `a` and `b` (within the run), in cores (1.0 = one core busy).
     pub fn cores_between(&self, a: Instant, b: Instant) -> Option<f64> {
         let secs = b.saturating_duration_since(a).as_secs_f64();
-        let used = self.cpu_at(b)?.saturating_sub(self.cpu_at(a)?);
+        let cpu = self.cpu_at_each(&[a, b]);
+        let used = cpu.get(1).copied().flatten()?.saturating_sub(cpu[0]?);
         if secs <= 0.0 {
             return Some(0.0);
         }

@@ -504,7 +504,7 @@ fn timeline_view_and_rerun_with_another_limit() {
         s.contains("✔ 4 done")
             && run_wall(s, "1").is_some_and(|w| w > 1.0)
             && !s.contains("1: 0s…")
-            && s.contains("slower")
+            && s.contains("× faster")
     });
     let parallel = run_wall(&screen, "unlimited").expect("first run's wall");
     let sequential = run_wall(&screen, "1").expect("second run's wall");

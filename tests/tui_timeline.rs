@@ -357,7 +357,7 @@ fn expanded_pipeline_has_a_row_per_stage() {
     r.stage_exit(0, 0, ms(1_000), ms(100));
     r.sample(0, ms(2_000), ms(1_900));
     r.stage_exit(0, 1, ms(2_000), ms(1_500));
-    r.sample(0, ms(3_000), ms(2_500));
+    r.sample(0, ms(3_000), ms(2_600));
     r.sample(1, ms(3_000), ms(10));
     let mut model = r.model(ms(3_500));
     model.expanded[0] = true;
@@ -430,6 +430,33 @@ fn header_figures_and_runs_line() {
         at80.contains("concurrency 2.00  parallelism 1.85 of 2 cores  Σ CPU 3.70s  wall 2.00s"),
         "{at80}"
     );
+    // The speedups are over the sequential run, wherever it is in the list.
+    model.max_parallel = 1;
+    model.runs = vec![
+        PastRun {
+            limit: 0,
+            wall: ms(1_000),
+            complete: true,
+        },
+        PastRun {
+            limit: 2,
+            wall: ms(1_500),
+            complete: false,
+        },
+    ];
+    let sequential = text(&model, 120, 20);
+    assert!(
+        sequential
+            .contains("-j unlimited: 1.00s (2.0× faster) · -j 2: 1.50s (stopped) · -j 1: 2.00s "),
+        "{sequential}"
+    );
+    model.max_parallel = 0;
+    model.runs.truncate(0);
+    model.runs.push(PastRun {
+        limit: 1,
+        wall: ms(4_000),
+        complete: true,
+    });
     let at40 = text(&model, 40, 20);
     insta::assert_snapshot!("header_runs_40", at40);
     assert!(at40.contains("conc 2.00  par 1.85/2"), "{at40}");

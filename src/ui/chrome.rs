@@ -233,7 +233,8 @@ fn figures_line(model: &Model, width: usize) -> Line<'static> {
 }
 
 /// Earlier runs and the current one: `-j 1: 10.03s · -j unlimited: 1.02s (9.8× faster)`.
-/// Speedups are relative to the first complete run shown, like `--compare`.
+/// Speedups are relative to the latest complete sequential (`-j 1`) run shown, else to
+/// the first complete one, like `--compare`.
 fn runs_line(model: &Model, width: usize) -> Line<'static> {
     let current = model.current_run(model.now);
     let mut all: Vec<_> = model.runs.clone();
@@ -258,6 +259,8 @@ fn runs_line(model: &Model, width: usize) -> Line<'static> {
                 let r = base / secs;
                 text.push_str(&if compact {
                     format!(" ×{r:.1}")
+                } else if (r - 1.0).abs() < 0.05 {
+                    " (same)".to_string()
                 } else if r >= 1.0 {
                     format!(" ({r:.1}× faster)")
                 } else {
@@ -268,7 +271,11 @@ fn runs_line(model: &Model, width: usize) -> Line<'static> {
         text
     };
     let build = |runs: &[super::model::PastRun], compact: bool| {
-        let base_index = runs.iter().position(|r| r.complete);
+        // Speedup over a sequential run when there is one, else over the first.
+        let base_index = runs
+            .iter()
+            .rposition(|r| r.complete && r.limit == 1)
+            .or_else(|| runs.iter().position(|r| r.complete));
         let base = base_index.map(|i| runs[i].wall.as_secs_f64());
         let mut spans = vec![Span::styled(" runs  ", DIM)];
         for (i, run) in runs.iter().enumerate() {
@@ -276,7 +283,7 @@ fn runs_line(model: &Model, width: usize) -> Line<'static> {
                 spans.push(Span::styled(" · ", DIM));
             }
             let last = i + 1 == runs.len();
-            let shown_base = base.filter(|_| base_index.is_some_and(|b| b < i));
+            let shown_base = base.filter(|_| base_index.is_some_and(|b| b != i));
             let style = if last {
                 Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
             } else {

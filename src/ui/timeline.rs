@@ -239,35 +239,42 @@ impl Acc {
     }
 }
 
-/// Adds the interval `[a, b]` of a run to the cells, with `cores(x, y)` giving the CPU
-/// (in cores) used between two instants inside it.
+/// Adds the interval `[a, b]` of a run to the cells. `cumulative` gives the run's CPU
+/// seconds so far at each of the (increasing) instants it is asked about.
 fn paint(
     cells: &mut [Acc],
     axis: &Axis,
     (a, b): (Instant, Instant),
     color: Color,
     restart: bool,
-    cores: impl Fn(Instant, Instant) -> Option<f64>,
+    cumulative: impl Fn(&[Instant]) -> Vec<Option<f64>>,
 ) {
     let a = a.max(axis.origin);
     let b = b.max(a);
     let first = axis.col(a);
     let last = axis.end_col(a, b);
-    for (col, cell) in cells.iter_mut().enumerate().take(last + 1).skip(first) {
-        let (c0, c1) = axis.cell(col);
-        let x = a.max(c0);
-        let y = b.min(c1).max(x);
-        let secs = y.saturating_duration_since(x).as_secs_f64();
+    // The run's part of each cell: from bounds[i] to bounds[i + 1].
+    let mut bounds = Vec::with_capacity(last - first + 2);
+    bounds.push(a);
+    for col in first..=last {
+        let end = axis.cell(col).1.min(b);
+        bounds.push(end.max(*bounds.last().unwrap_or(&a)));
+    }
+    let cpu = cumulative(&bounds);
+    for (i, cell) in cells[first..=last].iter_mut().enumerate() {
+        let secs = bounds[i + 1]
+            .saturating_duration_since(bounds[i])
+            .as_secs_f64();
         cell.touched = true;
         cell.color = Some(color);
         // Unknown slices (no sample yet) leave the cell dashed unless another part
         // of it is known.
-        if let Some(c) = cores(x, y) {
+        if let (Some(x), Some(y)) = (cpu[i], cpu[i + 1]) {
             cell.known = true;
             cell.covered += secs;
-            cell.cpu += c * secs;
+            cell.cpu += (y - x).max(0.0);
         }
-        if restart && col == first {
+        if restart && i == 0 {
             cell.restart = true;
         }
     }
@@ -286,14 +293,12 @@ fn job_cells(record: &JobRecord, axis: &Axis) -> Vec<Acc> {
                 .end
                 .is_some_and(|prev| axis.col(run.start).saturating_sub(axis.col(prev)) <= 1);
         let color = run_color(run, stopping && i + 1 == runs.len());
-        paint(
-            &mut cells,
-            axis,
-            (run.start, end),
-            color,
-            restart,
-            |x, y| run.cores_between(x, y),
-        );
+        paint(&mut cells, axis, (run.start, end), color, restart, |ts| {
+            run.cpu_at_each(ts)
+                .into_iter()
+                .map(|c| c.map(|d| d.as_secs_f64()))
+                .collect()
+        });
     }
     cells
 }
@@ -318,8 +323,12 @@ fn stage_cells(record: &JobRecord, stage: usize, axis: &Axis) -> Vec<Acc> {
             }
         });
         let color = run_color(run, stopping && i + 1 == runs.len());
-        paint(&mut cells, axis, (run.start, end), color, false, |_, _| {
-            average
+        paint(&mut cells, axis, (run.start, end), color, false, |ts| {
+            ts.iter()
+                .map(|t| {
+                    average.map(|avg| avg * t.saturating_duration_since(run.start).as_secs_f64())
+                })
+                .collect()
         });
     }
     cells
@@ -559,7 +568,9 @@ fn draw_legend(frame: &mut Frame, model: &Model, axis: &Axis, area: Rect) {
             )]);
         }
     }
-    parts.push(key(RESTART.to_string(), Color::Green, "restart"));
+    if model.jobs().iter().any(|j| j.history.runs.len() > 1) {
+        parts.push(key(RESTART.to_string(), Color::Green, "restart"));
+    }
     let per_col = axis.span / u32::try_from(axis.cols).unwrap_or(u32::MAX).max(1);
     parts.push(vec![Span::styled(
         format!("{}/column", tick_label_fine(per_col)),
