@@ -528,4 +528,15 @@ fn timeline_view_and_rerun_with_another_limit() {
     t.wait_survivors(0);
     t.keys(&["q"]);
     assert_eq!(t.assert_clean_exit(), 0);
+    // The measurements outlive the screen.
+    let screen = t.screen();
+    assert!(screen.contains("forkyard: wall "), "{screen}");
+    assert!(
+        screen.contains("forkyard: runs  -j unlimited: "),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("-j 2: ") && screen.contains("(stopped)"),
+        "{screen}"
+    );
 }

@@ -467,3 +467,40 @@ fn idle_finished_model_needs_no_redraw() {
     f.model.tracker.settled_at = None;
     assert_eq!(ui::next_redraw(&f.model), Some(f.t0 + 13 * SECOND));
 }
+
+#[test]
+fn finished_jobs_keep_a_dimmed_pid_and_the_selection_spans_the_table() {
+    let cell_of = |f: &Fixture, name: &str, text: &str| {
+        let terminal = f.render(100, 30);
+        let buffer = terminal.backend().buffer().clone();
+        let (x, y) = (0..30u16)
+            .find_map(|y| {
+                let line: String = (0..100u16).map(|x| buffer[(x, y)].symbol()).collect();
+                let row = line
+                    .chars()
+                    .skip(4)
+                    .collect::<String>()
+                    .starts_with(&format!("{name} "));
+                let at = line.find(text)?;
+                // Byte offset to column: the prefix glyphs are multi-byte.
+                row.then(|| (line[..at].chars().count() as u16, y))
+            })
+            .unwrap_or_else(|| panic!("no {text} in {name}'s row"));
+        (buffer[(x, y)].clone(), buffer[(99, y)].clone())
+    };
+    let f = finished_demo();
+    // chatty (selected) finished: its pid stays, dimmed; the highlight reaches the edge.
+    let (pid, edge) = cell_of(&f, "chatty", "4200");
+    assert_eq!(pid.fg, Color::DarkGray);
+    assert_eq!(edge.bg, Color::Indexed(238));
+    let (_, edge) = cell_of(&f, "fails", "4150");
+    assert_eq!(
+        edge.bg,
+        Color::Reset,
+        "only the selected row is highlighted"
+    );
+    // A running job's pid is not dimmed.
+    let f = running_demo();
+    let (pid, _) = cell_of(&f, "cpu.1", "4162");
+    assert_ne!(pid.fg, Color::DarkGray);
+}

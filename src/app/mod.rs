@@ -87,6 +87,7 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
         drawn_output: None,
         exit_signal: None,
         failed_at_quit: false,
+        complete_at_quit: true,
         draw_error: None,
     };
     app.run(signals).await;
@@ -108,6 +109,22 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
         tracker.jobs.len(),
         tracker.jobs.iter().filter(|j| j.failed()).count()
     );
+    // The screen is gone: keep the measurements.
+    let end = tracker.settled_at.unwrap_or_else(Instant::now);
+    let _ = writeln!(
+        stderr,
+        "forkyard: {}",
+        crate::headless::summary::figures_line(&tracker.figures(end))
+    );
+    let mut model = app.model.clone();
+    model.now = Instant::now();
+    if !app.complete_at_quit {
+        // Stopping it settled every job, but the run was cut short.
+        model.tracker.settled_at = None;
+    }
+    if let Some(runs) = ui::runs_text(&model) {
+        let _ = writeln!(stderr, "forkyard: {runs}");
+    }
     if let Some(err) = app.draw_error {
         let _ = writeln!(stderr, "forkyard: the terminal failed: {err}");
     }
@@ -190,6 +207,8 @@ struct App {
     drawn_output: Option<OutputSignature>,
     exit_signal: Option<Signal>,
     failed_at_quit: bool,
+    /// Every job had settled when quitting started (the run's wall time is complete).
+    complete_at_quit: bool,
     draw_error: Option<std::io::Error>,
 }
 
@@ -448,6 +467,7 @@ impl App {
             // The run is already stopping: it becomes the last one.
             self.model.rerun = None;
             self.failed_at_quit = rerun.failed;
+            self.complete_at_quit = rerun.complete;
             if kill {
                 self.controller.control_all(Control::Kill);
             }
@@ -466,6 +486,7 @@ impl App {
             return;
         };
         self.failed_at_quit = self.model.tracker.any_failed();
+        self.complete_at_quit = self.model.tracker.settled_at.is_some();
         if kill {
             self.controller.control_all(Control::Kill);
         }

@@ -235,7 +235,7 @@ fn figures_line(model: &Model, width: usize) -> Line<'static> {
 /// Earlier runs and the current one: `-j 1: 10.03s · -j unlimited: 1.02s (9.8× faster)`.
 /// Speedups are relative to the latest complete sequential (`-j 1`) run shown, else to
 /// the first complete one, like `--compare`.
-fn runs_line(model: &Model, width: usize) -> Line<'static> {
+pub fn runs_line(model: &Model, width: usize) -> Line<'static> {
     let current = model.current_run(model.now);
     let mut all: Vec<_> = model.runs.clone();
     all.push(current);
@@ -252,7 +252,8 @@ fn runs_line(model: &Model, width: usize) -> Line<'static> {
         };
         text.push_str(&wall);
         if !run.complete {
-            text.push_str(if last { "…" } else { " (stopped)" });
+            let stopped = !last || model.quitting.is_some();
+            text.push_str(if stopped { " (stopped)" } else { "…" });
         } else if let Some(base) = base {
             let secs = run.wall.as_secs_f64();
             if secs > 0.0 && base > 0.0 {
