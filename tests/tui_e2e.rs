@@ -540,3 +540,27 @@ fn timeline_view_and_rerun_with_another_limit() {
         "{screen}"
     );
 }
+
+#[test]
+fn quitting_while_a_run_stops_for_a_rerun_cancels_the_rerun() {
+    let Some(t) = Tmux::start("rerunquit", 9) else {
+        return;
+    };
+    t.wait_row("hung", "running", |r| r.contains("running"));
+    t.wait_survivors(3);
+    t.keys(&["p"]);
+    t.wait_text("Stop them all and rerun everything with");
+    t.keys(&["y"]);
+    // stubborn ignores SIGTERM: the run takes its grace to stop, and says what follows.
+    t.wait_text("then rerunning with -j 1");
+    t.wait_row("stubborn", "stopping countdown", |r| {
+        r.contains("stopping ")
+    });
+    // Q quits instead (killing what is left); no new run starts.
+    t.keys(&["Q"]);
+    let code = t.assert_clean_exit();
+    // Nothing had failed before p.
+    assert_eq!(code, 0);
+    let screen = t.screen();
+    assert!(!screen.contains("runs "), "no second run: {screen}");
+}
