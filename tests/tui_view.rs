@@ -193,6 +193,8 @@ fn running_demo() -> Fixture {
     }
     f.run("chatty", 4200, ms(25));
     f.sample("chatty", 12.0, 1);
+    f.run("progress", 4210, ms(26));
+    f.sample("progress", 0.5, 1);
     for i in 1..=40 {
         f.output("chatty", 0, Stream::Stdout, format!("{i}\n").as_bytes());
     }
@@ -213,6 +215,7 @@ fn finished_demo() -> Fixture {
         );
     }
     f.finish("chatty", 4200, ms(25), ms(310), Outcome::Exited { code: 0 });
+    f.finish("progress", 4210, ms(26), ms(3_050), Outcome::Exited { code: 0 });
     f.model.tracker.settled_at = Some(f.t0 + ms(7_000));
     f
 }
@@ -417,7 +420,7 @@ fn signal_menu_and_quit_confirmation() {
     assert!(text.contains("SIGUSR1"), "{text}");
     f.model.overlay = Some(Overlay::ConfirmQuit);
     let text = f.text(100, 30);
-    assert!(text.contains("5 jobs are still running"), "{text}");
+    assert!(text.contains("6 jobs are still running"), "{text}");
 }
 
 #[test]
