@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::supervisor::{Event, JobId, JobStatus, Outcome, Sample, StageState};
+use crate::supervisor::{Event, JobId, JobStatus, MachineSample, Outcome, Sample, StageState};
 
 /// CPU points kept per job (all runs together); beyond it they are thinned evenly.
 pub const MAX_CPU_POINTS: usize = 1024;
@@ -61,6 +61,8 @@ pub struct Tracker {
     pub started: Instant,
     /// When every job settled (None while something runs or will run).
     pub settled_at: Option<Instant>,
+    /// The latest machine-wide load (context for the figures).
+    pub machine: Option<MachineSample>,
 }
 
 /// Figures of a run: how much happened at once, and how much CPU was used.
@@ -95,6 +97,7 @@ impl Tracker {
             jobs,
             started: Instant::now(),
             settled_at: None,
+            machine: None,
         };
         tracker.update_settled(Instant::now());
         tracker
@@ -125,6 +128,10 @@ impl Tracker {
                     record.history.on_sample(sample, now);
                 }
                 Some(*id)
+            }
+            Event::Machine(sample) => {
+                self.machine = Some(*sample);
+                None
             }
             Event::Notice { id, .. } => *id,
         }

@@ -376,12 +376,7 @@ impl App {
     }
 
     fn areas(&self) -> Option<ui::Areas> {
-        let guard = self.guard.as_ref()?;
-        let size = guard.terminal.size().ok()?;
-        ui::layout(
-            ratatui::layout::Rect::new(0, 0, size.width, size.height),
-            &self.model,
-        )
+        ui::layout(self.guard.as_ref()?.size, &self.model)
     }
 
     fn on_terminal_event(&mut self, event: TermEvent) {
@@ -396,6 +391,13 @@ impl App {
             _ => false,
         };
         if !relevant {
+            return;
+        }
+        if let TermEvent::Resize(width, height) = event
+            && let Some(guard) = self.guard.as_mut()
+            && let Err(err) = guard.resize(width, height)
+        {
+            self.terminal_lost(Some(err));
             return;
         }
         let now = Instant::now();
@@ -428,7 +430,7 @@ impl App {
         self.model.tracker.apply(&event);
         match event {
             // Shown at the next clock tick; not worth a frame of its own.
-            Event::Sample { .. } => {}
+            Event::Sample { .. } | Event::Machine(_) => {}
             Event::Job { .. } => self.dirty = true,
             Event::Notice { text, .. } => {
                 let kind = if text.starts_with("could not") {

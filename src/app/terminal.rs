@@ -12,8 +12,9 @@ use crossterm::execute;
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
-use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
+use ratatui::layout::Rect;
+use ratatui::{Terminal, TerminalOptions, Viewport};
 
 /// Frames are written in one go rather than line by line.
 pub type Backend = CrosstermBackend<BufWriter<Stdout>>;
@@ -41,6 +42,17 @@ pub fn restore() {
 /// Restores the terminal when dropped (normal return, error, unwinding).
 pub struct Guard {
     pub terminal: Terminal<Backend>,
+    /// The screen size, kept from the start and from resize events: asking the terminal
+    /// opens /dev/tty each time (crossterm), which an idle UI must not do every frame.
+    pub size: Rect,
+}
+
+impl Guard {
+    /// Follows a terminal resize (the whole screen is redrawn next frame).
+    pub fn resize(&mut self, width: u16, height: u16) -> io::Result<()> {
+        self.size = Rect::new(0, 0, width, height);
+        self.terminal.resize(self.size)
+    }
 }
 
 impl Drop for Guard {
@@ -64,9 +76,21 @@ pub fn enter() -> io::Result<Guard> {
         restore();
         return Err(err);
     }
+    let (width, height) = match crossterm::terminal::size() {
+        Ok(size) => size,
+        Err(err) => {
+            restore();
+            return Err(err);
+        }
+    };
+    let size = Rect::new(0, 0, width, height);
     let backend = CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout()));
-    match Terminal::new(backend) {
-        Ok(terminal) => Ok(Guard { terminal }),
+    // A fixed viewport is never re-measured on draw; resize events move it instead.
+    let options = TerminalOptions {
+        viewport: Viewport::Fixed(size),
+    };
+    match Terminal::with_options(backend, options) {
+        Ok(terminal) => Ok(Guard { terminal, size }),
         Err(err) => {
             restore();
             Err(err)

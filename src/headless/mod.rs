@@ -238,6 +238,6 @@ fn report_event(tracker: &Tracker, event: &Event) {
                 );
             }
         }
-        Event::Sample { .. } => {}
+        Event::Sample { .. } | Event::Machine(_) => {}
     }
 }

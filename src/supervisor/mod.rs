@@ -28,8 +28,8 @@ use crate::output::{OutputBuffer, SharedBuffer};
 pub use drain::{OutputChunk, OutputTee};
 pub use job::{Control, backoff_delay};
 pub use status::{
-    Event, JobId, JobState, JobStatus, Outcome, PendingReason, Sample, StageState, StageStatus,
-    StopReason,
+    Event, JobId, JobState, JobStatus, MachineSample, Outcome, PendingReason, Sample, StageState,
+    StageStatus, StopReason,
 };
 
 use drain::DrainTarget;

@@ -3,7 +3,8 @@
 //!
 //! [`scan`] walks every process (to find a job's tree); [`StatReader`] keeps one process's
 //! stat file open and re-reads it with `pread`, which costs a fraction of an
-//! open/read/close cycle: the sampler reads each known process that way once a second.
+//! open/read/close cycle: the sampler reads each known process that way once a second,
+//! and skips even that for a process whose run time (schedstat) has not moved.
 //! An open stat file stays bound to its process: once the process is gone, reads fail
 //! instead of describing a newcomer that reused the pid.
 
@@ -48,20 +49,79 @@ pub fn scan() -> Vec<ProcStat> {
 pub struct StatReader {
     pid: u32,
     file: File,
+    /// `/proc/PID/schedstat`: the leader thread's run time, much cheaper to produce than
+    /// `stat`. While it does not move, a single-threaded process has not run, so its last
+    /// figures still hold.
+    schedstat: Option<File>,
+    last: Option<LastRead>,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct LastRead {
+    run_time: u64,
+    stat: ProcStat,
+    single_threaded: bool,
+    reused: u32,
+}
+
+/// Re-read `stat` after reusing figures this many times anyway (RSS can shrink while a
+/// process sleeps, when the kernel reclaims its pages).
+const MAX_REUSE: u32 = 4;
 
 impl StatReader {
     pub fn open(pid: u32) -> Option<Self> {
         let file = File::open(format!("/proc/{pid}/stat")).ok()?;
-        Some(StatReader { pid, file })
+        let schedstat = File::open(format!("/proc/{pid}/schedstat")).ok();
+        Some(StatReader {
+            pid,
+            file,
+            schedstat,
+            last: None,
+        })
     }
 
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
+    /// Like [`read`](Self::read), but skips `stat` while the process has not run since
+    /// the last call. None once the process is gone.
+    pub fn sample(&mut self, buf: &mut Vec<u8>) -> Option<ProcStat> {
+        let run_time = self.schedstat.as_ref().and_then(|file| {
+            buf.clear();
+            buf.resize(128, 0);
+            let len = file.read_at(buf, 0).ok()?;
+            std::str::from_utf8(buf.get(..len)?)
+                .ok()?
+                .split_ascii_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        });
+        if let (Some(run_time), Some(last)) = (run_time, self.last.as_mut())
+            && last.single_threaded
+            && last.run_time == run_time
+            && last.reused < MAX_REUSE
+        {
+            last.reused += 1;
+            return Some(last.stat);
+        }
+        let (stat, threads) = self.read_with_threads(buf)?;
+        self.last = run_time.map(|run_time| LastRead {
+            run_time,
+            stat,
+            single_threaded: threads == 1,
+            reused: 0,
+        });
+        Some(stat)
+    }
+
     /// The current figures; None once the process is gone.
     pub fn read(&self, buf: &mut Vec<u8>) -> Option<ProcStat> {
+        self.read_with_threads(buf).map(|(stat, _)| stat)
+    }
+
+    fn read_with_threads(&self, buf: &mut Vec<u8>) -> Option<(ProcStat, u64)> {
         buf.clear();
         buf.resize(1024, 0);
         let len = self.file.read_at(buf, 0).ok()?;
@@ -69,7 +129,8 @@ impl StatReader {
     }
 }
 
-fn parse_stat(pid: u32, stat: &[u8]) -> Option<ProcStat> {
+/// The figures, and the number of threads.
+fn parse_stat(pid: u32, stat: &[u8]) -> Option<(ProcStat, u64)> {
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let close = stat.iter().rposition(|b| *b == b')')?;
     let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
@@ -78,13 +139,14 @@ fn parse_stat(pid: u32, stat: &[u8]) -> Option<ProcStat> {
     let number = |index: usize| -> Option<u64> { fields.get(index)?.parse().ok() };
     let ticks = number(11)? + number(12)? + number(13)? + number(14)?;
     let (ticks_per_second, page_size) = system_units();
-    Some(ProcStat {
+    let stat = ProcStat {
         pid,
         ppid: u32::try_from(number(1)?).ok()?,
         pgid: u32::try_from(number(2)?).ok()?,
         cpu: Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / ticks_per_second),
         rss_bytes: number(21)?.saturating_mul(page_size),
-    })
+    };
+    Some((stat, number(17)?))
 }
 
 /// Clock ticks per second and the page size, asked once.
@@ -111,7 +173,8 @@ mod tests {
     fn parses_stat_with_odd_command_names() {
         let stat = b"4211 (my (odd) cmd) S 4200 4211 4100 0 -1 4194560 100 0 0 0 \
             250 50 100 0 20 0 1 0 12345 1000000 300 18446744073709551615";
-        let parsed = parse_stat(4211, stat).expect("parses");
+        let (parsed, threads) = parse_stat(4211, stat).expect("parses");
+        assert_eq!(threads, 1);
         let (ticks, page) = system_units();
         assert_eq!((parsed.ppid, parsed.pgid), (4200, 4211));
         assert_eq!(
@@ -133,14 +196,15 @@ mod tests {
         assert!(scan().iter().any(|e| e.pid == me));
         let reader = StatReader::open(me).expect("own stat");
         let mut buf = Vec::new();
-        let first = reader.read(&mut buf).expect("read");
+        let mut reader = reader;
+        let first = reader.sample(&mut buf).expect("read");
         // Burn a little CPU; a re-read of the same open file sees it.
         let mut x = 0u64;
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_millis(50) {
             x = x.wrapping_add(std::hint::black_box(1));
         }
-        let second = reader.read(&mut buf).expect("read again");
+        let second = reader.sample(&mut buf).expect("read again");
         assert!(second.cpu >= first.cpu, "{x}");
         assert!(second.rss_bytes > 0);
     }

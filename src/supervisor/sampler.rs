@@ -9,6 +9,10 @@
 //! a sysinfo process refresh (open + read of stat, statm and status per pid) cost ~0.7 ms.
 //! With no job running the sampler sleeps until one starts.
 //!
+//! sysinfo supplies the machine-wide side each tick (all cores' busy share, from
+//! /proc/stat): the context that tells "parallelism 1.0 of 2" caused by the jobs from a
+//! machine that something else keeps busy.
+//!
 //! CPU % is the change in cumulative CPU time over the wall time between two samples, so
 //! the first sample reports none rather than a bogus 0 % or 100 %.
 
@@ -16,17 +20,21 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sysinfo::{CpuRefreshKind, RefreshKind, System};
 use tokio::sync::{Notify, mpsc};
 
 use super::job::{LiveTree, LiveTrees};
 use super::procfs::{self, ProcStat, StatReader};
-use super::status::{Event, JobId, Sample};
+use super::status::{Event, JobId, MachineSample, Sample};
 
 /// Delay of the early sample after a job starts: long enough for `exec` to finish, short
 /// enough to catch jobs that live well under a second.
 const EARLY_SAMPLE: Duration = Duration::from_millis(150);
-/// Walk /proc at least every this many ticks, to find new descendants.
+/// Walk /proc after this many ticks in which a job used CPU, to find new descendants
+/// (forking takes CPU time, so a tree that used none has not changed)...
 const RESCAN_EVERY: u32 = 5;
+/// ...and after this many ticks in any case.
+const RESCAN_AT_LEAST_EVERY: u32 = 30;
 
 /// What the sampler knows between ticks.
 #[derive(Default)]
@@ -34,12 +42,15 @@ struct Membership {
     /// Per job: the live tree it was computed from, and its members' open stat files.
     jobs: HashMap<JobId, (LiveTree, Vec<StatReader>)>,
     ticks_since_scan: u32,
+    /// Ticks since the last walk in which some job's CPU time grew.
+    busy_ticks_since_scan: u32,
 }
 
 impl Membership {
     /// Whether the cached members can be reused for these trees.
     fn still_valid(&self, trees: &[(JobId, LiveTree)]) -> bool {
-        self.ticks_since_scan < RESCAN_EVERY
+        self.busy_ticks_since_scan < RESCAN_EVERY
+            && self.ticks_since_scan < RESCAN_AT_LEAST_EVERY
             && trees.len() == self.jobs.len()
             && trees.iter().all(|(id, tree)| {
                 self.jobs.get(id).is_some_and(|(known, _)| {
@@ -61,6 +72,12 @@ impl Membership {
             })
             .collect();
         self.ticks_since_scan = 0;
+        self.busy_ticks_since_scan = 0;
+    }
+
+    /// Forces a walk on the next tick.
+    fn invalidate(&mut self) {
+        self.ticks_since_scan = RESCAN_AT_LEAST_EVERY;
     }
 }
 
@@ -75,6 +92,7 @@ pub async fn run(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut buf = Vec::with_capacity(1024);
+    let mut machine = Machine::new();
     let mut idle = true;
     loop {
         if idle {
@@ -87,7 +105,7 @@ pub async fn run(
                 _ = ticker.tick() => {}
                 _ = sample_soon.notified() => {
                     tokio::time::sleep(EARLY_SAMPLE).await;
-                    membership.ticks_since_scan = RESCAN_EVERY;
+                    membership.invalidate();
                 }
             }
         }
@@ -105,15 +123,25 @@ pub async fn run(
             membership.rescan(&trees);
         }
         membership.ticks_since_scan += 1;
+        let mut invalidate = false;
+        let mut busy = false;
+        if let Some(sample) = machine.sample()
+            && events.send(Event::Machine(sample)).is_err()
+        {
+            return;
+        }
         let now = Instant::now();
         for (id, tree) in &trees {
-            let Some((_, readers)) = membership.jobs.get(id) else {
+            let Some((_, readers)) = membership.jobs.get_mut(id) else {
                 continue;
             };
-            let stats: Vec<ProcStat> = readers.iter().filter_map(|r| r.read(&mut buf)).collect();
+            let stats: Vec<ProcStat> = readers
+                .iter_mut()
+                .filter_map(|r| r.sample(&mut buf))
+                .collect();
             if stats.len() < readers.len() {
                 // A member is gone: its CPU moves to the reaped total; find the rest anew.
-                membership.ticks_since_scan = RESCAN_EVERY;
+                invalidate = true;
             }
             let cpu_time = tree.reaped_cpu + stats.iter().map(|s| s.cpu).sum::<Duration>();
             let cpu_percent = previous.get(id).and_then(|(at, cpu)| {
@@ -121,6 +149,7 @@ pub async fn run(
                 (wall > 0.0)
                     .then(|| (cpu_time.saturating_sub(*cpu).as_secs_f64() / wall * 100.0) as f32)
             });
+            busy |= previous.get(id).is_none_or(|(_, cpu)| cpu_time > *cpu);
             previous.insert(*id, (now, cpu_time));
             let sample = Sample {
                 cpu_percent,
@@ -132,6 +161,43 @@ pub async fn run(
                 return;
             }
         }
+        if busy {
+            membership.busy_ticks_since_scan += 1;
+        }
+        if invalidate {
+            membership.invalidate();
+        }
+    }
+}
+
+/// Machine-wide CPU load through sysinfo.
+struct Machine {
+    system: Option<System>,
+    /// Global CPU usage needs two refreshes: the first one only sets the baseline.
+    primed: bool,
+}
+
+impl Machine {
+    fn new() -> Self {
+        let system = System::new_with_specifics(
+            RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing().with_usage()),
+        )
+        .ok();
+        Machine {
+            system,
+            primed: false,
+        }
+    }
+
+    fn sample(&mut self) -> Option<MachineSample> {
+        let system = self.system.as_mut()?;
+        system.refresh_cpu_usage();
+        if !std::mem::replace(&mut self.primed, true) {
+            return None;
+        }
+        Some(MachineSample {
+            cpu_percent: system.global_cpu_usage(),
+        })
     }
 }
 

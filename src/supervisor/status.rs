@@ -269,6 +269,14 @@ pub struct Sample {
     pub processes: usize,
 }
 
+/// Machine-wide load from sysinfo, shown beside the jobs' own figures: parallelism
+/// below the core count while the machine is at 100 % means something else is using it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MachineSample {
+    /// Busy share of all cores, 0..=100.
+    pub cpu_percent: f32,
+}
+
 /// What the supervisor sends to its consumer (TUI or headless runner).
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -276,6 +284,8 @@ pub enum Event {
     Job { id: JobId, status: JobStatus },
     /// Periodic resource sample (~1 Hz while the job runs).
     Sample { id: JobId, sample: Sample },
+    /// Machine-wide CPU load (~1 Hz while any job runs).
+    Machine(MachineSample),
     /// A notice for the user, e.g. "sent SIGTERM to encrypt (pgid 4211)".
     Notice { id: Option<JobId>, text: String },
 }

@@ -210,6 +210,13 @@ fn figures_line(model: &Model, width: usize) -> Line<'static> {
         ],
         vec![("conc ", conc), ("par ", format!("{par}/{cores}"))],
     ];
+    // Widest first: the machine's own load, when known and when there is room for it.
+    let mut variants: Vec<Vec<(&str, String)>> = variants.into();
+    if let Some(machine) = model.tracker.machine {
+        let mut widest = variants[0].clone();
+        widest.push(("machine ", format!("{:.0}% CPU", machine.cpu_percent)));
+        variants.insert(0, widest);
+    }
     let value = Style::new().add_modifier(Modifier::BOLD);
     let build = |parts: &[(&str, String)]| {
         let mut spans = vec![Span::raw(" ")];
