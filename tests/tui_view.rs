@@ -215,7 +215,13 @@ fn finished_demo() -> Fixture {
         );
     }
     f.finish("chatty", 4200, ms(25), ms(310), Outcome::Exited { code: 0 });
-    f.finish("progress", 4210, ms(26), ms(3_050), Outcome::Exited { code: 0 });
+    f.finish(
+        "progress",
+        4210,
+        ms(26),
+        ms(3_050),
+        Outcome::Exited { code: 0 },
+    );
     f.model.tracker.settled_at = Some(f.t0 + ms(7_000));
     f
 }

@@ -84,6 +84,7 @@ impl Supervisor {
         config: &Config,
         options: SupervisorOptions,
     ) -> anyhow::Result<(Supervisor, mpsc::UnboundedReceiver<Event>)> {
+        raise_open_file_limit();
         let reaper = Reaper::start().context("cannot listen for SIGCHLD")?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
@@ -189,6 +190,18 @@ impl Supervisor {
         while self.tasks.join_next().await.is_some() {}
         self.sampler.abort();
         sweep_escaped_descendants(&self.reaper, &self.token);
+    }
+}
+
+/// Each running job holds two or three pipe ends and an open /proc stat file per process:
+/// a thousand jobs need more than the common soft limit of 1024 descriptors. The hard
+/// limit is ours to take.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
 
