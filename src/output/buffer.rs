@@ -144,6 +144,14 @@ impl Store {
         }
     }
 
+    /// `skipped` lines arrived and were dropped at once, and so is every retained line:
+    /// a chunk with more lines than the buffer keeps replaces all of it.
+    fn drop_all_and_skip(&mut self, skipped: u64) {
+        self.total += skipped;
+        self.dropped += skipped + self.metas.len() as u64;
+        self.clear();
+    }
+
     fn clear(&mut self) {
         self.metas.clear();
         self.bytes = 0;
@@ -230,11 +238,25 @@ impl OutputBuffer {
         let stage32 = encode_stage(stage);
         let idx = self.splitter_index(stage, stream);
         let store = &mut self.store;
-        if let Some(entry) = self.splitters.get_mut(idx) {
-            entry
-                .splitter
-                .feed(chunk, |line| store.push(stage32, stream, at, line));
-        }
+        let Some(entry) = self.splitters.get_mut(idx) else {
+            return;
+        };
+        // A flood: of a chunk holding more lines than the buffer keeps, only the last
+        // `max_lines` can survive. The earlier ones are split (so they are counted exactly)
+        // but never stored, which would only evict them again.
+        let chunk = match memchr::memrchr_iter(b'\n', chunk).nth(store.max_lines) {
+            Some(cut) => {
+                let (early, recent) = chunk.split_at(cut + 1);
+                let mut skipped = 0u64;
+                entry.splitter.feed(early, |_| skipped += 1);
+                store.drop_all_and_skip(skipped);
+                recent
+            }
+            None => chunk,
+        };
+        entry
+            .splitter
+            .feed(chunk, |line| store.push(stage32, stream, at, line));
     }
 
     /// End of `stream` of `stage`: its incomplete last line (if any) becomes a line.
@@ -492,6 +514,34 @@ mod tests {
     #[test]
     fn meta_is_compact() {
         assert_eq!(std::mem::size_of::<Meta>(), 32);
+    }
+
+    #[test]
+    fn flood_chunk_keeps_what_line_by_line_keeps() {
+        let t = Instant::now();
+        let data: Vec<u8> = (0..5000)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .chain(b"tail".iter().copied())
+            .collect();
+        let mut big = OutputBuffer::new(100, 1 << 20);
+        let mut small = OutputBuffer::new(100, 1 << 20);
+        for b in [&mut big, &mut small] {
+            b.push_line(0, Stream::Stdout, t, b"before");
+            // A partial line that the flood completes.
+            b.push_chunk(0, Stream::Stdout, t, b"par");
+        }
+        big.push_chunk(0, Stream::Stdout, t, &data);
+        for piece in data.chunks(7) {
+            small.push_chunk(0, Stream::Stdout, t, piece);
+        }
+        assert_eq!(texts(&big), texts(&small));
+        assert_eq!(texts(&big).first().map(String::as_str), Some("4900"));
+        let figures = |b: &OutputBuffer| (b.total_lines(), b.dropped(), b.first_seq(), b.len());
+        assert_eq!(figures(&big), figures(&small));
+        assert_eq!(figures(&big), (5001, 4901, 4901, 100));
+        let partial = |b: &OutputBuffer| b.partials().map(|p| p.2.to_vec()).collect::<Vec<_>>();
+        assert_eq!(partial(&big), vec![b"tail".to_vec()]);
+        assert_eq!(partial(&big), partial(&small));
     }
 
     #[test]
