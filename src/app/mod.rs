@@ -409,7 +409,6 @@ impl App {
         };
         let actions = match event {
             TermEvent::Key(key) => {
-                #[cfg(debug_assertions)]
                 test_panic(key);
                 keys::on_key(&mut self.model, key, &ctx)
             }
@@ -503,13 +502,13 @@ impl App {
     }
 }
 
-/// Debug builds only: with `FORKYARD_TEST_PANIC` set, F12 panics in a spawned task, so
-/// the end-to-end tests can check that a panic anywhere restores the terminal and stops
-/// every child.
-#[cfg(debug_assertions)]
+/// A test hook: with `FORKYARD_TEST_PANIC` set in the environment, F12 panics in a
+/// spawned task, so the end-to-end tests (which run the release binary) can check that a
+/// panic anywhere restores the terminal and stops every child.
 fn test_panic(key: crossterm::event::KeyEvent) {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if key.code == crossterm::event::KeyCode::F(12)
-        && std::env::var_os("FORKYARD_TEST_PANIC").is_some()
+        && *ENABLED.get_or_init(|| std::env::var_os("FORKYARD_TEST_PANIC").is_some())
     {
         tokio::spawn(async { panic!("FORKYARD_TEST_PANIC: panicking on purpose") });
     }
