@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{Notify, mpsc};
 
@@ -16,6 +15,9 @@ use crate::output::{SharedBuffer, Stream};
 
 use super::status::JobId;
 
+/// A quiet pipe costs no buffer at all; the first read uses this much...
+const FIRST_READ_SIZE: usize = 16 * 1024;
+/// ...and a pipe that fills it (a flood) moves up to this, with its kernel pipe enlarged.
 const READ_SIZE: usize = 256 * 1024;
 const PIPE_SIZE: i32 = 1024 * 1024;
 
@@ -42,10 +44,8 @@ pub struct DrainTarget {
 
 /// Reads until EOF; returns the number of bytes read.
 pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainTarget>) -> u64 {
-    // Fewer, larger reads under floods; failure (e.g. a lower pipe-max-size) is harmless.
-    let _ = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
     let mut total = 0u64;
-    let mut reader = match pipe::Receiver::from_owned_fd(fd) {
+    let reader = match pipe::Receiver::from_owned_fd(fd) {
         Ok(reader) => reader,
         Err(err) => {
             push_notice(
@@ -57,12 +57,24 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
             return 0;
         }
     };
-    let mut buf = vec![0u8; READ_SIZE];
+    // Allocated on the first readiness: a thousand sleeping jobs hold no read buffers.
+    let mut buf: Vec<u8> = Vec::new();
     loop {
-        let read = match reader.read(&mut buf).await {
+        let ready = reader.readable().await;
+        if buf.is_empty() {
+            buf = vec![0u8; FIRST_READ_SIZE];
+        }
+        let read = match ready.and_then(|()| reader.try_read(&mut buf)) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                continue;
+            }
             Err(err) => {
                 push_notice(
                     &target,
@@ -74,6 +86,7 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
             }
         };
         total += read as u64;
+        let filled = read == buf.len();
         let chunk = &buf[..read];
         {
             let mut buffer = crate::output::lock(&target.buffer);
@@ -92,6 +105,17 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
             if tee.send(message).await.is_err() {
                 // Consumer gone (shutting down): keep draining so the child never blocks.
             }
+        }
+        if filled && buf.len() < READ_SIZE {
+            // A flood: larger reads, and a larger pipe so the child blocks less often.
+            // Only busy pipes grow: the kernel caps a user's total pipe memory, and a
+            // thousand 1 MiB pipes would push every new pipe down to one page. Failure
+            // (a lower pipe-max-size) is harmless.
+            buf = vec![0u8; READ_SIZE];
+            let _ = nix::fcntl::fcntl(
+                reader.as_fd(),
+                nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE),
+            );
         }
     }
     finish(&target, stage, stream).await;

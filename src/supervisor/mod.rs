@@ -236,6 +236,12 @@ fn sweep_escaped_descendants(reaper: &Reaper, token: &str) {
     }
 }
 
+/// For the forkyard binary: every child of this process is a job's (see
+/// [`reaper::own_all_children`]), so any waitable child may be reaped at once.
+pub fn own_all_children() {
+    reaper::own_all_children();
+}
+
 /// Makes any panic fatal and clean: every job group is killed before the process exits
 /// with status 101, so a bug never leaves children running unsupervised. Front ends may
 /// chain their own hook in front of this one (the TUI restores the terminal first).
