@@ -179,6 +179,7 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::testutil::{XorShift, seq_output};
 
     fn split_all(max: usize, chunks: &[&[u8]], finish: bool) -> (Vec<Vec<u8>>, Vec<u8>) {
         let mut s = LineSplitter::new(max);
@@ -302,22 +303,6 @@ mod tests {
         assert_eq!(s.partial(), b"thi");
     }
 
-    /// A tiny xorshift generator so tests need no extra crates.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     /// Reference model: split the whole stream at once, the obvious way.
     fn reference(data: &[u8], max: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -370,38 +355,19 @@ mod tests {
     }
 
     #[test]
-    fn timing_seq_like_data() {
-        let n: u64 = if cfg!(debug_assertions) {
-            500_000
-        } else {
-            5_000_000
-        };
-        let mut data = Vec::with_capacity(40 << 20);
-        for i in 1..=n {
-            data.extend_from_slice(i.to_string().as_bytes());
-            data.push(b'\n');
+    fn splits_every_line_of_seq_output() {
+        let n = 500_000;
+        let data = seq_output(n);
+        let mut s = LineSplitter::new(crate::output::MAX_LINE_BYTES);
+        let (mut count, mut bytes) = (0u64, 0usize);
+        for chunk in data.chunks(64 * 1024) {
+            s.feed(chunk, |l| {
+                count += 1;
+                bytes += l.len();
+            });
         }
-        let mut best = std::time::Duration::MAX;
-        for _ in 0..3 {
-            let mut s = LineSplitter::new(crate::output::MAX_LINE_BYTES);
-            let mut count = 0u64;
-            let mut bytes = 0usize;
-            let t = std::time::Instant::now();
-            for chunk in data.chunks(64 * 1024) {
-                s.feed(chunk, |l| {
-                    count += 1;
-                    bytes += l.len();
-                });
-            }
-            s.finish(|_| count += 1);
-            best = best.min(t.elapsed());
-            assert_eq!(count, n);
-            assert_eq!(bytes + n as usize, data.len());
-        }
-        println!(
-            "split {n} lines ({} bytes) in {best:?}: {:.2} ns/line",
-            data.len(),
-            best.as_nanos() as f64 / n as f64
-        );
+        s.finish(|_| count += 1);
+        assert_eq!(count, n);
+        assert_eq!(bytes + n as usize, data.len());
     }
 }

@@ -9,6 +9,8 @@
 mod buffer;
 mod lines;
 pub mod sanitize;
+#[cfg(test)]
+mod testutil;
 
 pub use buffer::{LineIter, LineRef, OutputBuffer, SharedBuffer};
 pub use lines::LineSplitter;
