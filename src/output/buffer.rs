@@ -824,6 +824,6 @@ mod tests {
         b.finish_stream(0, Stream::Stdout, t);
         assert_eq!(b.total_lines(), n);
         assert_eq!(b.len(), 100_000);
-        assert_eq!(b.iter().last().map(|l| l.text), Some(&b"500000"[..]));
+        assert_eq!(b.iter().next_back().map(|l| l.text), Some(&b"500000"[..]));
     }
 }
