@@ -12,6 +12,7 @@
 //! quit-now (SIGKILL), SIGTERM/SIGINT/SIGHUP, a lost terminal; a panic anywhere restores
 //! the terminal and then runs the supervisor's hook, which kills every job group.
 
+mod input;
 pub mod keys;
 mod terminal;
 
@@ -20,8 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use crossterm::event::{Event as TermEvent, EventStream, MouseEventKind};
-use futures_util::StreamExt;
+use crossterm::event::{Event as TermEvent, MouseEventKind};
 use futures_util::future::OptionFuture;
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
@@ -214,8 +214,13 @@ struct App {
 
 impl App {
     async fn run(&mut self, mut signals: Signals) {
-        let mut input = EventStream::new();
-        let mut input_open = true;
+        let (mut input, mut input_open) = match input::Input::new() {
+            Ok(input) => (Some(input), true),
+            Err(err) => {
+                self.terminal_lost(Some(err));
+                (None, false)
+            }
+        };
         let activity = self.activity.clone();
         loop {
             let now = Instant::now();
@@ -241,6 +246,7 @@ impl App {
             let shutting_down = self.shutdown.is_some();
             let shutdown: OptionFuture<_> = self.shutdown.as_mut().into();
             let sleep = tokio::time::sleep_until(wake.unwrap_or(now).into());
+            let input_ready: OptionFuture<_> = input.as_mut().map(|i| i.wait()).into();
             tokio::select! {
                 biased;
                 _ = shutdown, if shutting_down => {
@@ -255,14 +261,14 @@ impl App {
                         None => break,
                     }
                 }
-                input_event = input.next(), if input_open => match input_event {
-                    Some(Ok(event)) => self.on_terminal_event(event),
-                    // The terminal is gone: nobody can see or quit us, so stop everything.
-                    Some(Err(_)) | None => {
+                ready = input_ready, if input_open => {
+                    if !matches!(ready, Some(Ok(()))) || !self.drain_input(input.as_ref()) {
+                        // The terminal is gone: nobody can see or quit us, so stop everything.
                         input_open = false;
+                        input = None;
                         self.terminal_lost(None);
                     }
-                },
+                }
                 event = self.events.recv(), if self.events_open => match event {
                     Some(event) => self.on_event(event),
                     None => {
@@ -291,6 +297,20 @@ impl App {
         // summary, even though nobody will see another frame.
         while let Ok(event) = self.events.try_recv() {
             self.model.tracker.apply(&event);
+        }
+    }
+
+    /// Handles every terminal event that is ready. False when the terminal is gone.
+    fn drain_input(&mut self, input: Option<&input::Input>) -> bool {
+        let Some(input) = input else {
+            return false;
+        };
+        loop {
+            match input.next_ready() {
+                Ok(Some(event)) => self.on_terminal_event(event),
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
         }
     }
 
