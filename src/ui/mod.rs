@@ -15,10 +15,11 @@ pub mod timeline;
 use std::time::{Duration, Instant};
 
 use ratatui::Frame;
+use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::widgets::{Block, Borders, Widget};
 
 use crate::output::SharedBuffer;
 use crate::supervisor::{JobState, PendingReason};
@@ -220,7 +221,23 @@ fn output_pane(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer], areas
         .border_style(border)
         .title(Line::from(title))
         .title_top(Line::from(right).right_aligned());
-    frame.render_widget(Paragraph::new(lines).block(block), areas.output);
+    let body = block.inner(areas.output);
+    frame.render_widget(block, areas.output);
+    render_lines(frame.buffer_mut(), body, &lines);
+}
+
+/// `lines` top to bottom in `area`, each clipped to its width: `Paragraph` without
+/// wrapping, minus its per-line grapheme buffering (the table and the output are redrawn
+/// every clock second, so this is most of an idle UI's drawing).
+pub(crate) fn render_lines(buf: &mut Buffer, area: Rect, lines: &[Line]) {
+    for (i, line) in lines.iter().take(area.height as usize).enumerate() {
+        let row = Rect {
+            y: area.y + i as u16,
+            height: 1,
+            ..area
+        };
+        line.render(row, buf);
+    }
 }
 
 /// When the picture changes by itself: countdowns (tenths) soon, running clocks at the

@@ -5,7 +5,6 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
 
 use super::format;
 use super::model::{Model, RowRef};
@@ -257,7 +256,7 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
         }
         lines.push(Line::from(spans));
     }
-    frame.render_widget(Paragraph::new(lines), area);
+    super::render_lines(frame.buffer_mut(), area, &lines);
     // The whole width, not just the cells' text.
     if let Some(line) = highlight {
         let row = Rect {
