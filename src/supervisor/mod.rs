@@ -73,8 +73,19 @@ pub struct Supervisor {
     tasks: JoinSet<()>,
     sampler: tokio::task::JoinHandle<()>,
     reaper: Reaper,
+    reaper_task: tokio::task::JoinHandle<()>,
     /// This supervisor's [`SUPERVISOR_ENV`] value.
     token: String,
+}
+
+/// The sampler and the reaper end with their supervisor, however it goes away (`shutdown`
+/// or an early drop): a second supervisor in the same process (`--compare`, the TUI's
+/// rerun) must be the only one reaping its children.
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.sampler.abort();
+        self.reaper_task.abort();
+    }
 }
 
 impl Supervisor {
@@ -85,7 +96,7 @@ impl Supervisor {
         options: SupervisorOptions,
     ) -> anyhow::Result<(Supervisor, mpsc::UnboundedReceiver<Event>)> {
         raise_open_file_limit();
-        let reaper = Reaper::start().context("cannot listen for SIGCHLD")?;
+        let (reaper, reaper_task) = Reaper::start().context("cannot listen for SIGCHLD")?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
         let slots = (max_parallel > 0).then(|| Arc::new(Semaphore::new(max_parallel)));
@@ -152,6 +163,7 @@ impl Supervisor {
                 tasks,
                 sampler,
                 reaper,
+                reaper_task,
                 token,
             },
             events_rx,

@@ -113,8 +113,10 @@ impl SpawnGuard<'_> {
 
 impl Reaper {
     /// Installs the SIGCHLD listener (must happen before the first spawn) and starts the
-    /// reaping task on the current tokio runtime.
-    pub fn start() -> std::io::Result<Self> {
+    /// reaping task on the current tokio runtime. The task must be aborted when its
+    /// supervisor is done: in a process that owns all its children, a leftover reaper
+    /// would take the exit statuses of the next supervisor's children.
+    pub fn start() -> std::io::Result<(Self, tokio::task::JoinHandle<()>)> {
         // Orphaned grandchildren come to us, not to init (which may never reap them).
         // Failure is not fatal: group signals still reach them.
         let _ = nix::sys::prctl::set_child_subreaper(true);
@@ -125,12 +127,12 @@ impl Reaper {
             orphans_reaped,
         };
         let task_reaper = reaper.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while sigchld.recv().await.is_some() {
                 task_reaper.reap_now();
             }
         });
-        Ok(reaper)
+        Ok((reaper, task))
     }
 
     pub fn lock_for_spawn(&self) -> SpawnGuard<'_> {
