@@ -80,11 +80,11 @@ pub fn header(frame: &mut Frame, model: &Model, area: Rect) {
     counts_line(frame, model, line(0));
     if area.height >= 2 {
         let line2 = figures_line(model, area.width as usize);
-        frame.render_widget(Paragraph::new(line2), line(1));
+        frame.render_widget(&line2, line(1));
     }
     if area.height >= 3 {
         let line3 = runs_line(model, area.width as usize);
-        frame.render_widget(Paragraph::new(line3), line(2));
+        frame.render_widget(&line3, line(2));
     }
 }
 
@@ -146,7 +146,8 @@ fn counts_line(frame: &mut Frame, model: &Model, area: Rect) {
         ));
         spans.push(Span::styled(rest, DIM));
     }
-    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+    // A Line, not a Paragraph: no per-frame grapheme buffering for a single line.
+    frame.render_widget(&Line::from(spans), area);
 }
 
 /// A ratio with as many decimals as are worth reading.
