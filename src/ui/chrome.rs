@@ -147,7 +147,7 @@ fn counts_line(frame: &mut Frame, model: &Model, area: Rect) {
         spans.push(Span::styled(rest, DIM));
     }
     // A Line, not a Paragraph: no per-frame grapheme buffering for a single line.
-    frame.render_widget(&Line::from(spans), area);
+    frame.render_widget(Line::from(spans), area);
 }
 
 /// A ratio with as many decimals as are worth reading.
