@@ -177,10 +177,13 @@ fn compare_runs_the_set_once_per_limit() {
     let (toml, mark) = sleeps(4, "0.5", 4);
     let config = dir.path().join("sleeps.toml");
     std::fs::write(&config, toml).expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_forkyard"))
+    // Three runs: each new supervisor must reap its own children (a leftover reaper of
+    // an earlier run once took them, and the next run waited forever).
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_forkyard"))
         .arg("--compare")
-        .arg("1,0")
+        .arg("1,0,0")
         .arg(&config)
+        .timeout(Duration::from_secs(60))
         .output()
         .expect("run forkyard");
     let stdout = String::from_utf8_lossy(&out.stdout);
