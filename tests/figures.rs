@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use forkyard::headless::{HeadlessOptions, PrintStyle, RunResult, run_with_output};
