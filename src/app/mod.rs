@@ -270,7 +270,14 @@ impl App {
                     }
                 }
                 event = self.events.recv(), if self.events_open => match event {
-                    Some(event) => self.on_event(event),
+                    Some(event) => {
+                        self.on_event(event);
+                        // A sampler tick sends one event per job: take the whole burst
+                        // in this wake-up rather than one loop turn each.
+                        while let Ok(event) = self.events.try_recv() {
+                            self.on_event(event);
+                        }
+                    }
                     None => {
                         self.events_open = false;
                         // A run stopping for a rerun closes its channel too.
