@@ -548,10 +548,7 @@ fn signals(frame: &mut Frame, model: &Model, selected: usize, area: Rect) {
 fn confirm_quit(frame: &mut Frame, model: &Model, area: Rect) {
     let n = model.unsettled_count();
     let lines = vec![
-        Line::from(format!(
-            " {n} job{} still running or waiting to run.",
-            if n == 1 { " is" } else { "s are" }
-        )),
+        still_running(n),
         Line::from(" Stop them all (SIGKILL after grace) and quit?"),
         Line::from(""),
         Line::from(vec![
@@ -565,10 +562,7 @@ fn confirm_quit(frame: &mut Frame, model: &Model, area: Rect) {
             Span::raw(" cancel"),
         ]),
     ];
-    let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 3;
-    let rect = centered(area, width, lines.len() as u16 + 2);
-    frame.render_widget(Clear, rect);
-    frame.render_widget(Paragraph::new(lines).block(popup("quit?")), rect);
+    dialog(frame, area, "quit?", lines);
 }
 
 fn confirm_rerun(frame: &mut Frame, model: &Model, limit: usize, area: Rect) {
@@ -580,10 +574,7 @@ fn confirm_rerun(frame: &mut Frame, model: &Model, limit: usize, area: Rect) {
         n => n.to_string(),
     };
     let lines = vec![
-        Line::from(format!(
-            " {n} job{} still running or waiting to run.",
-            if n == 1 { " is" } else { "s are" }
-        )),
+        still_running(n),
         Line::from(" Stop them all and rerun everything with"),
         Line::from(vec![
             Span::raw("   -j "),
@@ -607,10 +598,23 @@ fn confirm_rerun(frame: &mut Frame, model: &Model, limit: usize, area: Rect) {
             Span::raw(" cancel"),
         ]),
     ];
+    dialog(frame, area, "rerun?", lines);
+}
+
+/// "3 jobs are still running or waiting to run."
+fn still_running(n: usize) -> Line<'static> {
+    Line::from(format!(
+        " {n} job{} still running or waiting to run.",
+        if n == 1 { " is" } else { "s are" }
+    ))
+}
+
+/// A bordered dialog sized to its lines, centred over everything else.
+fn dialog(frame: &mut Frame, area: Rect, title: &'static str, lines: Vec<Line<'static>>) {
     let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 3;
     let rect = centered(area, width, lines.len() as u16 + 2);
     frame.render_widget(Clear, rect);
-    frame.render_widget(Paragraph::new(lines).block(popup("rerun?")), rect);
+    frame.render_widget(Paragraph::new(lines).block(popup(title)), rect);
 }
 
 /// Shown instead of everything else below the minimum size.
