@@ -278,6 +278,22 @@ impl Model {
         self.expanded.get(id).copied().unwrap_or(false)
     }
 
+    /// Width of the longest row name: a job's name, or `2 +` a stage's label as
+    /// `stage_label` renders it (the branch glyph takes two columns).
+    pub fn longest_row_label(&self, stage_label: impl Fn(&[String]) -> String) -> usize {
+        self.rows()
+            .iter()
+            .filter_map(|row| match *row {
+                RowRef::Job(id) => self.job(id).map(|j| j.name.chars().count()),
+                RowRef::Stage(id, s) => self
+                    .job(id)
+                    .and_then(|j| j.status.stages.get(s))
+                    .map(|st| 2 + stage_label(&st.argv).chars().count()),
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Every table row, in display order.
     pub fn rows(&self) -> Vec<RowRef> {
         let mut rows = Vec::with_capacity(self.tracker.jobs.len());

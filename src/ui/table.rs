@@ -82,17 +82,7 @@ struct Columns {
 fn columns(model: &Model, width: usize) -> Columns {
     // Stage rows show "├ argv…": let the column grow for them too, within reason.
     let longest = model
-        .rows()
-        .iter()
-        .filter_map(|row| match *row {
-            RowRef::Job(id) => model.job(id).map(|j| j.name.chars().count()),
-            RowRef::Stage(id, s) => model
-                .job(id)
-                .and_then(|j| j.status.stages.get(s))
-                .map(|st| 2 + st.argv.join(" ").chars().count()),
-        })
-        .max()
-        .unwrap_or(0)
+        .longest_row_label(|argv: &[String]| argv.join(" "))
         .clamp(MIN_NAME, MAX_NAME);
     let mut cols: Vec<Col> = COLUMNS.to_vec();
     let used = |cols: &[Col]| cols.iter().map(|c| c.width() + 1).sum::<usize>();

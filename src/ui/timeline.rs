@@ -337,17 +337,7 @@ fn stage_cells(record: &JobRecord, stage: usize, axis: &Axis) -> Vec<Acc> {
 /// Columns of the name part of a row (marker and glyph included).
 fn name_width(model: &Model, width: usize) -> usize {
     let longest = model
-        .rows()
-        .iter()
-        .filter_map(|row| match *row {
-            RowRef::Job(id) => model.job(id).map(|j| j.name.chars().count()),
-            RowRef::Stage(id, s) => model
-                .job(id)
-                .and_then(|j| j.status.stages.get(s))
-                .map(|st| 2 + format::stage_label(&st.argv).chars().count()),
-        })
-        .max()
-        .unwrap_or(0)
+        .longest_row_label(format::stage_label)
         .clamp(MIN_NAME, MAX_NAME);
     longest.min(width.saturating_sub(PREFIX + 1 + MIN_BARS).max(1))
 }
