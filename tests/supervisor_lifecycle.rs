@@ -774,9 +774,16 @@ cmd = ["sleep", "{arg}"]
             .collect()
     };
     let deadline = Instant::now() + SLOW;
-    while samples(&h, "busy").len() < 4 || samples(&h, "idle").len() < 4 {
+    // The idle job is sampled every tick too, but an unchanged sample is not sent again:
+    // it gets its first sample (no CPU % yet) and then one with its (unchanging) figures.
+    while samples(&h, "busy").len() < 4 || samples(&h, "idle").len() < 2 {
         assert!(h.next_event(deadline).await.is_some(), "too few samples");
     }
+    let idle = samples(&h, "idle");
+    assert!(
+        idle.windows(2).all(|pair| pair[0] != pair[1]),
+        "an unchanged sample was sent again: {idle:?}"
+    );
     for name in ["busy", "idle"] {
         let all = samples(&h, name);
         assert_eq!(

@@ -34,7 +34,7 @@ const EARLY_SAMPLE: Duration = Duration::from_millis(150);
 /// (forking takes CPU time, so a tree that used none has not changed)...
 const RESCAN_EVERY: u32 = 5;
 /// ...and after this many ticks in any case.
-const RESCAN_AT_LEAST_EVERY: u32 = 30;
+const RESCAN_AT_LEAST_EVERY: u32 = 120;
 
 /// What the sampler knows between ticks.
 #[derive(Default)]
@@ -88,6 +88,11 @@ pub async fn run(
     interval: Duration,
 ) {
     let mut previous: HashMap<JobId, (Instant, Duration)> = HashMap::new();
+    // What the consumer was last told: an unchanged sample (an idle job) is not sent
+    // again, so a quiet run does not wake the UI every second. The consumer keeps the
+    // last one, which stays true.
+    let mut last_sent: HashMap<JobId, Sample> = HashMap::new();
+    let mut last_machine: Option<i32> = None;
     let mut membership = Membership::default();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -114,6 +119,7 @@ pub async fn run(
             .map(|(id, tree)| (*id, tree.clone()))
             .collect();
         previous.retain(|id, _| trees.iter().any(|(live_id, _)| live_id == id));
+        last_sent.retain(|id, _| previous.contains_key(id));
         idle = trees.is_empty();
         if idle {
             membership = Membership::default();
@@ -125,10 +131,15 @@ pub async fn run(
         membership.ticks_since_scan += 1;
         let mut invalidate = false;
         let mut busy = false;
-        if let Some(sample) = machine.sample()
-            && events.send(Event::Machine(sample)).is_err()
-        {
-            return;
+        if let Some(sample) = machine.sample() {
+            // Shown in whole percent: a change below that is not news.
+            let shown = sample.cpu_percent.round() as i32;
+            if last_machine != Some(shown) {
+                last_machine = Some(shown);
+                if events.send(Event::Machine(sample)).is_err() {
+                    return;
+                }
+            }
         }
         let now = Instant::now();
         for (id, tree) in &trees {
@@ -157,6 +168,10 @@ pub async fn run(
                 cpu_time,
                 processes: stats.len(),
             };
+            if last_sent.get(id) == Some(&sample) {
+                continue;
+            }
+            last_sent.insert(*id, sample);
             if events.send(Event::Sample { id: *id, sample }).is_err() {
                 return;
             }
