@@ -849,3 +849,61 @@ shell = "setsid sleep {arg} & echo detached"
     })
     .await;
 }
+
+/// If a stage's exit status is taken by someone else (here: the test reaps the child
+/// itself), a kill still ends the job instead of waiting forever for a status that will
+/// never come, so shutdown can never hang on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_exit_status_does_not_hang_the_job() {
+    let arg = sleep_arg(13);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "robbed"
+cmd = ["sleep", "{arg}"]
+grace = "100ms"
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    let status = h.wait_running("robbed").await;
+    let pid = nix::unistd::Pid::from_raw(status.stages[0].pid.expect("pid") as i32);
+    // Reap it behind the supervisor's back: a thread of the test (the parent process)
+    // blocks in waitpid first, so it is the one woken when the child dies.
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let thief = std::thread::spawn(move || {
+        let _ = tid_tx.send(nix::unistd::gettid());
+        nix::sys::wait::waitpid(pid, None)
+    });
+    let tid = tid_rx.recv().expect("thief's tid");
+    common::wait_until(SLOW, "the thief to block in waitpid", || {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan"))
+            .is_ok_and(|wchan| wchan.contains("wait"))
+    });
+    h.control("robbed", Control::Kill);
+    let stolen = thief.join().expect("thief thread");
+    let outcome = h.wait_finished("robbed", SLOW).await;
+    eprintln!("stolen: {stolen:?}, outcome: {outcome:?}");
+    if stolen.is_ok() {
+        // The status was stolen: the job gave up on it instead of hanging.
+        assert_eq!(
+            outcome,
+            Outcome::FailedToStart {
+                reason: "lost track of the process".into()
+            }
+        );
+        h.wait_notice("robbed", SLOW, "lost the exit status").await;
+    } else {
+        // The supervisor's reaper won the race after all.
+        assert_eq!(
+            outcome,
+            Outcome::Killed {
+                signal: Signal::SIGKILL
+            }
+        );
+    }
+    h.shutdown().await;
+}

@@ -395,6 +395,16 @@ impl JobTask {
                 }
                 _ = orphans.changed(), if all_exited => {}
                 _ = tokio::time::sleep(STRAGGLER_RECHECK), if all_exited => {}
+                // Safety net: SIGKILL was sent, yet a stage's exit never came and its pid
+                // is gone (not even a zombie): its status was taken by someone else. Give
+                // up on it rather than wait forever and hang the shutdown.
+                _ = tokio::time::sleep(STRAGGLER_RECHECK), if !all_exited && stop.is_some() && kill_at.is_none() => {
+                    if self.running_stages_vanished() {
+                        exits = FuturesUnordered::new();
+                        self.mark_running_stages_lost();
+                        self.emit();
+                    }
+                }
             }
         }
 
@@ -502,6 +512,31 @@ impl JobTask {
             tree.stage_pids.retain(|pid| *pid != exit.pid);
             tree.reaped_cpu += exit.cpu_time;
         }
+    }
+
+    /// Every stage still marked running has no process left, not even a zombie.
+    fn running_stages_vanished(&self) -> bool {
+        self.status
+            .stages
+            .iter()
+            .filter(|s| s.state == StageState::Running)
+            .filter_map(|s| s.pid)
+            .all(|pid| {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None)
+                    == Err(nix::errno::Errno::ESRCH)
+            })
+    }
+
+    fn mark_running_stages_lost(&mut self) {
+        for stage in &mut self.status.stages {
+            if stage.state == StageState::Running {
+                stage.state = StageState::FailedToStart("lost track of the process".into());
+            }
+        }
+        let _ = self.events.send(Event::Notice {
+            id: Some(self.id),
+            text: format!("{}: lost the exit status of a stage", self.spec.name),
+        });
     }
 
     fn next_deadline(&self, stopping: bool, kill_at: Option<Instant>) -> Option<Instant> {
