@@ -9,7 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use forkyard::headless::{HeadlessOptions, PrintStyle, RunResult, run_with_output};
+use forkyard::headless::RunResult;
+use forkyard::headless::compare::run_silently;
 use forkyard::tracker::Figures;
 
 use common::{config_in, pgrep_count, tempdir};
@@ -31,19 +32,7 @@ fn no_leftovers(marker: &str) {
 async fn run(toml: &str, max_parallel: usize) -> (RunResult, Figures) {
     let dir = tempdir();
     let config = config_in(dir.path(), toml);
-    let options = HeadlessOptions {
-        max_parallel: Some(max_parallel),
-        no_summary: true,
-        quiet: true,
-        ..HeadlessOptions::default()
-    };
-    let style = PrintStyle {
-        color: false,
-        sanitize: false,
-    };
-    let result = run_with_output(&config, &options, std::io::sink(), style)
-        .await
-        .expect("run");
+    let result = run_silently(&config, max_parallel).await.expect("run");
     let end = result.tracker.settled_at.expect("every job settled");
     let figures = result.tracker.figures(end);
     eprintln!("-j {max_parallel}: {figures:?}");

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::report::Report;
 use super::summary::format_duration;
-use super::{HeadlessOptions, PrintStyle, run_with_output};
+use super::{HeadlessOptions, PrintStyle, RunResult, run_with_output};
 use crate::config::Config;
 use crate::tracker::{Figures, cores};
 
@@ -54,17 +54,7 @@ pub async fn run(config: &Config, limits: &[usize], report: Option<&Path>) -> an
             limits.len(),
             limit_label(limit)
         );
-        let options = HeadlessOptions {
-            max_parallel: Some(limit),
-            no_summary: true,
-            quiet: true,
-            ..HeadlessOptions::default()
-        };
-        let style = PrintStyle {
-            color: false,
-            sanitize: false,
-        };
-        let result = run_with_output(config, &options, std::io::sink(), style).await?;
+        let result = run_silently(config, limit).await?;
         let figures = result.tracker.figures(
             result
                 .tracker
@@ -97,6 +87,22 @@ pub async fn run(config: &Config, limits: &[usize], report: Option<&Path>) -> an
     } else {
         0
     })
+}
+
+/// One run of the whole set under a parallelism limit, for its figures only: job output
+/// is discarded and nothing is printed.
+pub async fn run_silently(config: &Config, max_parallel: usize) -> anyhow::Result<RunResult> {
+    let options = HeadlessOptions {
+        max_parallel: Some(max_parallel),
+        no_summary: true,
+        quiet: true,
+        ..HeadlessOptions::default()
+    };
+    let style = PrintStyle {
+        color: false,
+        sanitize: false,
+    };
+    run_with_output(config, &options, std::io::sink(), style).await
 }
 
 /// The comparison table; speedup is relative to the first run's wall time.
