@@ -200,7 +200,6 @@ impl Supervisor {
     pub async fn shutdown(mut self) {
         self.control_all(Control::Shutdown);
         while self.tasks.join_next().await.is_some() {}
-        self.sampler.abort();
         sweep_escaped_descendants(&self.reaper, &self.token);
     }
 }
