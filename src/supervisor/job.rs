@@ -275,7 +275,6 @@ impl JobTask {
             .enumerate()
         {
             stage.cpu_time = Duration::ZERO;
-            stage.max_rss_kb = 0;
             match started {
                 Ok(started) => {
                     stage.pid = Some(started.pid);
@@ -506,7 +505,6 @@ impl JobTask {
             ExitHow::Signal(signal) => StageState::Killed(signal),
         };
         stage.cpu_time = exit.cpu_time;
-        stage.max_rss_kb = exit.max_rss_kb;
         let mut live = super::lock_live(&self.live);
         if let Some(tree) = live.get_mut(&self.id) {
             tree.stage_pids.retain(|pid| *pid != exit.pid);

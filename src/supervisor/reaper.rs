@@ -24,7 +24,6 @@ pub struct ExitInfo {
     pub how: ExitHow,
     /// User + system CPU time, including the process's own reaped children.
     pub cpu_time: Duration,
-    pub max_rss_kb: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +276,6 @@ fn wait4_nohang(pid: i32) -> Option<ExitInfo> {
         pid: reaped as u32,
         how,
         cpu_time,
-        max_rss_kb: usage.ru_maxrss.max(0) as u64,
     })
 }
 

@@ -154,8 +154,6 @@ pub struct StageStatus {
     pub state: StageState,
     /// CPU time of the reaped process and its reaped descendants (rusage).
     pub cpu_time: Duration,
-    /// Peak RSS of the process from rusage, in KiB.
-    pub max_rss_kb: u64,
 }
 
 /// A full snapshot of a job, sent on every change.
@@ -202,7 +200,6 @@ impl JobStatus {
                     pid: None,
                     state: StageState::NotStarted,
                     cpu_time: Duration::ZERO,
-                    max_rss_kb: 0,
                 })
                 .collect(),
             started_at: None,
