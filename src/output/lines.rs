@@ -60,6 +60,11 @@ impl LineSplitter {
         &self.partial
     }
 
+    /// Nothing buffered: the next byte starts a new line.
+    pub fn is_idle(&self) -> bool {
+        self.partial.is_empty() && !self.pending_cr
+    }
+
     /// End of stream: emit the incomplete tail, if any, as a final line (a trailing `\r` is
     /// stripped as if a `\n` followed). Afterwards the splitter is empty and reusable.
     pub fn finish(&mut self, mut emit: impl FnMut(&[u8])) {

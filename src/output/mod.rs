@@ -1,9 +1,9 @@
 //! Child output: line splitting, the bounded per-job ring buffer, and terminal-safe text.
 //!
 //! Data flow: a drain task reads raw chunks from a pipe and calls
-//! [`OutputBuffer::push_chunk`]; the buffer splits lines (capping each at
-//! [`MAX_LINE_BYTES`]), keeps the newest lines within its line and byte bounds, and counts
-//! what it dropped. The UI reads it under a short lock; [`sanitize`] turns raw line bytes
+//! [`OutputBuffer::push_chunk`]; the buffer stores complete lines (capping each at
+//! [`MAX_LINE_BYTES`]) without splitting them until they are read, keeps the newest lines
+//! within its line and byte bounds, and counts what it dropped. The UI reads it under a short lock; [`sanitize`] turns raw line bytes
 //! into styled, escape-free text so nothing a child prints reaches the host terminal raw.
 
 mod buffer;
