@@ -816,6 +816,65 @@ cmd = ["sleep", "{arg}"]
     assert_eq!(pgrep_count(&sleep_pattern(&arg)), 0);
 }
 
+/// The sampler ticks on whole intervals after the supervisor's start (the grid the TUI's
+/// clocks tick on, so one wake-up serves both) and reports each tick only once its
+/// samples are sent, so a consumer redrawing on the report shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampler_ticks_on_the_start_grid_and_reports_each_tick() {
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        r#"
+[[job]]
+name = "busy"
+shell = "while :; do :; done"
+"#,
+    );
+    let interval = Duration::from_millis(300);
+    let sampled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut h = Harness::start_with(
+        &config,
+        forkyard::supervisor::SupervisorOptions {
+            sample_interval: Some(interval),
+            sampled: Some(sampled.clone()),
+            ..Default::default()
+        },
+    );
+    let start = h.started_at();
+    let busy = h.id("busy");
+    let deadline = Instant::now() + SLOW;
+    let mut ticks = Vec::new();
+    while ticks.len() < 7 {
+        tokio::time::timeout_at(deadline.into(), sampled.notified())
+            .await
+            .expect("the sampler reports its ticks");
+        let offset = start.elapsed().as_nanos() % interval.as_nanos();
+        let is_busy_sample = |e: &forkyard::supervisor::Event| matches!(e, forkyard::supervisor::Event::Sample { id, .. } if *id == busy);
+        let mut samples = 0;
+        while let Some(event) = h.try_next_event() {
+            samples += usize::from(is_busy_sample(&event));
+        }
+        // Nothing of this tick comes after its report (the next tick is 200 ms away).
+        let quiet_until = Instant::now() + Duration::from_millis(100);
+        let mut late = 0;
+        while let Some(event) = h.next_event(quiet_until).await {
+            late += usize::from(is_busy_sample(&event));
+        }
+        ticks.push((Duration::from_nanos(offset as u64), samples, late));
+    }
+    // The first report is the early sample after the job started (off the grid), and the
+    // grid tick right after it may only report the tick; from then on every tick is on
+    // the grid and brings the busy job's new sample with it.
+    for (offset, samples, late) in &ticks[2..] {
+        assert!(
+            *offset < Duration::from_millis(100),
+            "a tick {offset:?} past the grid: {ticks:?}"
+        );
+        assert_eq!((*samples, *late), (1, 0), "{ticks:?}");
+    }
+    h.shutdown().await;
+}
+
 /// A descendant that leaves the job's group and session (setsid) while holding the
 /// output pipe open neither hangs the job nor outlives the supervisor's shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

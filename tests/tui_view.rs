@@ -475,6 +475,9 @@ fn idle_finished_model_needs_no_redraw() {
     f.run("chatty", 4200, ms(25));
     f.model.tracker.settled_at = None;
     assert_eq!(ui::next_redraw(&f.model), Some(f.t0 + 13 * SECOND));
+    // In the app the sampler's tick (same grid) brings the frame; the timer is a backup.
+    f.model.clocks_follow_samples = true;
+    assert_eq!(ui::next_redraw(&f.model), Some(f.t0 + 14 * SECOND));
 }
 
 #[test]

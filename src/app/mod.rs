@@ -59,8 +59,9 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
     let guard = terminal::enter().context("cannot set up the terminal")?;
 
     let activity = Arc::new(Notify::new());
+    let sampled = Arc::new(Notify::new());
     let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
-    let (supervisor, events) = start_supervisor(&config, max_parallel, &activity)?;
+    let (supervisor, events) = start_supervisor(&config, max_parallel, &activity, &sampled)?;
     let tracker = tracker_of(&supervisor);
     let origin = std::path::Path::new(&config.origin)
         .file_name()
@@ -68,6 +69,7 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
         .unwrap_or_else(|| config.origin.clone());
     let mut model = Model::new(tracker, origin);
     model.max_parallel = max_parallel;
+    model.clocks_follow_samples = true;
     let mut app = App {
         model,
         buffers: supervisor.jobs().iter().map(|j| j.buffer.clone()).collect(),
@@ -77,6 +79,7 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
         events_open: true,
         config,
         activity,
+        sampled,
         pending_rerun: None,
         rerun_error: None,
         shutdown: None,
@@ -142,24 +145,29 @@ fn start_supervisor(
     config: &Config,
     max_parallel: usize,
     activity: &Arc<Notify>,
+    sampled: &Arc<Notify>,
 ) -> anyhow::Result<(Supervisor, mpsc::UnboundedReceiver<Event>)> {
     Supervisor::start(
         config,
         SupervisorOptions {
             max_parallel: Some(max_parallel),
             activity: Some(activity.clone()),
+            sampled: Some(sampled.clone()),
             ..SupervisorOptions::default()
         },
     )
 }
 
 fn tracker_of(supervisor: &Supervisor) -> Tracker {
-    Tracker::new(
+    let mut tracker = Tracker::new(
         supervisor
             .jobs()
             .iter()
             .map(|j| (j.spec.name.clone(), j.initial.clone())),
-    )
+    );
+    // Clock ticks (whole seconds after this) then coincide with the sampler's.
+    tracker.started = supervisor.started_at();
+    tracker
 }
 
 /// A rerun (`p`) waiting for the current run to stop.
@@ -193,6 +201,8 @@ struct App {
     events_open: bool,
     config: Config,
     activity: Arc<Notify>,
+    /// The sampler finished a tick: the clock frame, with fresh samples.
+    sampled: Arc<Notify>,
     pending_rerun: Option<PendingRerun>,
     rerun_error: Option<anyhow::Error>,
     /// The running `Supervisor::shutdown`.
@@ -222,6 +232,7 @@ impl App {
             }
         };
         let activity = self.activity.clone();
+        let sampled = self.sampled.clone();
         loop {
             let now = Instant::now();
             self.model.now = now;
@@ -292,6 +303,13 @@ impl App {
                     self.terminal_lost(None);
                     self.on_signal(Signal::SIGHUP);
                 }
+                _ = sampled.notified() => {
+                    // The tick's samples were sent before this: apply them, then draw.
+                    while let Ok(event) = self.events.try_recv() {
+                        self.on_event(event);
+                    }
+                    self.dirty = true;
+                }
                 _ = activity.notified(), if !self.dirty => {
                     if self.output_signature() != self.drawn_output {
                         self.dirty = true;
@@ -347,8 +365,9 @@ impl App {
         }
         let mut previous = self.model.current_run(Instant::now());
         previous.complete = rerun.complete;
-        let (supervisor, events) = start_supervisor(&self.config, rerun.limit, &self.activity)
-            .context("cannot start the jobs again")?;
+        let (supervisor, events) =
+            start_supervisor(&self.config, rerun.limit, &self.activity, &self.sampled)
+                .context("cannot start the jobs again")?;
         self.model
             .start_run(tracker_of(&supervisor), rerun.limit, previous);
         self.buffers = supervisor.jobs().iter().map(|j| j.buffer.clone()).collect();

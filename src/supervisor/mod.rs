@@ -16,7 +16,7 @@ mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -55,6 +55,9 @@ pub struct SupervisorOptions {
     pub activity: Option<Arc<Notify>>,
     /// Sampling period; default 1 s.
     pub sample_interval: Option<Duration>,
+    /// Notified after each sampling tick, once its events are sent: a consumer that
+    /// redraws on it shows every sample as soon as it is taken.
+    pub sampled: Option<Arc<Notify>>,
 }
 
 /// One configured job, as the consumer sees it.
@@ -76,6 +79,7 @@ pub struct Supervisor {
     reaper_task: tokio::task::JoinHandle<()>,
     /// This supervisor's [`SUPERVISOR_ENV`] value.
     token: String,
+    started_at: Instant,
 }
 
 /// The sampler and the reaper end with their supervisor, however it goes away (`shutdown`
@@ -95,6 +99,7 @@ impl Supervisor {
         config: &Config,
         options: SupervisorOptions,
     ) -> anyhow::Result<(Supervisor, mpsc::UnboundedReceiver<Event>)> {
+        let started_at = Instant::now();
         raise_open_file_limit();
         let (reaper, reaper_task) = Reaper::start().context("cannot listen for SIGCHLD")?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -155,7 +160,11 @@ impl Supervisor {
             live,
             events_tx,
             sample_soon,
-            options.sample_interval.unwrap_or(Duration::from_secs(1)),
+            sampler::Schedule {
+                phase: started_at,
+                interval: options.sample_interval.unwrap_or(Duration::from_secs(1)),
+            },
+            options.sampled.clone(),
         ));
         Ok((
             Supervisor {
@@ -165,6 +174,7 @@ impl Supervisor {
                 reaper,
                 reaper_task,
                 token,
+                started_at,
             },
             events_rx,
         ))
@@ -172,6 +182,13 @@ impl Supervisor {
 
     pub fn jobs(&self) -> &[JobHandle] {
         &self.jobs
+    }
+
+    /// When this supervisor started. Resource samples are taken on whole sampling
+    /// intervals after it, so a consumer that ticks on whole seconds after it (the TUI's
+    /// clocks) wakes up together with the sampler.
+    pub fn started_at(&self) -> Instant {
+        self.started_at
     }
 
     /// A cloneable handle that sends controls, usable while `shutdown` runs.

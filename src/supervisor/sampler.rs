@@ -81,11 +81,36 @@ impl Membership {
     }
 }
 
+/// When the sampler ticks: on whole multiples of `interval` after `phase`.
+///
+/// The TUI redraws its clocks on whole seconds after the same instant (the supervisor's
+/// start), so with the default interval both timers expire in one timer-driver turn:
+/// the process wakes once a second for both instead of twice.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub phase: Instant,
+    pub interval: Duration,
+}
+
+impl Schedule {
+    /// The first tick after `now`.
+    fn next_after(&self, now: Instant) -> Instant {
+        let interval = self.interval.max(Duration::from_millis(1));
+        let since = now.saturating_duration_since(self.phase);
+        let ticks = since.as_nanos() / interval.as_nanos() + 1;
+        let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
+        self.phase
+            .checked_add(interval.saturating_mul(ticks))
+            .unwrap_or(now + interval)
+    }
+}
+
 pub async fn run(
     live: LiveTrees,
     events: mpsc::UnboundedSender<Event>,
     sample_soon: Arc<Notify>,
-    interval: Duration,
+    schedule: Schedule,
+    sampled: Option<Arc<Notify>>,
 ) {
     let mut previous: HashMap<JobId, (Instant, Duration)> = HashMap::new();
     // What the consumer was last told: an unchanged sample (an idle job) is not sent
@@ -94,8 +119,8 @@ pub async fn run(
     let mut last_sent: HashMap<JobId, Sample> = HashMap::new();
     let mut last_machine: Option<i32> = None;
     let mut membership = Membership::default();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut next_tick = Instant::now();
+    let mut sampled_at: Option<Instant> = None;
     let mut buf = Vec::with_capacity(1024);
     let mut machine = Machine::new();
     let mut idle = true;
@@ -104,16 +129,27 @@ pub async fn run(
             // Nothing runs: no timer at all until a job starts.
             sample_soon.notified().await;
             tokio::time::sleep(EARLY_SAMPLE).await;
-            ticker.reset();
         } else {
             tokio::select! {
-                _ = ticker.tick() => {}
+                _ = tokio::time::sleep_until(next_tick.into()) => {}
                 _ = sample_soon.notified() => {
                     tokio::time::sleep(EARLY_SAMPLE).await;
                     membership.invalidate();
                 }
             }
         }
+        // Skips ticks missed while busy rather than bunching them.
+        let now = Instant::now();
+        next_tick = schedule.next_after(now);
+        // A tick right after an early sample would measure CPU % over a few
+        // milliseconds: it only reports the tick (the consumer's clock frame).
+        if sampled_at.is_some_and(|at| now.saturating_duration_since(at) < schedule.interval / 4) {
+            if let Some(sampled) = &sampled {
+                sampled.notify_one();
+            }
+            continue;
+        }
+        sampled_at = Some(now);
         let trees: Vec<(JobId, LiveTree)> = super::lock_live(&live)
             .iter()
             .map(|(id, tree)| (*id, tree.clone()))
@@ -131,14 +167,14 @@ pub async fn run(
         membership.ticks_since_scan += 1;
         let mut invalidate = false;
         let mut busy = false;
+        // Sent together at the end of the tick, so the consumer wakes once for all.
+        let mut outbox = Vec::new();
         if let Some(sample) = machine.sample() {
             // Shown in whole percent: a change below that is not news.
             let shown = sample.cpu_percent.round() as i32;
             if last_machine != Some(shown) {
                 last_machine = Some(shown);
-                if events.send(Event::Machine(sample)).is_err() {
-                    return;
-                }
+                outbox.push(Event::Machine(sample));
             }
         }
         let now = Instant::now();
@@ -172,15 +208,21 @@ pub async fn run(
                 continue;
             }
             last_sent.insert(*id, sample);
-            if events.send(Event::Sample { id: *id, sample }).is_err() {
-                return;
-            }
+            outbox.push(Event::Sample { id: *id, sample });
         }
         if busy {
             membership.busy_ticks_since_scan += 1;
         }
         if invalidate {
             membership.invalidate();
+        }
+        for event in outbox {
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+        if let Some(sampled) = &sampled {
+            sampled.notify_one();
         }
     }
 }
@@ -235,4 +277,32 @@ fn tree_members(tree: &LiveTree, entries: &[ProcStat]) -> Vec<u32> {
         }
     }
     found.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_fall_on_the_grid_after_the_phase() {
+        let phase = Instant::now();
+        let schedule = Schedule {
+            phase,
+            interval: Duration::from_secs(1),
+        };
+        let ms = Duration::from_millis;
+        // From anywhere inside a second, the next tick is the next whole second...
+        assert_eq!(schedule.next_after(phase), phase + ms(1000));
+        assert_eq!(schedule.next_after(phase + ms(1)), phase + ms(1000));
+        assert_eq!(schedule.next_after(phase + ms(999)), phase + ms(1000));
+        // ...strictly after `now`, and ticks missed while busy are skipped, not bunched.
+        assert_eq!(schedule.next_after(phase + ms(1000)), phase + ms(2000));
+        assert_eq!(schedule.next_after(phase + ms(4321)), phase + ms(5000));
+        // A phase in the future (a clock set by someone else) still yields a later tick.
+        let early = Schedule {
+            phase: phase + ms(500),
+            interval: ms(250),
+        };
+        assert!(early.next_after(phase) > phase);
+    }
 }

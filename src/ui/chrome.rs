@@ -80,11 +80,11 @@ pub fn header(frame: &mut Frame, model: &Model, area: Rect) {
     counts_line(frame, model, line(0));
     if area.height >= 2 {
         let line2 = figures_line(model, area.width as usize);
-        frame.render_widget(&line2, line(1));
+        super::render_lines(frame.buffer_mut(), line(1), std::slice::from_ref(&line2));
     }
     if area.height >= 3 {
         let line3 = runs_line(model, area.width as usize);
-        frame.render_widget(&line3, line(2));
+        super::render_lines(frame.buffer_mut(), line(2), std::slice::from_ref(&line3));
     }
 }
 
@@ -146,8 +146,8 @@ fn counts_line(frame: &mut Frame, model: &Model, area: Rect) {
         ));
         spans.push(Span::styled(rest, DIM));
     }
-    // A Line, not a Paragraph: no per-frame grapheme buffering for a single line.
-    frame.render_widget(Line::from(spans), area);
+    // Not a Paragraph (no per-frame grapheme buffering), and the gap is not drawn.
+    super::render_lines(frame.buffer_mut(), area, &[Line::from(spans)]);
 }
 
 /// A ratio with as many decimals as are worth reading.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
-use ratatui::layout::Rect;
+use ratatui::layout::{Alignment, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Widget};
@@ -229,6 +229,11 @@ fn output_pane(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer], areas
 /// `lines` top to bottom in `area`, each clipped to its width: `Paragraph` without
 /// wrapping, minus its per-line grapheme buffering (the table and the output are redrawn
 /// every clock second, so this is most of an idle UI's drawing).
+///
+/// The spaces that pad a span (table cells are padded to their column) are not written
+/// one grapheme at a time when they would look like any blank cell: the frame starts
+/// blank, so only cells that hold something else are blanked. That halves the cells an
+/// idle table writes.
 pub(crate) fn render_lines(buf: &mut Buffer, area: Rect, lines: &[Line]) {
     for (i, line) in lines.iter().take(area.height as usize).enumerate() {
         let row = Rect {
@@ -236,8 +241,60 @@ pub(crate) fn render_lines(buf: &mut Buffer, area: Rect, lines: &[Line]) {
             height: 1,
             ..area
         };
-        line.render(row, buf);
+        if !matches!(line.alignment, None | Some(Alignment::Left)) {
+            line.render(row, buf);
+            continue;
+        }
+        buf.set_style(row, line.style);
+        let mut x = row.x;
+        for span in &line.spans {
+            if x >= row.right() {
+                break;
+            }
+            let style = line.style.patch(span.style);
+            let text = span.content.as_ref();
+            if !blank_looks_plain(style) {
+                x = buf
+                    .set_stringn(x, row.y, text, usize::from(row.right() - x), style)
+                    .0;
+                continue;
+            }
+            let body = text.trim_start_matches(' ');
+            x = blank(buf, x, row.y, text.len() - body.len(), row.right());
+            let trailing = body.len() - body.trim_end_matches(' ').len();
+            let body = body.trim_end_matches(' ');
+            if !body.is_empty() && x < row.right() {
+                x = buf
+                    .set_stringn(x, row.y, body, usize::from(row.right() - x), style)
+                    .0;
+            }
+            x = blank(buf, x, row.y, trailing, row.right());
+        }
     }
+}
+
+/// Whether a space in `style` looks the same as a space in the default style (no
+/// background, nothing drawn across the cell).
+fn blank_looks_plain(style: Style) -> bool {
+    let drawn_across = Modifier::UNDERLINED | Modifier::REVERSED | Modifier::CROSSED_OUT;
+    style.bg.is_none()
+        && !style.add_modifier.intersects(drawn_across)
+        && style.sub_modifier.is_empty()
+}
+
+/// Makes `count` cells from `x` blank (clipped at `right`); returns the x after them.
+fn blank(buf: &mut Buffer, x: u16, y: u16, count: usize, right: u16) -> u16 {
+    let end = x
+        .saturating_add(u16::try_from(count).unwrap_or(u16::MAX))
+        .min(right);
+    for cx in x..end {
+        if let Some(cell) = buf.cell_mut((cx, y))
+            && cell.symbol() != " "
+        {
+            cell.set_symbol(" ");
+        }
+    }
+    end
 }
 
 /// When the picture changes by itself: countdowns (tenths) soon, running clocks at the
@@ -250,6 +307,7 @@ pub fn next_redraw(model: &Model) -> Option<Instant> {
     };
     let tenth = now + Duration::from_millis(100);
     let mut clocks = false;
+    let mut sampled = false;
     for job in model.jobs() {
         let status = &job.status;
         match &status.state {
@@ -257,6 +315,7 @@ pub fn next_redraw(model: &Model) -> Option<Instant> {
             JobState::Pending(PendingReason::Backoff { .. }) => consider(tenth),
             JobState::Running => {
                 clocks = true;
+                sampled = true;
                 if let Some((_, at)) = format::running_deadline(status)
                     && at.saturating_duration_since(now) < Duration::from_secs(10)
                 {
@@ -271,7 +330,53 @@ pub fn next_redraw(model: &Model) -> Option<Instant> {
         // Tick on whole seconds of wall time so the header clock advances evenly.
         let since = now.saturating_duration_since(model.tracker.started);
         let next_second = Duration::from_secs(since.as_secs() + 1);
-        consider(model.tracker.started + next_second);
+        // A running job means the sampler ticks on this second too, and its tick brings
+        // the frame (see `Model::clocks_follow_samples`); this timer is the backup.
+        let grace = if sampled && model.clocks_follow_samples {
+            model::SAMPLER_GRACE
+        } else {
+            Duration::ZERO
+        };
+        consider(model.tracker.started + next_second + grace);
     }
     next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Padding is not drawn grapheme by grapheme, but the row still reads the same:
+    /// what was under the padding is blanked, the text lands where the spans put it.
+    #[test]
+    fn render_lines_blanks_padding_without_drawing_it() {
+        let area = Rect::new(0, 0, 12, 2);
+        let mut buf = Buffer::empty(area);
+        for y in 0..2 {
+            buf.set_string(0, y, "xxxxxxxxxxxx", Style::new().fg(Color::Red));
+        }
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        let lines = [
+            Line::from(vec![
+                Span::styled("  ab  ", bold),
+                Span::raw("c"),
+                Span::styled("   ", Style::new().bg(Color::Blue)),
+            ]),
+            Line::from(vec![Span::raw("     "), Span::raw("right")]),
+        ];
+        render_lines(&mut buf, area, &lines);
+        let row = |y: u16| -> String {
+            (0..12)
+                .map(|x| buf.cell((x, y)).map_or(" ", |c| c.symbol()).to_string())
+                .collect()
+        };
+        assert_eq!(row(0), "  ab  c   xx");
+        assert_eq!(row(1), "     rightxx");
+        assert!(
+            buf.cell((2, 0))
+                .is_some_and(|c| c.modifier.contains(Modifier::BOLD))
+        );
+        // A background shows on blanks, so those are drawn with it.
+        assert!((7..10).all(|x| buf.cell((x, 0)).is_some_and(|c| c.bg == Color::Blue)));
+    }
 }

@@ -158,6 +158,11 @@ pub struct PastRun {
 /// Earlier runs kept for the runs line.
 pub const MAX_PAST_RUNS: usize = 6;
 
+/// How late the backup clock tick is when clocks follow the sampler's ticks. A whole
+/// second: the stale backup left from the previous frame then expires together with
+/// the sampler's next tick instead of waking the process on its own.
+pub const SAMPLER_GRACE: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct Model {
     pub tracker: Tracker,
@@ -166,6 +171,10 @@ pub struct Model {
     /// The time every duration is computed against.
     pub now: Instant,
     pub cores: usize,
+    /// Running clocks advance when the sampler reports a tick (it ticks on the same whole
+    /// seconds after the start), so each second's frame shows that second's samples;
+    /// the whole-second timer only backs it up, [`SAMPLER_GRACE`] late.
+    pub clocks_follow_samples: bool,
     pub selected: RowRef,
     /// Per job: pipeline stages shown as rows.
     pub expanded: Vec<bool>,
@@ -195,6 +204,7 @@ impl Model {
         Model {
             now: Instant::now(),
             cores: crate::tracker::cores(),
+            clocks_follow_samples: false,
             origin: origin.into(),
             selected: RowRef::Job(0),
             expanded: vec![false; n],

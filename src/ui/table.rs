@@ -2,9 +2,9 @@
 //! that do not fit are dropped, least useful first.
 
 use ratatui::Frame;
+use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::{Line, Span};
 
 use super::format;
 use super::model::{Model, RowRef};
@@ -173,30 +173,37 @@ fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
 }
 
 /// Draws the table into `area` (first line: column titles).
+///
+/// Cells are written straight into the frame's buffer at their column's position: the
+/// table is redrawn every second for its clocks, and building padded strings and spans
+/// for every cell was most of an idle frame.
 pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
     if area.height == 0 || area.width == 0 {
         return;
     }
     let layout = columns(model, area.width as usize);
-    let mut lines = Vec::with_capacity(area.height as usize);
-
-    let mut title = format!("{:PREFIX$}{}", "", format::cell("NAME", layout.name, false));
+    let buf = frame.buffer_mut();
+    let title_style = Style::new()
+        .fg(Color::DarkGray)
+        .add_modifier(Modifier::BOLD);
+    let mut x = area.x.saturating_add(PREFIX as u16);
+    x = put(
+        buf,
+        area,
+        (x, area.y),
+        ("NAME", layout.name, false),
+        title_style,
+    );
     for col in &layout.cols {
-        title.push(' ');
-        title.push_str(&format::cell(col.title(), col.width(), col.right()));
+        let cell = (col.title(), col.width(), col.right());
+        x = put(buf, area, (x.saturating_add(1), area.y), cell, title_style);
     }
-    lines.push(Line::from(Span::styled(
-        title,
-        Style::new()
-            .fg(Color::DarkGray)
-            .add_modifier(Modifier::BOLD),
-    )));
 
     let rows = model.rows();
     let visible = area.height.saturating_sub(1) as usize;
     let selected = model.selected_index();
     let offset = model.visible_offset(visible);
-    let mut highlight = None;
+    let mut y = area.y;
     for (index, row) in rows.iter().enumerate().skip(offset).take(visible) {
         let last_stage = match row {
             RowRef::Stage(id, s) => model
@@ -207,21 +214,30 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
         let Some(text) = row_text(model, *row, last_stage) else {
             continue;
         };
+        y += 1;
         let (glyph, color) = text.glyph;
-        let is_stage = matches!(row, RowRef::Stage(..));
-        let name_style = if is_stage {
+        let name_style = if matches!(row, RowRef::Stage(..)) {
             Style::new().fg(Color::Gray)
         } else {
             Style::new().add_modifier(Modifier::BOLD)
         };
-        let mut spans = vec![
-            Span::styled(
-                format!("{} ", text.marker),
-                Style::new().fg(Color::DarkGray),
-            ),
-            Span::styled(format!("{glyph} "), Style::new().fg(color)),
-            Span::styled(format::cell(&text.name, layout.name, false), name_style),
-        ];
+        let dim = Style::new().fg(Color::DarkGray);
+        put(buf, area, (area.x, y), (text.marker, 1, false), dim);
+        put(
+            buf,
+            area,
+            (area.x.saturating_add(2), y),
+            (glyph, 1, false),
+            Style::new().fg(color),
+        );
+        let mut x = area.x.saturating_add(PREFIX as u16);
+        x = put(
+            buf,
+            area,
+            (x, y),
+            (&text.name, layout.name, false),
+            name_style,
+        );
         for col in &layout.cols {
             let value = text
                 .cells
@@ -232,30 +248,50 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
             let style = match col {
                 Col::State | Col::Exit => Style::new().fg(color),
                 Col::Restarts if !value.is_empty() => Style::new().fg(Color::Yellow),
-                Col::Pid if text.pid_gone => Style::new().fg(Color::DarkGray),
+                Col::Pid if text.pid_gone => dim,
                 _ => Style::new(),
             };
-            spans.push(Span::raw(" "));
-            spans.push(Span::styled(
-                format::cell(value, col.width(), col.right()),
-                style,
-            ));
+            let cell = (value, col.width(), col.right());
+            x = put(buf, area, (x.saturating_add(1), y), cell, style);
         }
         if index == selected {
-            highlight = Some(lines.len());
+            // The whole width, not just the cells' text.
+            let row = Rect {
+                y,
+                height: 1,
+                ..area
+            };
+            buf.set_style(row, super::timeline::selection_style(model));
         }
-        lines.push(Line::from(spans));
     }
-    super::render_lines(frame.buffer_mut(), area, &lines);
-    // The whole width, not just the cells' text.
-    if let Some(line) = highlight {
-        let row = Rect {
-            y: area.y + line as u16,
-            height: 1,
-            ..area
-        };
-        frame
-            .buffer_mut()
-            .set_style(row, super::timeline::selection_style(model));
+}
+
+/// Writes `text` into a cell `width` columns wide at `at` (right-aligned if `right`,
+/// truncated with `…` like [`format::cell`]), clipped to `area`. The padding is not
+/// written: the frame starts blank. Returns the x after the cell.
+fn put(
+    buf: &mut Buffer,
+    area: Rect,
+    (x, y): (u16, u16),
+    (text, width, right): (&str, usize, bool),
+    style: Style,
+) -> u16 {
+    let end = x.saturating_add(u16::try_from(width).unwrap_or(u16::MAX));
+    let count = text.chars().count();
+    let fitted;
+    let (text, count) = if count > width {
+        fitted = format::fit(text, width);
+        (fitted.as_str(), width)
+    } else {
+        (text, count)
+    };
+    let start = if right {
+        x.saturating_add(u16::try_from(width - count).unwrap_or(u16::MAX))
+    } else {
+        x
+    };
+    if start < area.right() && !text.is_empty() {
+        buf.set_stringn(start, y, text, usize::from(area.right() - start), style);
     }
+    end
 }

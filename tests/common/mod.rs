@@ -175,6 +175,20 @@ impl Harness {
         });
     }
 
+    /// Applies one event that has already arrived, if any.
+    pub fn try_next_event(&mut self) -> Option<Event> {
+        let event = self.events.try_recv().ok()?;
+        self.apply(event.clone());
+        Some(event)
+    }
+
+    /// When the supervisor started (the sampler's tick grid starts here).
+    pub fn started_at(&self) -> Instant {
+        self.supervisor
+            .as_ref()
+            .map_or_else(Instant::now, Supervisor::started_at)
+    }
+
     /// Receives and applies one event; None at the deadline (or if the channel closed).
     pub async fn next_event(&mut self, deadline: Instant) -> Option<Event> {
         let event = tokio::time::timeout_at(deadline.into(), self.events.recv())
