@@ -32,6 +32,94 @@ fn forkyard(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
     )
 }
 
+/// The forkyard binary reaps every child it has: a job that exits before its spawn has
+/// returned is held for it, not booked as an orphan, so every status lands on its job.
+#[test]
+fn many_instant_jobs_each_report_their_own_exit() {
+    let dir = tempdir();
+    write_file(
+        dir.path(),
+        "instant.toml",
+        r#"
+[[job]]
+name = "ok"
+cmd = ["true"]
+replicas = 150
+
+[[job]]
+name = "bad"
+shell = "exit 3"
+replicas = 150
+"#,
+    );
+    let (status, stdout, stderr) = forkyard(
+        &["--headless", "--report", "report.json", "instant.toml"],
+        dir.path(),
+    );
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("forkyard summary: 300 jobs, 150 succeeded, 150 failed"),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("report.json")).expect("report written"),
+    )
+    .expect("report is JSON");
+    let jobs = report["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 300);
+    for job in jobs {
+        let name = job["name"].as_str().unwrap_or("?");
+        let want = if name.starts_with("ok") { 0 } else { 3 };
+        assert_eq!(job["exit_code"].as_i64(), Some(want), "{job}");
+    }
+}
+
+/// A program found on `PATH` is started by its full path (looked up once), but the
+/// child still sees `argv[0]` as written, and a job's own `PATH` is honoured.
+#[test]
+fn path_lookup_keeps_argv0_and_honours_the_jobs_path() {
+    let dir = tempdir();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin dir");
+    let script = write_file(&bin, "hello-fy", "#!/bin/sh\necho \"hello from $0\"\n");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    write_file(
+        dir.path(),
+        "path.toml",
+        &format!(
+            r#"
+[[job]]
+name = "argv"
+cmd = ["sh", "-c", "tr '\\0' ' ' < /proc/$$/cmdline"]
+
+[[job]]
+name = "own"
+cmd = ["hello-fy"]
+env = {{ PATH = "{}:/usr/bin:/bin" }}
+
+[[job]]
+name = "plain"
+cmd = ["hello-fy"]
+"#,
+            bin.display()
+        ),
+    );
+    let (status, stdout, stderr) = forkyard(&["--headless", "path.toml"], dir.path());
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("argv  | sh -c tr"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("own   | hello from {}", script.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("command not found: hello-fy"),
+        "{stdout}\n{stderr}"
+    );
+}
+
 #[test]
 fn exit_status_zero_when_every_job_succeeds() {
     let dir = tempdir();

@@ -816,6 +816,36 @@ cmd = ["sleep", "{arg}"]
     assert_eq!(pgrep_count(&sleep_pattern(&arg)), 0);
 }
 
+/// Jobs that exit the moment they start, spawned together from several threads (a
+/// single process spawns without the reaper's lock): each exit status reaches its own
+/// job, including the ones reaped before `spawn()` returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instant_jobs_started_together_each_get_their_exit() {
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        r#"
+[[job]]
+name = "ok"
+cmd = ["true"]
+replicas = 120
+
+[[job]]
+name = "bad"
+shell = "exit 3"
+replicas = 120
+"#,
+    );
+    let mut h = Harness::start(&config);
+    let names = h.names.clone();
+    for name in &names {
+        let outcome = h.wait_finished(name, SLOW).await;
+        let want = if name.starts_with("ok") { 0 } else { 3 };
+        assert_eq!(outcome, Outcome::Exited { code: want }, "{name}");
+    }
+    h.shutdown().await;
+}
+
 /// The sampler ticks on whole intervals after the supervisor's start (the grid the TUI's
 /// clocks tick on, so one wake-up serves both) and reports each tick only once its
 /// samples are sent, so a consumer redrawing on the report shows them.

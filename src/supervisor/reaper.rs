@@ -79,6 +79,41 @@ struct Registry {
     groups: HashMap<i32, usize>,
     /// CPU time of reaped orphans per group, so it can be credited to the job.
     orphan_cpu: HashMap<i32, Duration>,
+    /// Single-stage spawns under way (see [`SpawnInFlight`]).
+    spawning: usize,
+    /// Children reaped while spawns were under way and nobody had registered yet: a
+    /// child that exits before `spawn()` returns in its parent thread. Claimed by
+    /// registration; what is left once no spawn is under way was an orphan.
+    early_exits: HashMap<i32, (i32, ExitInfo)>,
+}
+
+impl Registry {
+    /// Registers `pid`, handing over its exit at once if it was already reaped.
+    fn register_pid(&mut self, pid: u32) -> oneshot::Receiver<ExitInfo> {
+        let (tx, rx) = oneshot::channel();
+        match self.early_exits.remove(&(pid as i32)) {
+            Some((_, info)) => {
+                let _ = tx.send(info);
+            }
+            None => {
+                self.waiters.insert(pid as i32, tx);
+            }
+        }
+        rx
+    }
+
+    fn register_group(&mut self, pgid: u32) {
+        *self.groups.entry(pgid as i32).or_insert(0) += 1;
+        if let Ok(mut live) = LIVE_GROUPS.lock() {
+            live.insert(pgid as i32);
+        }
+    }
+
+    /// Books a reaped child nobody waits for as an orphan of its group; returns 1.
+    fn credit_orphan(&mut self, pgid: i32, info: ExitInfo) -> u64 {
+        *self.orphan_cpu.entry(pgid).or_default() += info.cpu_time;
+        1
+    }
 }
 
 /// Shared handle; cheap to clone.
@@ -88,24 +123,61 @@ pub struct Reaper {
     orphans_reaped: watch::Sender<u64>,
 }
 
-/// Held while spawning: the reaper cannot run until the new pids are registered, so a
-/// child that exits at once is never reaped before someone waits for it, and the process
-/// group of a pipeline cannot vanish between its stages' spawns.
+/// Held while spawning a pipeline: the reaper cannot run until the new pids are
+/// registered, and the process group of a pipeline cannot vanish (its first stage be
+/// reaped) between its stages' spawns.
 pub struct SpawnGuard<'a> {
     registry: MutexGuard<'a, Registry>,
 }
 
 impl SpawnGuard<'_> {
     pub fn register_pid(&mut self, pid: u32) -> oneshot::Receiver<ExitInfo> {
-        let (tx, rx) = oneshot::channel();
-        self.registry.waiters.insert(pid as i32, tx);
-        rx
+        self.registry.register_pid(pid)
     }
 
     pub fn register_group(&mut self, pgid: u32) {
-        *self.registry.groups.entry(pgid as i32).or_insert(0) += 1;
-        if let Ok(mut live) = LIVE_GROUPS.lock() {
-            live.insert(pgid as i32);
+        self.registry.register_group(pgid);
+    }
+}
+
+/// A single-process run being spawned without holding the reaper's lock, so that
+/// several threads spawn at once (`spawn()` returns only after the child's `exec`, which
+/// is most of its cost). A child that exits before it is registered is reaped into
+/// `early_exits` and handed over by registration; when the last spawn under way ends,
+/// whatever nobody claimed is booked as an orphan.
+pub struct SpawnInFlight<'a> {
+    reaper: &'a Reaper,
+}
+
+impl SpawnInFlight<'_> {
+    /// Registers the new child, which leads its own process group.
+    pub fn register(&self, pid: u32) -> oneshot::Receiver<ExitInfo> {
+        let mut registry = lock(&self.reaper.registry);
+        registry.register_group(pid);
+        registry.register_pid(pid)
+    }
+}
+
+impl Drop for SpawnInFlight<'_> {
+    fn drop(&mut self) {
+        let mut registry = lock(&self.reaper.registry);
+        registry.spawning = registry.spawning.saturating_sub(1);
+        let mut orphans = 0;
+        if registry.spawning == 0 {
+            let unclaimed: Vec<(i32, ExitInfo)> =
+                registry.early_exits.drain().map(|(_, exit)| exit).collect();
+            for (pgid, info) in unclaimed {
+                orphans += registry.credit_orphan(pgid, info);
+            }
+        }
+        drop(registry);
+        if orphans > 0 {
+            self.reaper.orphans_reaped.send_modify(|n| *n += orphans);
+        }
+        if !OWNS_ALL_CHILDREN.load(Ordering::Relaxed) {
+            // Only registered children are reaped here: one that exited before it was
+            // registered is still a zombie whose SIGCHLD has come and gone.
+            self.reaper.reap_now();
         }
     }
 }
@@ -138,6 +210,12 @@ impl Reaper {
         SpawnGuard {
             registry: lock(&self.registry),
         }
+    }
+
+    /// Announces a single-process spawn (see [`SpawnInFlight`]).
+    pub fn begin_spawn(&self) -> SpawnInFlight<'_> {
+        lock(&self.registry).spawning += 1;
+        SpawnInFlight { reaper: self }
     }
 
     /// Stop reaping members of this group (its job is done with it).
@@ -191,9 +269,11 @@ impl Reaper {
             };
             if let Some(tx) = registry.waiters.remove(&pid) {
                 let _ = tx.send(info);
+            } else if registry.spawning > 0 {
+                // Perhaps a child whose `spawn()` has not returned yet.
+                registry.early_exits.insert(pid, (pgid, info));
             } else {
-                *registry.orphan_cpu.entry(pgid).or_default() += info.cpu_time;
-                reaped_orphans += 1;
+                reaped_orphans += registry.credit_orphan(pgid, info);
             }
         }
         if peek_waitable().is_some() {
@@ -227,8 +307,7 @@ impl Reaper {
                 if let Some(tx) = registry.waiters.remove(&(info.pid as i32)) {
                     let _ = tx.send(info);
                 } else {
-                    *registry.orphan_cpu.entry(pgid).or_default() += info.cpu_time;
-                    reaped_orphans += 1;
+                    reaped_orphans += registry.credit_orphan(pgid, info);
                 }
             }
         }

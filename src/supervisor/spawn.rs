@@ -5,18 +5,21 @@
 //! through forkyard and a reader that exits delivers SIGPIPE upstream, as in a shell.
 //! forkyard keeps only the read ends of every stage's stderr and the last stage's stdout.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::{PipeReader, PipeWriter};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::oneshot;
 
 use crate::config::{JobSpec, StdinSpec};
 use crate::output::Stream;
 
-use super::reaper::{ExitInfo, Reaper};
+use super::reaper::{ExitInfo, Reaper, SpawnGuard, SpawnInFlight};
 
 /// A stage that started.
 pub struct StartedStage {
@@ -61,13 +64,19 @@ pub fn spawn_run(spec: &JobSpec, reaper: &Reaper) -> SpawnedRun {
         }
     };
 
-    // Held across all stages: see `SpawnGuard`.
-    let mut guard = reaper.lock_for_spawn();
+    // A pipeline holds the reaper's lock across its stages (see `SpawnGuard`); a single
+    // process spawns alongside other jobs' spawns (see `SpawnInFlight`).
+    let mut registration = if count == 1 {
+        Registration::Single(reaper.begin_spawn())
+    } else {
+        Registration::Pipeline(reaper.lock_for_spawn())
+    };
     for (index, stage) in stages.iter().enumerate() {
         let argv = stage.argv();
         let is_last = index + 1 == count;
-        let mut command = Command::new(&argv[0]);
+        let mut command = Command::new(program_path(&argv[0], spec.env.get("PATH")));
         command
+            .arg0(&argv[0])
             .args(&argv[1..])
             .envs(&spec.env)
             .env("FORKYARD_JOB", &spec.name)
@@ -97,11 +106,18 @@ pub fn spawn_run(spec: &JobSpec, reaper: &Reaper) -> SpawnedRun {
         match command.spawn() {
             Ok(mut child) => {
                 let pid = child.id();
+                let exit = match &mut registration {
+                    Registration::Pipeline(guard) => {
+                        if run.pgid.is_none() {
+                            guard.register_group(pid);
+                        }
+                        guard.register_pid(pid)
+                    }
+                    Registration::Single(in_flight) => in_flight.register(pid),
+                };
                 if run.pgid.is_none() {
                     run.pgid = Some(pid);
-                    guard.register_group(pid);
                 }
-                let exit = guard.register_pid(pid);
                 if let Some(stderr) = child.stderr.take() {
                     run.outputs.push((index, Stream::Stderr, stderr.into()));
                 }
@@ -117,8 +133,72 @@ pub fn spawn_run(spec: &JobSpec, reaper: &Reaper) -> SpawnedRun {
         drop(command);
         next_stdin = link_reader.map(Stdio::from);
     }
-    drop(guard);
+    drop(registration);
     run
+}
+
+/// How the pids of one run are registered with the reaper.
+enum Registration<'a> {
+    Pipeline(SpawnGuard<'a>),
+    Single(SpawnInFlight<'a>),
+}
+
+/// Where `program` (an `argv[0]` without a `/`) lives on `PATH` (the job's own, else
+/// forkyard's), remembered per program and `PATH`. A shell remembers it the same way;
+/// without it every spawn tries `execve` in each `PATH` directory in turn, which for a
+/// thousand jobs is thousands of failed path walks inside the spawn. A remembered path
+/// that has gone away is looked up again. Anything unusual (a `/` in the name, a
+/// relative `PATH` entry, which depends on the job's `cwd`, or no match) is left to
+/// `Command`, so errors read as before.
+fn program_path(program: &str, job_path: Option<&String>) -> PathBuf {
+    type Cache = Mutex<HashMap<(String, OsString), PathBuf>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    if program.contains('/') || program.is_empty() {
+        return PathBuf::from(program);
+    }
+    let Some(path_var) = job_path
+        .map(OsString::from)
+        .or_else(|| std::env::var_os("PATH"))
+    else {
+        return PathBuf::from(program);
+    };
+    let cache = CACHE.get_or_init(Cache::default);
+    let key = (program.to_string(), path_var);
+    let remembered = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(&key)
+        .cloned();
+    if let Some(found) = remembered
+        && is_executable(&found)
+    {
+        return found;
+    }
+    let mut found = None;
+    for dir in std::env::split_paths(&key.1) {
+        if !dir.is_absolute() {
+            break;
+        }
+        let candidate = dir.join(program);
+        if is_executable(&candidate) {
+            found = Some(candidate);
+            break;
+        }
+    }
+    let Some(found) = found else {
+        return PathBuf::from(program);
+    };
+    cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(key, found.clone());
+    found
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 fn check_cwd(cwd: Option<&Path>) -> Option<String> {
