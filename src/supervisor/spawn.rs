@@ -245,3 +245,38 @@ fn plain_io_error(err: &std::io::Error) -> String {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_path_is_remembered_and_looked_up_again_when_gone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = dir.path().join("fy-lookup-test");
+        std::fs::write(&exe, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = format!("/nonexistent-fy:{}", dir.path().display());
+        assert_eq!(program_path("fy-lookup-test", Some(&path)), exe);
+        // Remembered, but checked: once the file is gone the bare name goes to `Command`
+        // (which reports "not found" as usual).
+        std::fs::remove_file(&exe).expect("remove");
+        assert_eq!(
+            program_path("fy-lookup-test", Some(&path)),
+            PathBuf::from("fy-lookup-test")
+        );
+        // Names with a slash, and relative PATH entries (they depend on the job's cwd),
+        // are left alone.
+        assert_eq!(program_path("./x", Some(&path)), PathBuf::from("./x"));
+        let relative = "bin:/usr/bin".to_string();
+        assert_eq!(program_path("sh", Some(&relative)), PathBuf::from("sh"));
+        // Not executable: not a match.
+        let plain = dir.path().join("fy-plain");
+        std::fs::write(&plain, "x").expect("write");
+        assert_eq!(
+            program_path("fy-plain", Some(&path)),
+            PathBuf::from("fy-plain")
+        );
+    }
+}
