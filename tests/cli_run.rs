@@ -120,6 +120,57 @@ cmd = ["hello-fy"]
     );
 }
 
+/// forkyard raises its open-file limit only as far as its config needs: a small config
+/// leaves the limit its children inherit alone, a thousand-job one gets room.
+#[test]
+fn open_file_limit_is_raised_only_as_needed() {
+    let dir = tempdir();
+    write_file(
+        dir.path(),
+        "small.toml",
+        "[[job]]\nname = \"limit\"\nshell = \"ulimit -Sn\"\n",
+    );
+    write_file(
+        dir.path(),
+        "large.toml",
+        "[[job]]\nname = \"limit\"\nshell = \"ulimit -Sn\"\n\n[[job]]\nname = \"t\"\ncmd = [\"true\"]\nreplicas = 300\n",
+    );
+    let soft_limit_seen = |config: &str| -> u64 {
+        let script = format!(
+            "ulimit -Sn 512 && exec {} --headless --no-summary {config}",
+            forkyard_bin().display()
+        );
+        let output = assert_cmd::Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(dir.path())
+            .timeout(Duration::from_secs(60))
+            .output()
+            .expect("run forkyard");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("limit | "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no limit printed: {stdout}"))
+    };
+    assert_eq!(soft_limit_seen("small.toml"), 512);
+    let hard: u64 = String::from_utf8_lossy(
+        &std::process::Command::new("sh")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .expect("sh")
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap_or(u64::MAX);
+    // 301 stages: 256 + 16 each, within the hard limit.
+    assert_eq!(
+        soft_limit_seen("large.toml"),
+        (256 + 16 * 301).min(hard).max(512)
+    );
+}
+
 #[test]
 fn exit_status_zero_when_every_job_succeeds() {
     let dir = tempdir();
