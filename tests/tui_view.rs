@@ -409,12 +409,31 @@ fn search_with_matches_snapshot() {
 #[test]
 fn help_overlay_snapshot() {
     let mut f = running_demo();
-    f.model.overlay = Some(Overlay::Help);
+    f.model.overlay = Some(Overlay::Help { scroll: 0 });
     let text = f.text(100, 30);
     for (key, _) in ui::HELP {
         assert!(text.contains(key), "help lacks {key}: {text}");
     }
     insta::assert_snapshot!("help_overlay", text);
+}
+
+/// On the smallest screen the help is cut, says so, and scrolls to its last line.
+#[test]
+fn help_overlay_scrolls_on_a_small_screen() {
+    let mut f = running_demo();
+    f.model.overlay = Some(Overlay::Help { scroll: 0 });
+    let top = f.text(40, 10);
+    // 10 rows: 8 lines inside the box's borders.
+    let hidden = ui::help_line_count() - 8;
+    assert!(top.contains("select a job"), "{top}");
+    assert!(!top.contains("quit now"), "{top}");
+    assert!(top.contains(&format!("↓ {hidden} more")), "{top}");
+    // Scrolled past the end: clamped to the last page.
+    f.model.overlay = Some(Overlay::Help { scroll: 100 });
+    let bottom = f.text(40, 10);
+    assert!(bottom.contains("Esc or ? closes"), "{bottom}");
+    assert!(bottom.contains(&format!("↑ {hidden} more")), "{bottom}");
+    assert!(!bottom.contains("select a job"), "{bottom}");
 }
 
 #[test]

@@ -111,7 +111,7 @@ fn main_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
         }
         KeyCode::Char('Q') => vec![Action::Quit { kill: true }],
         KeyCode::Char('?') => {
-            model.overlay = Some(Overlay::Help);
+            model.overlay = Some(Overlay::Help { scroll: 0 });
             Vec::new()
         }
         KeyCode::Char('p') => {
@@ -489,12 +489,31 @@ fn submit_prompt(model: &mut Model, ctx: &Ctx<'_>) -> Vec<Action> {
 
 fn overlay_key(model: &mut Model, overlay: Overlay, key: KeyEvent) -> Vec<Action> {
     match overlay {
-        Overlay::Help => {
-            if matches!(
-                key.code,
-                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') | KeyCode::Enter
-            ) {
-                model.overlay = None;
+        Overlay::Help { scroll } => {
+            // The view clamps the scroll to what the terminal shows; this only keeps it
+            // from running off.
+            let last = crate::ui::help_line_count();
+            match key.code {
+                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') | KeyCode::Enter => {
+                    model.overlay = None;
+                }
+                KeyCode::Down | KeyCode::Char('j') => {
+                    let scroll = (scroll + 1).min(last);
+                    model.overlay = Some(Overlay::Help { scroll });
+                }
+                KeyCode::PageDown | KeyCode::Char(' ') => {
+                    let scroll = (scroll + 5).min(last);
+                    model.overlay = Some(Overlay::Help { scroll });
+                }
+                KeyCode::Up | KeyCode::Char('k') => {
+                    let scroll = scroll.saturating_sub(1);
+                    model.overlay = Some(Overlay::Help { scroll });
+                }
+                KeyCode::PageUp => {
+                    let scroll = scroll.saturating_sub(5);
+                    model.overlay = Some(Overlay::Help { scroll });
+                }
+                _ => {}
             }
             Vec::new()
         }
@@ -693,6 +712,32 @@ mod tests {
             .iter()
             .flat_map(|c| on_key(model, key(*c), &ctx))
             .collect()
+    }
+
+    #[test]
+    fn help_scrolls_with_the_usual_keys_and_closes() {
+        let (mut model, buffers) = setup();
+        press(&mut model, &buffers, &[KeyCode::Char('?')]);
+        assert_eq!(model.overlay, Some(Overlay::Help { scroll: 0 }));
+        press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('j'), KeyCode::Down, KeyCode::PageDown],
+        );
+        assert_eq!(model.overlay, Some(Overlay::Help { scroll: 7 }));
+        // Keys that mean something else outside the help do nothing inside it.
+        let actions = press(&mut model, &buffers, &[KeyCode::Char('K'), KeyCode::Up]);
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(model.overlay, Some(Overlay::Help { scroll: 6 }));
+        press(&mut model, &buffers, &[KeyCode::PageDown; 20]);
+        assert_eq!(
+            model.overlay,
+            Some(Overlay::Help {
+                scroll: crate::ui::help_line_count()
+            })
+        );
+        press(&mut model, &buffers, &[KeyCode::Esc]);
+        assert_eq!(model.overlay, None);
     }
 
     #[test]

@@ -477,14 +477,21 @@ fn popup(title: &str) -> Block<'static> {
 
 pub fn overlay(frame: &mut Frame, model: &Model, overlay: Overlay, area: Rect) {
     match overlay {
-        Overlay::Help => help(frame, area),
+        Overlay::Help { scroll } => help(frame, area, scroll),
         Overlay::Signals { selected } => signals(frame, model, selected, area),
         Overlay::ConfirmQuit => confirm_quit(frame, model, area),
         Overlay::ConfirmRerun { limit } => confirm_rerun(frame, model, limit, area),
     }
 }
 
-fn help(frame: &mut Frame, area: Rect) {
+/// Lines of the help overlay (keys plus two notes).
+pub fn help_line_count() -> usize {
+    HELP.len() + 2
+}
+
+/// The keys, in a box as tall as the terminal allows; when it cuts the list, ↑ ↓ scroll
+/// it and the bottom border says what is hidden.
+fn help(frame: &mut Frame, area: Rect, scroll: usize) {
     let key_width = HELP
         .iter()
         .map(|(k, _)| k.chars().count())
@@ -506,8 +513,21 @@ fn help(frame: &mut Frame, area: Rect) {
     lines.push(Line::from(Span::styled(" Esc or ? closes this help", DIM)));
     let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 3;
     let rect = centered(area, width, lines.len() as u16 + 2);
+    let shown = usize::from(rect.height.saturating_sub(2));
+    let scroll = scroll.min(lines.len().saturating_sub(shown));
+    let below = lines.len().saturating_sub(scroll + shown);
+    let mut block = popup("keys");
+    if scroll > 0 || below > 0 {
+        let hint = match (scroll, below) {
+            (0, below) => format!(" ↓ {below} more "),
+            (above, 0) => format!(" ↑ {above} more "),
+            (above, below) => format!(" ↑ {above} · ↓ {below} "),
+        };
+        block = block.title_bottom(Line::from(Span::styled(hint, DIM)).right_aligned());
+    }
     frame.render_widget(Clear, rect);
-    frame.render_widget(Paragraph::new(lines).block(popup("keys")), rect);
+    let visible: Vec<Line> = lines.into_iter().skip(scroll).collect();
+    frame.render_widget(Paragraph::new(visible).block(block), rect);
 }
 
 fn signals(frame: &mut Frame, model: &Model, selected: usize, area: Rect) {

@@ -24,7 +24,7 @@ use ratatui::widgets::{Block, Borders, Widget};
 use crate::output::SharedBuffer;
 use crate::supervisor::{JobState, PendingReason};
 
-pub use chrome::{HELP, limit_label};
+pub use chrome::{HELP, help_line_count, limit_label};
 
 /// The runs line as plain text (`-j 1: 10.03s · -j unlimited: 1.02s (9.8× faster)`),
 /// once `p` has rerun the set.

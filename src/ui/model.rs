@@ -109,17 +109,14 @@ impl Prompt {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overlay {
-    Help,
+    /// `?`: the keys, scrolled down `scroll` lines when the terminal is too short.
+    Help { scroll: usize },
     /// `x`: pick a signal from `COMMON_SIGNALS`.
-    Signals {
-        selected: usize,
-    },
+    Signals { selected: usize },
     /// `q` while jobs run: stop them all and quit?
     ConfirmQuit,
     /// `p` while jobs run: stop them all and rerun everything with `-j limit`?
-    ConfirmRerun {
-        limit: usize,
-    },
+    ConfirmRerun { limit: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
