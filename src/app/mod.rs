@@ -6,7 +6,10 @@
 //! [`FRAME_INTERVAL`] after the previous one, so bursts of output or keys become one
 //! frame. With nothing changing, the loop sleeps until [`crate::ui::next_redraw`] (the
 //! next clock second, a countdown tenth, a message expiring) or forever when every job
-//! has settled. Resource samples do not trigger frames; they show at the next clock tick.
+//! has settled. Resource samples do not trigger frames of their own: the sampler ticks on
+//! the clock's whole seconds and reports each tick once its samples are sent, and that
+//! report is the clock frame (the timer is a backup), so one wake-up a second shows
+//! both the clocks and that second's samples.
 //!
 //! Every exit path stops and reaps the children: quit (graceful, countdown visible),
 //! quit-now (SIGKILL), SIGTERM/SIGINT/SIGHUP, a lost terminal; a panic anywhere restores
