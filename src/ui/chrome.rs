@@ -412,10 +412,11 @@ pub fn status_bar(frame: &mut Frame, model: &Model, area: Rect) {
     } else {
         Line::from(hint_spans(&hints(model), width))
     };
-    frame.render_widget(
-        Paragraph::new(line).style(Style::new().bg(Color::Indexed(236))),
-        area,
-    );
+    // The bar's background first, then its text without a Paragraph's per-frame
+    // grapheme buffering (this line is redrawn with every clock frame).
+    let buf = frame.buffer_mut();
+    buf.set_style(area, Style::new().bg(Color::Indexed(236)));
+    super::render_lines(buf, area, &[line]);
 }
 
 fn prompt_line(model: &Model, prompt: &Prompt) -> Line<'static> {
