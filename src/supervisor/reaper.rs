@@ -83,7 +83,9 @@ struct Registry {
     spawning: usize,
     /// Children reaped while spawns were under way and nobody had registered yet: a
     /// child that exits before `spawn()` returns in its parent thread. Claimed by
-    /// registration; what is left once no spawn is under way was an orphan.
+    /// registration; what is left once no spawn is under way was an orphan. (A stale
+    /// entry cannot be claimed by a new process with a recycled pid: it is emptied as
+    /// soon as no spawn is under way, and recycling a pid takes `pid_max` forks.)
     early_exits: HashMap<i32, (i32, ExitInfo)>,
 }
 
