@@ -21,6 +21,9 @@ pub struct ProcStat {
     /// utime + stime, plus cutime + cstime (children it already waited for).
     pub cpu: Duration,
     pub rss_bytes: u64,
+    /// When the process started, in clock ticks after boot: with the pid, it names one
+    /// process even after the pid has been recycled.
+    pub start_ticks: u64,
 }
 
 /// Every process visible in /proc. Processes vanishing mid-scan are skipped.
@@ -145,6 +148,7 @@ fn parse_stat(pid: u32, stat: &[u8]) -> Option<(ProcStat, u64)> {
         pgid: u32::try_from(number(2)?).ok()?,
         cpu: Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / ticks_per_second),
         rss_bytes: number(21)?.saturating_mul(page_size),
+        start_ticks: number(19)?,
     };
     Some((stat, number(17)?))
 }

@@ -42,8 +42,9 @@ pub fn own_all_children() {
     OWNS_ALL_CHILDREN.store(true, Ordering::Relaxed);
 }
 
-/// The pid and process group of a child that can be reaped now, without reaping it.
-fn peek_waitable() -> Option<(i32, i32)> {
+/// A child that can be reaped now (not reaped yet): its pid, and its process group and
+/// start time while its /proc entry can still be read (-1 and 0 otherwise).
+fn peek_waitable() -> Option<(i32, i32, u64)> {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     let pid = match waitid(Id::All, flags).ok()? {
@@ -51,11 +52,14 @@ fn peek_waitable() -> Option<(i32, i32)> {
         _ => return None,
     };
     // A zombie keeps its /proc entry, group included, until it is reaped.
+    let (pgid, start) =
+        read_stat(pid as u32).map_or((-1, 0), |stat| (stat.pgid as i32, stat.start_ticks));
+    Some((pid, pgid, start))
+}
+
+fn read_stat(pid: u32) -> Option<super::procfs::ProcStat> {
     let mut buf = Vec::new();
-    let pgid = super::procfs::StatReader::open(pid as u32)
-        .and_then(|reader| reader.read(&mut buf))
-        .map_or(-1, |stat| stat.pgid as i32);
-    Some((pid, pgid))
+    super::procfs::StatReader::open(pid)?.read(&mut buf)
 }
 
 /// Every job process group that may still have members, across all supervisors of this
@@ -83,21 +87,37 @@ struct Registry {
     spawning: usize,
     /// Children reaped while spawns were under way and nobody had registered yet: a
     /// child that exits before `spawn()` returns in its parent thread. Claimed by
-    /// registration; what is left once no spawn is under way was an orphan. (A stale
-    /// entry cannot be claimed by a new process with a recycled pid: it is emptied as
-    /// soon as no spawn is under way, and recycling a pid takes `pid_max` forks.)
-    early_exits: HashMap<i32, (i32, ExitInfo)>,
+    /// registration; what is left once no spawn is under way was an orphan. An entry is
+    /// claimed only if the registered child is gone or has the same start time, so an
+    /// orphan's exit never goes to a new process that got its pid back.
+    early_exits: HashMap<i32, EarlyExit>,
+}
+
+/// A child reaped before anyone registered it.
+struct EarlyExit {
+    pgid: i32,
+    /// Its start time (0 if unknown), to tell it from a later process with its pid.
+    start_ticks: u64,
+    info: ExitInfo,
 }
 
 impl Registry {
     /// Registers `pid`, handing over its exit at once if it was already reaped.
     fn register_pid(&mut self, pid: u32) -> oneshot::Receiver<ExitInfo> {
         let (tx, rx) = oneshot::channel();
-        match self.early_exits.remove(&(pid as i32)) {
-            Some((_, info)) => {
-                let _ = tx.send(info);
+        let held = self.early_exits.remove(&(pid as i32));
+        match held {
+            // The new child is gone (so this is its exit), or it is the same process.
+            Some(exit)
+                if read_stat(pid).is_none_or(|live| live.start_ticks == exit.start_ticks) =>
+            {
+                let _ = tx.send(exit.info);
             }
-            None => {
+            stale => {
+                // An orphan that had this pid before; the new child is still alive.
+                if let Some(exit) = stale {
+                    self.credit_orphan(exit.pgid, exit.info);
+                }
                 self.waiters.insert(pid as i32, tx);
             }
         }
@@ -166,10 +186,10 @@ impl Drop for SpawnInFlight<'_> {
         registry.spawning = registry.spawning.saturating_sub(1);
         let mut orphans = 0;
         if registry.spawning == 0 {
-            let unclaimed: Vec<(i32, ExitInfo)> =
+            let unclaimed: Vec<EarlyExit> =
                 registry.early_exits.drain().map(|(_, exit)| exit).collect();
-            for (pgid, info) in unclaimed {
-                orphans += registry.credit_orphan(pgid, info);
+            for exit in unclaimed {
+                orphans += registry.credit_orphan(exit.pgid, exit.info);
             }
         }
         drop(registry);
@@ -257,7 +277,7 @@ impl Reaper {
     pub fn reap_now(&self) {
         let mut registry = lock(&self.registry);
         let mut reaped_orphans = 0u64;
-        while let Some((pid, pgid)) = peek_waitable() {
+        while let Some((pid, pgid, start_ticks)) = peek_waitable() {
             let ours = registry.waiters.contains_key(&pid)
                 || registry.groups.contains_key(&pgid)
                 || OWNS_ALL_CHILDREN.load(Ordering::Relaxed);
@@ -273,7 +293,12 @@ impl Reaper {
                 let _ = tx.send(info);
             } else if registry.spawning > 0 {
                 // Perhaps a child whose `spawn()` has not returned yet.
-                registry.early_exits.insert(pid, (pgid, info));
+                let exit = EarlyExit {
+                    pgid,
+                    start_ticks,
+                    info,
+                };
+                registry.early_exits.insert(pid, exit);
             } else {
                 reaped_orphans += registry.credit_orphan(pgid, info);
             }
@@ -362,4 +387,56 @@ fn wait4_nohang(pid: i32) -> Option<ExitInfo> {
 
 fn timeval(tv: libc::timeval) -> Duration {
     Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(pid: u32, start_ticks: u64) -> EarlyExit {
+        EarlyExit {
+            pgid: 7,
+            start_ticks,
+            info: ExitInfo {
+                pid,
+                how: ExitHow::Code(3),
+                cpu_time: Duration::from_millis(5),
+            },
+        }
+    }
+
+    /// A held exit goes to the registered child when it is that child's (the process is
+    /// gone, or has the same start time), and never to a live process that got an old
+    /// orphan's pid back.
+    #[test]
+    fn held_exits_go_only_to_the_process_they_belong_to() {
+        let mut registry = Registry::default();
+        // A pid with no process behind it: the held exit is the new child's own.
+        let gone = {
+            let mut child = std::process::Command::new("true")
+                .spawn()
+                .expect("spawn true");
+            let pid = child.id();
+            child.wait().expect("wait");
+            pid
+        };
+        registry.early_exits.insert(gone as i32, exit(gone, 0));
+        let mut rx = registry.register_pid(gone);
+        assert_eq!(rx.try_recv().map(|i| i.how), Ok(ExitHow::Code(3)));
+
+        // A live process (this one) with the held start time: the same process.
+        let me = std::process::id();
+        let start = read_stat(me).expect("own stat").start_ticks;
+        registry.early_exits.insert(me as i32, exit(me, start));
+        let mut rx = registry.register_pid(me);
+        assert!(rx.try_recv().is_ok());
+
+        // A live process with another start time: the held exit was an earlier
+        // process's. It is booked as an orphan, and the new child waits for its own.
+        registry.early_exits.insert(me as i32, exit(me, start + 1));
+        let mut rx = registry.register_pid(me);
+        assert!(rx.try_recv().is_err(), "a recycled pid got an old exit");
+        assert!(registry.waiters.contains_key(&(me as i32)));
+        assert_eq!(registry.orphan_cpu.get(&7), Some(&Duration::from_millis(5)));
+    }
 }
