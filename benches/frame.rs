@@ -55,6 +55,7 @@ fn running(jobs: usize, argv: &[&str]) -> Screen {
             rss_bytes: 1 << 20,
             cpu_time: Duration::from_millis(1),
             processes: 1,
+            ..Sample::default()
         });
     }
     let buffers = (0..jobs)

@@ -32,7 +32,7 @@ impl JobRecord {
     /// CPU time over all runs: rusage of finished runs plus the sampled current run.
     pub fn cpu_time(&self) -> Duration {
         let current = if self.status.is_active() {
-            self.sample.map(|s| s.cpu_time).unwrap_or_default()
+            self.sample.as_ref().map(|s| s.cpu_time).unwrap_or_default()
         } else {
             Duration::ZERO
         };
@@ -120,12 +120,14 @@ impl Tracker {
             }
             Event::Sample { id, sample } => {
                 let record = self.jobs.get_mut(*id)?;
-                record.sample = Some(*sample);
+                record.sample = Some(sample.clone());
                 record.peak_rss_bytes = record.peak_rss_bytes.max(sample.rss_bytes);
                 // A sample that arrives after its run ended (or before the next one is
                 // known) cannot be placed in time: only the current run's count.
                 if record.status.is_active() {
-                    record.history.on_sample(sample, now);
+                    let stage_pids: Vec<Option<u32>> =
+                        record.status.stages.iter().map(|s| s.pid).collect();
+                    record.history.on_sample(sample, &stage_pids, now);
                 }
                 Some(*id)
             }
@@ -208,7 +210,7 @@ pub struct RunSpan {
 }
 
 /// One process of a pipeline run: stages start with the run and end on their own.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StageSpan {
     /// It was spawned (a stage that failed to start has no bar).
     pub started: bool,
@@ -216,6 +218,41 @@ pub struct StageSpan {
     pub end: Option<Instant>,
     /// Its CPU (rusage, with its reaped descendants), once reaped.
     pub cpu: Option<Duration>,
+    /// Cumulative CPU of the stage's subtree while it ran, at the times samples arrived
+    /// (thinned with the run's points).
+    pub samples: Vec<(Instant, Duration)>,
+}
+
+impl StageSpan {
+    /// Cumulative CPU at each of `times` since the run's `start`, like
+    /// [`RunSpan::cpu_at_each`]: from the samples, up to the rusage total at `end` once
+    /// the stage has ended (`end` None: still running). None where nothing is known.
+    pub fn cpu_at_each(
+        &self,
+        start: Instant,
+        end: Option<Instant>,
+        times: &[Instant],
+    ) -> Vec<Option<Duration>> {
+        if self.samples.is_empty() && self.cpu.is_none() {
+            return vec![None; times.len()];
+        }
+        cumulative_at_each(start, &self.samples, end, self.cpu, times)
+    }
+
+    /// CPU use between the last two samples, in percent of one core, while it runs.
+    pub fn cpu_percent(&self, start: Instant) -> Option<f64> {
+        if self.end.is_some() {
+            return None;
+        }
+        let n = self.samples.len();
+        let (a, b) = match n {
+            0 => return None,
+            1 => ((start, Duration::ZERO), self.samples[0]),
+            _ => (self.samples[n - 2], self.samples[n - 1]),
+        };
+        let wall = b.0.saturating_duration_since(a.0).as_secs_f64();
+        (wall > 0.0).then(|| b.1.saturating_sub(a.1).as_secs_f64() / wall * 100.0)
+    }
 }
 
 impl RunSpan {
@@ -230,51 +267,7 @@ impl RunSpan {
     /// [`RunSpan::cpu_at`] for many instants in increasing order, in one pass over the
     /// points (a timeline row asks for every cell boundary).
     pub fn cpu_at_each(&self, times: &[Instant]) -> Vec<Option<Duration>> {
-        let last_sampled = self.cpu.last().map_or(Duration::ZERO, |p| p.1);
-        let mut points = Vec::with_capacity(self.cpu.len() + 2);
-        points.push((self.start, Duration::ZERO));
-        points.extend(self.cpu.iter().copied());
-        if let Some(end) = self.end {
-            // Monotonic even if the rusage total came out below the last sample.
-            points.push((
-                end,
-                self.final_cpu.unwrap_or(last_sampled).max(last_sampled),
-            ));
-        }
-        // The rate after the last point, for a running run (needs one sample).
-        let rate = match (self.end, points.len()) {
-            (None, n) if n >= 2 => {
-                let (a, b) = (points[n - 2], points[n - 1]);
-                let span = b.0.saturating_duration_since(a.0).as_secs_f64();
-                Some(if span > 0.0 {
-                    b.1.saturating_sub(a.1).as_secs_f64() / span
-                } else {
-                    0.0
-                })
-            }
-            (None, _) => None,
-            (Some(_), _) => Some(0.0),
-        };
-        let mut segment = 0;
-        times
-            .iter()
-            .map(|&t| {
-                let t = t.max(self.start);
-                let t = self.end.map_or(t, |end| t.min(end));
-                while segment + 1 < points.len() && points[segment + 1].0 < t {
-                    segment += 1;
-                }
-                match points.get(segment + 1) {
-                    Some(&next) => Some(lerp(points[segment], next, t)),
-                    None => {
-                        let (at, cpu) = points[segment];
-                        let ahead = t.saturating_duration_since(at).as_secs_f64();
-                        let extra = Duration::try_from_secs_f64(rate? * ahead).unwrap_or_default();
-                        Some(cpu + extra)
-                    }
-                }
-            })
-            .collect()
+        cumulative_at_each(self.start, &self.cpu, self.end, self.final_cpu, times)
     }
 
     /// CPU used between `a` and `b` (within the run), in cores (1.0 = one core busy).
@@ -369,33 +362,31 @@ impl History {
         }
     }
 
-    fn on_sample(&mut self, sample: &Sample, now: Instant) {
+    /// Records a sample of the current run; `stage_pids` are its stages' pids, which tell
+    /// the stages' own figures apart.
+    fn on_sample(&mut self, sample: &Sample, stage_pids: &[Option<u32>], now: Instant) {
         let min_gap = self.min_gap;
         let Some(run) = self.runs.last_mut().filter(|r| r.end.is_none()) else {
             return;
         };
-        let last = run.cpu.last().map_or(Duration::ZERO, |p| p.1);
-        // A process exiting between two samples can make the live total dip.
-        let point = (now.max(run.start), sample.cpu_time.max(last));
-        let n = run.cpu.len();
-        let prev_time = match n {
-            0 => None,
-            1 => Some(run.start),
-            _ => Some(run.cpu[n - 2].0),
-        };
-        if n > 0 && prev_time.is_some_and(|t| point.0.saturating_duration_since(t) < min_gap) {
-            // Too close to the point before: the newest sample replaces the last one,
-            // so the latest figure is always there.
-            run.cpu[n - 1] = point;
-        } else {
-            run.cpu.push(point);
+        add_point(&mut run.cpu, run.start, now, sample.cpu_time, min_gap);
+        for (pid, cpu) in &sample.stage_cpu {
+            let stage = stage_pids.iter().position(|p| *p == Some(*pid));
+            if let Some(span) = stage.and_then(|s| run.stages.get_mut(s))
+                && span.end.is_none()
+            {
+                add_point(&mut span.samples, run.start, now, *cpu, min_gap);
+            }
         }
         self.bound_points(now);
     }
 
-    /// CPU points over all runs.
+    /// CPU points over all runs (their stages' included).
     pub fn points(&self) -> usize {
-        self.runs.iter().map(|r| r.cpu.len()).sum()
+        self.runs
+            .iter()
+            .map(|r| r.cpu.len() + r.stages.iter().map(|s| s.samples.len()).sum::<usize>())
+            .sum()
     }
 
     fn bound_points(&mut self, now: Instant) {
@@ -411,6 +402,9 @@ impl History {
         self.min_gap = gap.max(Duration::from_millis(1));
         for run in &mut self.runs {
             thin(&mut run.cpu, run.start, self.min_gap);
+            for stage in &mut run.stages {
+                thin(&mut stage.samples, run.start, self.min_gap);
+            }
         }
     }
 
@@ -434,6 +428,32 @@ impl History {
     }
 }
 
+/// Appends a cumulative-CPU point at `now` to `points` (which start at `start`). A point
+/// closer than `min_gap` to the one before the last replaces the last one, so the latest
+/// figure is always there without points piling up.
+fn add_point(
+    points: &mut Vec<(Instant, Duration)>,
+    start: Instant,
+    now: Instant,
+    cpu: Duration,
+    min_gap: Duration,
+) {
+    let last = points.last().map_or(Duration::ZERO, |p| p.1);
+    // A process exiting between two samples can make the live total dip.
+    let point = (now.max(start), cpu.max(last));
+    let n = points.len();
+    let prev_time = match n {
+        0 => None,
+        1 => Some(start),
+        _ => Some(points[n - 2].0),
+    };
+    if n > 0 && prev_time.is_some_and(|t| point.0.saturating_duration_since(t) < min_gap) {
+        points[n - 1] = point;
+    } else {
+        points.push(point);
+    }
+}
+
 /// Keeps points at least `gap` apart (and always the last one).
 fn thin(points: &mut Vec<(Instant, Duration)>, start: Instant, gap: Duration) {
     let Some(&last) = points.last() else {
@@ -452,6 +472,61 @@ fn thin(points: &mut Vec<(Instant, Duration)>, start: Instant, gap: Duration) {
 }
 
 /// `run` followed by `later` become one run (the gap between them counts as idle).
+/// Cumulative CPU at each of `times`, interpolated between the points: `start` (zero),
+/// `samples`, and `end` (the rusage total, `final_cpu`) once known. After the last point
+/// of something still running it goes on at the last known rate; None when no sample
+/// says anything yet.
+fn cumulative_at_each(
+    start: Instant,
+    samples: &[(Instant, Duration)],
+    end: Option<Instant>,
+    final_cpu: Option<Duration>,
+    times: &[Instant],
+) -> Vec<Option<Duration>> {
+    let last_sampled = samples.last().map_or(Duration::ZERO, |p| p.1);
+    let mut points = Vec::with_capacity(samples.len() + 2);
+    points.push((start, Duration::ZERO));
+    points.extend(samples.iter().copied());
+    if let Some(end) = end {
+        // Monotonic even if the rusage total came out below the last sample.
+        points.push((end, final_cpu.unwrap_or(last_sampled).max(last_sampled)));
+    }
+    // The rate after the last point, for a running run (needs one sample).
+    let rate = match (end, points.len()) {
+        (None, n) if n >= 2 => {
+            let (a, b) = (points[n - 2], points[n - 1]);
+            let span = b.0.saturating_duration_since(a.0).as_secs_f64();
+            Some(if span > 0.0 {
+                b.1.saturating_sub(a.1).as_secs_f64() / span
+            } else {
+                0.0
+            })
+        }
+        (None, _) => None,
+        (Some(_), _) => Some(0.0),
+    };
+    let mut segment = 0;
+    times
+        .iter()
+        .map(|&t| {
+            let t = t.max(start);
+            let t = end.map_or(t, |end| t.min(end));
+            while segment + 1 < points.len() && points[segment + 1].0 < t {
+                segment += 1;
+            }
+            match points.get(segment + 1) {
+                Some(&next) => Some(lerp(points[segment], next, t)),
+                None => {
+                    let (at, cpu) = points[segment];
+                    let ahead = t.saturating_duration_since(at).as_secs_f64();
+                    let extra = Duration::try_from_secs_f64(rate? * ahead).unwrap_or_default();
+                    Some(cpu + extra)
+                }
+            }
+        })
+        .collect()
+}
+
 fn merge_runs(run: &mut RunSpan, later: RunSpan) {
     let end = run.end.unwrap_or(run.start);
     let first_cpu = run
@@ -519,6 +594,7 @@ mod tests {
                     rss_bytes: 0,
                     cpu_time: cpu,
                     processes: 1,
+                    stage_cpu: Vec::new(),
                 },
             };
             self.tracker.apply_at(&event, self.t0 + at);

@@ -768,7 +768,9 @@ cmd = ["sleep", "{arg}"]
         h.log
             .iter()
             .filter_map(|seen| match &seen.event {
-                forkyard::supervisor::Event::Sample { id: i, sample } if *i == id => Some(*sample),
+                forkyard::supervisor::Event::Sample { id: i, sample } if *i == id => {
+                    Some(sample.clone())
+                }
                 _ => None,
             })
             .collect()

@@ -325,3 +325,59 @@ env = { GREETING = "hello there" }
     );
     h.shutdown().await;
 }
+
+/// Samples carry each running stage's own CPU (its subtree), by stage pid: a busy stage
+/// and an idle one in the same pipeline are told apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_split_cpu_by_stage() {
+    let arg = sleep_arg(31);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "pipe"
+pipeline = [["sh", "-c", "while :; do :; done"], ["sleep", "{arg}"]]
+"#
+        ),
+    );
+    let mut h = Harness::start_with(
+        &config,
+        forkyard::supervisor::SupervisorOptions {
+            sample_interval: Some(Duration::from_millis(250)),
+            ..Default::default()
+        },
+    );
+    let status = h.wait_running("pipe").await;
+    let pids: Vec<u32> = status.stages.iter().filter_map(|s| s.pid).collect();
+    assert_eq!(pids.len(), 2);
+    let deadline = Instant::now() + SLOW;
+    let stage_cpu = loop {
+        match h.next_event(deadline).await {
+            Some(forkyard::supervisor::Event::Sample { sample, .. })
+                if sample
+                    .stage_cpu
+                    .iter()
+                    .any(|(pid, cpu)| *pid == pids[0] && *cpu >= Duration::from_millis(300)) =>
+            {
+                break sample.stage_cpu;
+            }
+            Some(_) => {}
+            None => panic!("no sample with the busy stage's CPU"),
+        }
+    };
+    let cpu_of = |pid: u32| {
+        stage_cpu
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map(|(_, cpu)| *cpu)
+            .unwrap_or_else(|| panic!("no figure for stage {pid}: {stage_cpu:?}"))
+    };
+    assert!(
+        cpu_of(pids[1]) < Duration::from_millis(100),
+        "{stage_cpu:?}"
+    );
+    h.shutdown().await;
+    assert_eq!(pgrep_count(&sleep_pattern(&arg)), 0);
+}

@@ -87,6 +87,26 @@ impl Recorder {
                 rss_bytes: 1 << 20,
                 cpu_time: cpu,
                 processes: 1,
+                ..Sample::default()
+            },
+        };
+        self.tracker.apply_at(&event, self.t0 + at);
+    }
+
+    /// A sample with each stage's own cumulative CPU (the run's is their sum).
+    fn sample_stages(&mut self, id: usize, at: Duration, stages: &[Duration]) {
+        let pids = self.statuses[id]
+            .stages
+            .iter()
+            .map(|s| s.pid.expect("started"));
+        let event = Event::Sample {
+            id,
+            sample: Sample {
+                cpu_percent: None,
+                rss_bytes: 1 << 20,
+                cpu_time: stages.iter().sum(),
+                processes: stages.len(),
+                stage_cpu: pids.zip(stages.iter().copied()).collect(),
             },
         };
         self.tracker.apply_at(&event, self.t0 + at);
@@ -346,6 +366,49 @@ fn two_hundred_jobs_scroll_with_the_selection() {
     let cols = bar.chars().count();
     let at = bar[..first].chars().count() as f64 / cols as f64;
     assert!((0.70..0.78).contains(&at), "{at} {bar:?}");
+}
+
+/// While a pipeline runs, each stage's row is shaded from its own subtree's samples
+/// (the bottleneck stands out), and the table's stage rows show each stage's CPU %.
+#[test]
+fn running_stages_show_their_own_cpu() {
+    let mut r = Recorder::new(&[("encrypt", 3)]);
+    r.start(0, ms(0));
+    for s in 1..=3u64 {
+        let t = Duration::from_secs(s);
+        // head idles, openssl uses a whole core, sha256sum half of one.
+        r.sample_stages(0, t, &[ms(0), t, t / 2]);
+    }
+    let mut model = r.model(ms(3_500));
+    model.expanded[0] = true;
+    let screen = text(&model, 80, 12);
+    let row = |label: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(label))
+            .unwrap_or_else(|| panic!("no {label} row:\n{screen}"))
+            .to_string()
+    };
+    assert!(row("├ openssl").contains('█'), "{screen}");
+    assert!(!row("├ openssl").contains('╌'), "{screen}");
+    assert!(row("├ head").contains('─'), "{screen}");
+    assert!(!row("├ head").contains('█'), "{screen}");
+    let half = row("└ sha256sum");
+    assert!(half.contains('▒') || half.contains('▓'), "{screen}");
+    assert!(!half.contains('█'), "{screen}");
+
+    model.timeline = false;
+    let table = text(&model, 100, 20);
+    let table_row = |label: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(label))
+            .unwrap_or_else(|| panic!("no {label} row:\n{table}"))
+            .to_string()
+    };
+    assert!(table_row("├ openssl").contains("100%"), "{table}");
+    assert!(table_row("└ sha256sum").contains("50%"), "{table}");
+    assert!(table_row("├ head").contains(" 0%"), "{table}");
 }
 
 #[test]

@@ -134,6 +134,7 @@ impl Fixture {
             rss_bytes,
             cpu_time: SECOND,
             processes: 1,
+            ..Sample::default()
         });
         record.peak_rss_bytes = record.peak_rss_bytes.max(rss_bytes);
     }

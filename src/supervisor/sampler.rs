@@ -16,7 +16,7 @@
 //! CPU % is the change in cumulative CPU time over the wall time between two samples, so
 //! the first sample reports none rather than a bogus 0 % or 100 %.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,11 +36,15 @@ const RESCAN_EVERY: u32 = 5;
 /// ...and after this many ticks in any case.
 const RESCAN_AT_LEAST_EVERY: u32 = 120;
 
+/// A process of a job's tree: its open stat file, and the stage (pid) whose subtree it
+/// is in (None for an orphan that only shares the job's group).
+type Member = (StatReader, Option<u32>);
+
 /// What the sampler knows between ticks.
 #[derive(Default)]
 struct Membership {
-    /// Per job: the live tree it was computed from, and its members' open stat files.
-    jobs: HashMap<JobId, (LiveTree, Vec<StatReader>)>,
+    /// Per job: the live tree it was computed from, and its members.
+    jobs: HashMap<JobId, (LiveTree, Vec<Member>)>,
     ticks_since_scan: u32,
     /// Ticks since the last walk in which some job's CPU time grew.
     busy_ticks_since_scan: u32,
@@ -66,7 +70,7 @@ impl Membership {
             .map(|(id, tree)| {
                 let readers = tree_members(tree, &entries)
                     .into_iter()
-                    .filter_map(StatReader::open)
+                    .filter_map(|(pid, stage)| Some((StatReader::open(pid)?, stage)))
                     .collect();
                 (*id, (tree.clone(), readers))
             })
@@ -182,15 +186,27 @@ pub async fn run(
             let Some((_, readers)) = membership.jobs.get_mut(id) else {
                 continue;
             };
-            let stats: Vec<ProcStat> = readers
+            let stats: Vec<(ProcStat, Option<u32>)> = readers
                 .iter_mut()
-                .filter_map(|r| r.sample(&mut buf))
+                .filter_map(|(reader, stage)| Some((reader.sample(&mut buf)?, *stage)))
                 .collect();
             if stats.len() < readers.len() {
                 // A member is gone: its CPU moves to the reaped total; find the rest anew.
                 invalidate = true;
             }
-            let cpu_time = tree.reaped_cpu + stats.iter().map(|s| s.cpu).sum::<Duration>();
+            let cpu_time = tree.reaped_cpu + stats.iter().map(|(s, _)| s.cpu).sum::<Duration>();
+            let stage_cpu = tree
+                .stage_pids
+                .iter()
+                .map(|&stage| {
+                    let cpu = stats
+                        .iter()
+                        .filter(|(_, of)| *of == Some(stage))
+                        .map(|(s, _)| s.cpu)
+                        .sum::<Duration>();
+                    (stage, cpu)
+                })
+                .collect();
             let cpu_percent = previous.get(id).and_then(|(at, cpu)| {
                 let wall = now.saturating_duration_since(*at).as_secs_f64();
                 (wall > 0.0)
@@ -200,14 +216,15 @@ pub async fn run(
             previous.insert(*id, (now, cpu_time));
             let sample = Sample {
                 cpu_percent,
-                rss_bytes: stats.iter().map(|s| s.rss_bytes).sum(),
+                rss_bytes: stats.iter().map(|(s, _)| s.rss_bytes).sum(),
                 cpu_time,
                 processes: stats.len(),
+                stage_cpu,
             };
             if last_sent.get(id) == Some(&sample) {
                 continue;
             }
-            last_sent.insert(*id, sample);
+            last_sent.insert(*id, sample.clone());
             outbox.push(Event::Sample { id: *id, sample });
         }
         if busy {
@@ -258,24 +275,38 @@ impl Machine {
     }
 }
 
-/// Every live process of a job: the stages, their descendants, and its process group.
-fn tree_members(tree: &LiveTree, entries: &[ProcStat]) -> Vec<u32> {
-    let mut found: HashSet<u32> = tree.stage_pids.iter().copied().collect();
-    found.extend(
-        entries
-            .iter()
-            .filter(|e| e.pgid == tree.pgid)
-            .map(|e| e.pid),
-    );
+/// Every live process of a job: the stages, their descendants, and its process group,
+/// each with the stage (pid) whose subtree it is in. Group members outside every
+/// stage's subtree (orphans re-parented to forkyard) count for the job only.
+fn tree_members(tree: &LiveTree, entries: &[ProcStat]) -> Vec<(u32, Option<u32>)> {
+    let mut found: HashMap<u32, Option<u32>> = HashMap::new();
     // Descendants that moved to another group are still found through their parents.
-    let mut frontier: Vec<u32> = found.iter().copied().collect();
-    while let Some(parent) = frontier.pop() {
-        for entry in entries.iter().filter(|e| e.ppid == parent) {
-            if found.insert(entry.pid) {
-                frontier.push(entry.pid);
+    let adopt = |found: &mut HashMap<u32, Option<u32>>, roots: Vec<u32>, stage| {
+        let mut frontier = roots;
+        while let Some(parent) = frontier.pop() {
+            for entry in entries.iter().filter(|e| e.ppid == parent) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(entry.pid) {
+                    slot.insert(stage);
+                    frontier.push(entry.pid);
+                }
             }
         }
+    };
+    for &stage in &tree.stage_pids {
+        found.insert(stage, Some(stage));
     }
+    for &stage in &tree.stage_pids {
+        adopt(&mut found, vec![stage], Some(stage));
+    }
+    let strays: Vec<u32> = entries
+        .iter()
+        .filter(|e| e.pgid == tree.pgid && !found.contains_key(&e.pid))
+        .map(|e| e.pid)
+        .collect();
+    for &pid in &strays {
+        found.insert(pid, None);
+    }
+    adopt(&mut found, strays, None);
     found.into_iter().collect()
 }
 

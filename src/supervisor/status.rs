@@ -254,7 +254,7 @@ impl JobStatus {
 }
 
 /// A resource sample of a job's whole process tree.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sample {
     /// CPU use since the previous sample, in percent of one core (None on the first one).
     pub cpu_percent: Option<f32>,
@@ -264,6 +264,9 @@ pub struct Sample {
     pub cpu_time: Duration,
     /// Number of live processes in the tree.
     pub processes: usize,
+    /// Per live stage (by its pid): cumulative CPU time of the stage and its descendants,
+    /// so a running pipeline shows which stage does the work.
+    pub stage_cpu: Vec<(u32, Duration)>,
 }
 
 /// Machine-wide load from sysinfo, shown beside the jobs' own figures: parallelism

@@ -173,7 +173,7 @@ pub fn cpu(record: &JobRecord) -> String {
     if !record.status.is_active() {
         return String::new();
     }
-    match record.sample.and_then(|s| s.cpu_percent) {
+    match record.sample.as_ref().and_then(|s| s.cpu_percent) {
         Some(p) => format!("{p:.0}%"),
         None => String::new(),
     }
@@ -182,7 +182,11 @@ pub fn cpu(record: &JobRecord) -> String {
 /// RSS column: current tree RSS while running, the peak afterwards.
 pub fn rss_text(record: &JobRecord) -> String {
     if record.status.is_active() {
-        record.sample.map(|s| rss(s.rss_bytes)).unwrap_or_default()
+        record
+            .sample
+            .as_ref()
+            .map(|s| rss(s.rss_bytes))
+            .unwrap_or_default()
     } else if record.peak_rss_bytes > 0 {
         rss(record.peak_rss_bytes)
     } else {

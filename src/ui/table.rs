@@ -154,7 +154,17 @@ fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
             })
         }
         RowRef::Stage(id, index) => {
-            let stage = model.job(id)?.status.stages.get(index)?;
+            let record = model.job(id)?;
+            let stage = record.status.stages.get(index)?;
+            // The stage's own share while it runs, from its subtree's samples.
+            let cpu = record
+                .history
+                .runs
+                .last()
+                .filter(|run| run.end.is_none())
+                .and_then(|run| run.stages.get(index)?.cpu_percent(run.start))
+                .map(|p| format!("{p:.0}%"))
+                .unwrap_or_default();
             let branch = if last_stage { "└ " } else { "├ " };
             let pid = stage.pid.map(|p| p.to_string()).unwrap_or_default();
             Some(RowText {
@@ -165,6 +175,7 @@ fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
                     (Col::Pid, pid),
                     (Col::State, format::stage_state(&stage.state)),
                     (Col::Exit, format::stage_exit(&stage.state)),
+                    (Col::Cpu, cpu),
                 ],
                 pid_gone: stage.state != crate::supervisor::StageState::Running,
             })

@@ -304,7 +304,8 @@ fn job_cells(record: &JobRecord, axis: &Axis) -> Vec<Acc> {
 }
 
 /// The cells of one stage's row: from the run's start to the stage's exit, shaded by its
-/// own CPU (known once it is reaped; dashed until then).
+/// own CPU: its subtree's samples while it runs, its rusage once reaped (dashed while
+/// nothing is known yet).
 fn stage_cells(record: &JobRecord, stage: usize, axis: &Axis) -> Vec<Acc> {
     let mut cells = vec![Acc::default(); axis.cols];
     let stopping = matches!(record.status.state, JobState::Stopping { .. });
@@ -313,21 +314,13 @@ fn stage_cells(record: &JobRecord, stage: usize, axis: &Axis) -> Vec<Acc> {
         let Some(span) = run.stages.get(stage).filter(|s| s.started) else {
             continue;
         };
-        let end = span.end.or(run.end).unwrap_or(axis.end);
-        let average = span.cpu.map(|cpu| {
-            let secs = end.saturating_duration_since(run.start).as_secs_f64();
-            if secs > 0.0 {
-                cpu.as_secs_f64() / secs
-            } else {
-                0.0
-            }
-        });
+        let ended = span.end.or(run.end);
+        let end = ended.unwrap_or(axis.end);
         let color = run_color(run, stopping && i + 1 == runs.len());
         paint(&mut cells, axis, (run.start, end), color, false, |ts| {
-            ts.iter()
-                .map(|t| {
-                    average.map(|avg| avg * t.saturating_duration_since(run.start).as_secs_f64())
-                })
+            span.cpu_at_each(run.start, ended, ts)
+                .into_iter()
+                .map(|cpu| cpu.map(|c| c.as_secs_f64()))
                 .collect()
         });
     }
