@@ -509,6 +509,18 @@ impl App {
         self.quit(false);
     }
 
+    /// Marks the run as quitting; with `kill`, every job gets SIGKILL now.
+    fn begin_quitting(&mut self, kill: bool) {
+        if kill {
+            self.controller.control_all(Control::Kill);
+        }
+        self.model.quitting = Some(if kill {
+            Quitting::Killing
+        } else {
+            Quitting::Graceful
+        });
+    }
+
     /// Starts stopping every job (graceful, or SIGKILL with `kill`); a second request
     /// while stopping escalates to SIGKILL.
     fn quit(&mut self, kill: bool) {
@@ -518,14 +530,7 @@ impl App {
             self.model.rerun = None;
             self.failed_at_quit = rerun.failed;
             self.complete_at_quit = rerun.complete;
-            if kill {
-                self.controller.control_all(Control::Kill);
-            }
-            self.model.quitting = Some(if kill {
-                Quitting::Killing
-            } else {
-                Quitting::Graceful
-            });
+            self.begin_quitting(kill);
             return;
         }
         let Some(supervisor) = self.supervisor.take() else {
@@ -537,14 +542,7 @@ impl App {
         };
         self.failed_at_quit = self.model.tracker.any_failed();
         self.complete_at_quit = self.model.tracker.settled_at.is_some();
-        if kill {
-            self.controller.control_all(Control::Kill);
-        }
-        self.model.quitting = Some(if kill {
-            Quitting::Killing
-        } else {
-            Quitting::Graceful
-        });
+        self.begin_quitting(kill);
         self.model.overlay = None;
         self.model.prompt = None;
         self.shutdown = Some(tokio::spawn(supervisor.shutdown()));
