@@ -9,7 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::supervisor::{Event, JobId, JobStatus, MachineSample, Outcome, Sample, StageState};
+use crate::supervisor::{
+    Event, JobId, JobStatus, MachineSample, Outcome, Sample, StageState, StageStatus,
+};
 
 /// CPU points kept per job (all runs together); beyond it they are thinned evenly.
 pub const MAX_CPU_POINTS: usize = 1024;
@@ -125,9 +127,7 @@ impl Tracker {
                 // A sample that arrives after its run ended (or before the next one is
                 // known) cannot be placed in time: only the current run's count.
                 if record.status.is_active() {
-                    let stage_pids: Vec<Option<u32>> =
-                        record.status.stages.iter().map(|s| s.pid).collect();
-                    record.history.on_sample(sample, &stage_pids, now);
+                    record.history.on_sample(sample, &record.status.stages, now);
                 }
                 Some(*id)
             }
@@ -362,16 +362,15 @@ impl History {
         }
     }
 
-    /// Records a sample of the current run; `stage_pids` are its stages' pids, which tell
-    /// the stages' own figures apart.
-    fn on_sample(&mut self, sample: &Sample, stage_pids: &[Option<u32>], now: Instant) {
+    /// Records a sample of the current run; the stages' pids tell their own figures apart.
+    fn on_sample(&mut self, sample: &Sample, stages: &[StageStatus], now: Instant) {
         let min_gap = self.min_gap;
         let Some(run) = self.runs.last_mut().filter(|r| r.end.is_none()) else {
             return;
         };
         add_point(&mut run.cpu, run.start, now, sample.cpu_time, min_gap);
         for (pid, cpu) in &sample.stage_cpu {
-            let stage = stage_pids.iter().position(|p| *p == Some(*pid));
+            let stage = stages.iter().position(|s| s.pid == Some(*pid));
             if let Some(span) = stage.and_then(|s| run.stages.get_mut(s))
                 && span.end.is_none()
             {
