@@ -7,6 +7,7 @@
 //!
 //! for 20 idle `sleep` jobs and for a running demo with a chatty job selected, at 200x50.
 //! Each frame advances the model's clock by one second, as an idle clock tick does.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 use std::hint::black_box;
 use std::io::{self, Sink};

@@ -7,8 +7,12 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod fmt;
 pub mod headless;
 pub mod output;
+pub mod run;
+pub mod stdio;
 pub mod supervisor;
+pub mod sys;
 pub mod tracker;
 pub mod ui;

@@ -135,7 +135,7 @@ impl Tracker {
                 self.machine = Some(*sample);
                 None
             }
-            Event::Notice { id, .. } => *id,
+            Event::Notice(notice) => notice.job,
         }
     }
 
@@ -160,7 +160,7 @@ impl Tracker {
         let wall = end.saturating_duration_since(self.started);
         let sum_elapsed: Duration = self.jobs.iter().map(|j| j.elapsed(end)).sum();
         let sum_cpu: Duration = self.jobs.iter().map(JobRecord::cpu_time).sum();
-        let cores = cores();
+        let cores = crate::sys::cores();
         let wall_s = wall.as_secs_f64();
         let ratio = |d: Duration| {
             if wall_s > 0.0 {
@@ -180,17 +180,6 @@ impl Tracker {
             efficiency: parallelism / cores as f64,
         }
     }
-}
-
-/// CPUs this process may run on.
-pub fn cores() -> usize {
-    // Asked once: the answer reads cgroup files, and the UI wants it every frame.
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    })
 }
 
 /// One run of a job, as recorded from events.

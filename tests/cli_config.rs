@@ -1,5 +1,6 @@
 //! Config errors end to end: the binary exits 2 and names file:line:column and the key,
 //! both when running and for `forkyard check`; `check` prints a valid config resolved.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The forkyard binary, headless, end to end: exit status, output prefixes, the summary,
 //! the JSON report, --kill-others-on-fail, shutdown on SIGTERM/SIGINT/SIGHUP with nothing
 //! left behind, and bounded memory under a 100 MB line without newline.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Config fixtures: every `tests/fixtures/config/*.toml` either starts with `valid_` and
 //! must load, or has a sibling `.expected` file listing (one per line; blank lines and
 //! lines starting with `#` ignored) substrings that must all appear in the error's Display.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 //! Tolerances are for a loaded 2-core machine: sleeps do not care about load; the CPU
 //! test measures how much of the machine other processes took meanwhile (/proc/stat) and
 //! says so when it cannot demand the full figure.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
 
@@ -98,7 +99,7 @@ fn cpu_times() -> Option<(f64, f64)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_cpu_bound_jobs_use_two_cores() {
-    let cores = forkyard::tracker::cores();
+    let cores = forkyard::sys::cores();
     if cores < 2 {
         eprintln!("SKIPPED: needs at least 2 cores, this machine has {cores}");
         return;

@@ -1,6 +1,7 @@
 //! The headless runner as a library (`run_with_output` into a capturing writer): line
 //! prefixes, floods on both streams in order, the summary table, the exit code and the
 //! report it builds.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The supervisor with real processes: exit codes and signal names, stop escalation,
 //! timeouts, wait(deadline), restart policies with backoff, spawn failures and orphans.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Pipelines and output volume with real processes: byte-exact pipes between stages, one
 //! process group per job, SIGPIPE semantics, pipefail, floods on both streams, and a
 //! bounded buffer under a huge line without newline.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! go in with `send-keys`, the screen comes back with `capture-pane`. Each test waits on
 //! what the screen shows (polling with a deadline), checks that no child carrying the
 //! test's marker survives, and that the terminal is back in cooked mode afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

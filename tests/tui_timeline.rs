@@ -1,6 +1,7 @@
 //! The timeline view (`v`) and the figures header, rendered with `TestBackend` from a
 //! tracker fed with supervisor events at fixed instants: the same recording path as a
 //! real run (`Tracker::apply_at`), with the times injected so snapshots are stable.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,7 @@
 //! Every duration is computed against an injected `now` and every pid is fixed, so the
 //! snapshots are stable. Colours are not in the text snapshots; the tests that care
 //! about them (stderr tint, search highlight, selection) check cell styles directly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::output::SharedBuffer;
-use crate::supervisor::{Control, Controller, Event, Supervisor, SupervisorOptions};
+use crate::supervisor::{Control, Controller, Event, Level, Supervisor, SupervisorOptions};
 use crate::tracker::Tracker;
 use crate::ui::model::{MessageKind, Quitting};
 use crate::ui::{self, Model};
@@ -120,7 +120,7 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
     let _ = writeln!(
         stderr,
         "forkyard: {}",
-        crate::headless::summary::figures_line(&tracker.figures(end))
+        crate::fmt::figures_line(&tracker.figures(end))
     );
     let mut model = app.model.clone();
     model.now = Instant::now();
@@ -382,7 +382,7 @@ impl App {
         self.drawn_output = None;
         self.tick_at = None;
         self.dirty = true;
-        let limit = crate::ui::limit_label(rerun.limit, false);
+        let limit = crate::fmt::limit_label(rerun.limit, false);
         self.model.set_message(
             format!("rerunning every job with -j {limit}"),
             MessageKind::Info,
@@ -480,13 +480,12 @@ impl App {
             // Shown at the next clock tick; not worth a frame of its own.
             Event::Sample { .. } | Event::Machine(_) => {}
             Event::Job { .. } => self.dirty = true,
-            Event::Notice { text, .. } => {
-                let kind = if text.starts_with("could not") {
-                    MessageKind::Error
-                } else {
-                    MessageKind::Info
+            Event::Notice(notice) => {
+                let kind = match notice.level {
+                    Level::Info => MessageKind::Info,
+                    Level::Warn | Level::Error => MessageKind::Error,
                 };
-                self.model.set_message(text, kind, Instant::now());
+                self.model.set_message(notice.text, kind, Instant::now());
                 self.dirty = true;
             }
         }

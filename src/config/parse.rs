@@ -640,7 +640,7 @@ fn replicas_value(v: &Spanned<Value>) -> Result<i64, String> {
                     "expected a number, \"cores\" or \"N*cores\", got \"{text}\""
                 ));
             };
-            factor.saturating_mul(crate::tracker::cores() as i64)
+            factor.saturating_mul(crate::sys::cores() as i64)
         }
         other => {
             return Err(format!(
@@ -971,7 +971,7 @@ pipefail = true
 
     #[test]
     fn replicas_scale_with_cores() {
-        let cores = crate::tracker::cores();
+        let cores = crate::sys::cores();
         let c = ok(
             "[[job]]\nname = \"a\"\ncmd = [\"true\"]\nreplicas = \"2*cores\"\n[[job]]\nname = \"b\"\ncmd = [\"true\"]\nreplicas = \"cores\"\n",
         );

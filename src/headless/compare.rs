@@ -9,10 +9,11 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::report::Report;
-use super::summary::format_duration;
 use super::{HeadlessOptions, PrintStyle, RunResult, run_with_output};
 use crate::config::Config;
-use crate::tracker::{Figures, cores};
+use crate::fmt;
+use crate::sys::cores;
+use crate::tracker::Figures;
 
 /// Parses `1,cores,0` (0 = unlimited).
 pub fn parse_limits(text: &str) -> Result<Vec<usize>, String> {
@@ -30,14 +31,6 @@ pub fn parse_limits(text: &str) -> Result<Vec<usize>, String> {
         .collect()
 }
 
-pub fn limit_label(limit: usize) -> String {
-    match limit {
-        0 => "unlimited".into(),
-        1 => "1 (sequential)".into(),
-        n => format!("{n}"),
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct CompareReport<'a> {
     runs: &'a [Report],
@@ -52,7 +45,7 @@ pub async fn run(config: &Config, limits: &[usize], report: Option<&Path>) -> an
             "forkyard: run {}/{} with -j {} ...",
             index + 1,
             limits.len(),
-            limit_label(limit)
+            fmt::limit_meaning(limit)
         );
         let result = run_silently(config, limit).await?;
         let figures = result.tracker.figures(
@@ -64,7 +57,7 @@ pub async fn run(config: &Config, limits: &[usize], report: Option<&Path>) -> an
         let failed = result.exit_code != 0;
         eprintln!(
             "forkyard:   wall {}{}",
-            format_duration(figures.wall),
+            fmt::duration(figures.wall),
             if failed { " (some jobs failed)" } else { "" }
         );
         rows.push((limit, figures, failed));
@@ -125,10 +118,10 @@ pub fn render(rows: &[(usize, Figures, bool)]) -> String {
         let _ = writeln!(
             out,
             "{:<16} {:>9} {:>11} {:>9} {:>11.2} {:>11.2} {:>7.2}×{}",
-            limit_label(*limit),
-            format_duration(figures.wall),
-            format_duration(figures.sum_elapsed),
-            format_duration(figures.sum_cpu),
+            fmt::limit_meaning(*limit),
+            fmt::duration(figures.wall),
+            fmt::duration(figures.sum_elapsed),
+            fmt::duration(figures.sum_cpu),
             figures.concurrency,
             figures.parallelism,
             speedup,

@@ -220,7 +220,7 @@ fn failed_for_good(event: &Event) -> bool {
 /// One line on stderr per notable change, so CI logs show what happened and when.
 fn report_event(tracker: &Tracker, event: &Event) {
     match event {
-        Event::Notice { text, .. } => eprintln!("forkyard: {text}"),
+        Event::Notice(notice) => eprintln!("forkyard: {}", notice.text),
         Event::Job { id, status } => {
             if let JobState::Finished(outcome) = &status.state
                 && let Some(record) = tracker.jobs.get(*id)
@@ -234,7 +234,7 @@ fn report_event(tracker: &Tracker, event: &Event) {
                     "forkyard: {} {} after {}",
                     record.name,
                     outcome.describe(),
-                    summary::format_duration(elapsed)
+                    crate::fmt::duration(elapsed)
                 );
             }
         }

@@ -24,7 +24,8 @@ use super::reaper::{ExitHow, Reaper};
 use super::signals::{group_alive, signal_group};
 use super::spawn::spawn_run;
 use super::status::{
-    Event, JobId, JobState, JobStatus, Outcome, PendingReason, StageState, StopReason,
+    Event, JobId, JobState, JobStatus, Level, Notice, Outcome, PendingReason, StageState,
+    StopReason,
 };
 
 /// Commands a job accepts (from the TUI, the headless runner or tests).
@@ -150,7 +151,7 @@ impl JobTask {
                     }
                     return Next::Run;
                 }
-                Some(_) => self.notice(format!("{} is not running", self.spec.name)),
+                Some(_) => self.say(Level::Warn, format!("{} is not running", self.spec.name)),
             }
         }
     }
@@ -531,10 +532,10 @@ impl JobTask {
                 stage.state = StageState::FailedToStart("lost track of the process".into());
             }
         }
-        let _ = self.events.send(Event::Notice {
-            id: Some(self.id),
-            text: format!("{}: lost the exit status of a stage", self.spec.name),
-        });
+        self.say(
+            Level::Error,
+            format!("{}: lost the exit status of a stage", self.spec.name),
+        );
     }
 
     fn next_deadline(&self, stopping: bool, kill_at: Option<Instant>) -> Option<Instant> {
@@ -611,12 +612,15 @@ impl JobTask {
                 signal.as_str(),
                 self.spec.name
             )),
-            Err(errno) => self.notice(format!(
-                "could not send {} to {} (pgid {pgid}): {}",
-                signal.as_str(),
-                self.spec.name,
-                errno.desc()
-            )),
+            Err(errno) => self.say(
+                Level::Error,
+                format!(
+                    "could not send {} to {} (pgid {pgid}): {}",
+                    signal.as_str(),
+                    self.spec.name,
+                    errno.desc()
+                ),
+            ),
         }
     }
 
@@ -649,10 +653,15 @@ impl JobTask {
     }
 
     fn notice(&self, text: String) {
-        let _ = self.events.send(Event::Notice {
-            id: Some(self.id),
+        self.say(Level::Info, text);
+    }
+
+    fn say(&self, level: Level, text: String) {
+        let _ = self.events.send(Event::Notice(Notice {
+            job: Some(self.id),
+            level,
             text,
-        });
+        }));
     }
 }
 

@@ -28,8 +28,8 @@ use crate::output::{OutputBuffer, SharedBuffer};
 pub use drain::{OutputChunk, OutputTee};
 pub use job::{Control, backoff_delay};
 pub use status::{
-    Event, JobId, JobState, JobStatus, MachineSample, Outcome, PendingReason, Sample, StageState,
-    StageStatus, StopReason,
+    Event, JobId, JobState, JobStatus, Level, MachineSample, Notice, Outcome, PendingReason,
+    Sample, StageState, StageStatus, StopReason,
 };
 
 use drain::DrainTarget;
@@ -100,7 +100,7 @@ impl Supervisor {
         options: SupervisorOptions,
     ) -> anyhow::Result<(Supervisor, mpsc::UnboundedReceiver<Event>)> {
         let started_at = Instant::now();
-        raise_open_file_limit(config.jobs.iter().map(|job| job.stages().len()).sum());
+        crate::sys::raise_open_file_limit(config.jobs.iter().map(|job| job.stages().len()).sum());
         let (reaper, reaper_task) = Reaper::start().context("cannot listen for SIGCHLD")?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
@@ -218,22 +218,6 @@ impl Supervisor {
         self.control_all(Control::Shutdown);
         while self.tasks.join_next().await.is_some() {}
         sweep_escaped_descendants(&self.reaper, &self.token);
-    }
-}
-
-/// Each running stage holds two or three pipe ends, and the sampler keeps two /proc files
-/// open per process of a job's tree: a thousand jobs need more than the common soft
-/// limit of 1024 descriptors. The soft limit is raised (up to the hard limit) only as
-/// far as `stages` need, with room for a few descendants each: children inherit it, and
-/// some programs slow down with a huge one (they close every possible descriptor), so a
-/// config of ordinary size leaves it as it was.
-fn raise_open_file_limit(stages: usize) {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let need = 256 + 16 * u64::try_from(stages).unwrap_or(u64::MAX / 32);
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < need
-    {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, need.min(hard), hard);
     }
 }
 

@@ -287,5 +287,26 @@ pub enum Event {
     /// Machine-wide CPU load (~1 Hz while any job runs).
     Machine(MachineSample),
     /// A notice for the user, e.g. "sent SIGTERM to encrypt (pgid 4211)".
-    Notice { id: Option<JobId>, text: String },
+    Notice(Notice),
+}
+
+/// How much a notice matters; set where the notice is made, so no consumer has to guess
+/// from its wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Something happened as asked ("sent SIGTERM to web").
+    Info,
+    /// A request did not apply or something needs attention ("cannot kill `x`: queued,
+    /// not running").
+    Warn,
+    /// Something failed ("could not send SIGTERM to web: Operation not permitted").
+    Error,
+}
+
+/// A message for the user about a job (or the whole run when `job` is None).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub job: Option<JobId>,
+    pub level: Level,
+    pub text: String,
 }

@@ -50,15 +50,6 @@ pub fn header_height(model: &Model, height: u16) -> u16 {
     }
 }
 
-/// `-j` as shown: `1`, `4`, `unlimited` (`∞` when compact).
-pub fn limit_label(limit: usize, compact: bool) -> String {
-    match limit {
-        0 if compact => "∞".into(),
-        0 => "unlimited".into(),
-        n => n.to_string(),
-    }
-}
-
 fn span_width(spans: &[Span]) -> usize {
     spans
         .iter()
@@ -132,8 +123,8 @@ fn counts_line(frame: &mut Frame, model: &Model, area: Rect) {
     // The limit matters more than the file name: it is what `p` changes.
     let room = width.saturating_sub(span_width(&spans) + 1);
     let rest = format!("  {} cores  {} ", model.cores, model.origin);
-    let full = format!("-j {}", limit_label(model.max_parallel, false));
-    let compact = format!("-j {}", limit_label(model.max_parallel, true));
+    let full = format!("-j {}", crate::fmt::limit_label(model.max_parallel, false));
+    let compact = format!("-j {}", crate::fmt::limit_label(model.max_parallel, true));
     let fits = |limit: &String| limit.chars().count() + rest.chars().count() <= room;
     let limit = if fits(&full) { full } else { compact };
     if room > limit.chars().count() {
@@ -164,10 +155,8 @@ pub fn ratio(x: f64) -> String {
 /// The run's wall time: a live clock, or the exact figure once every job has settled.
 fn wall_text(model: &Model) -> String {
     match model.tracker.settled_at {
-        Some(end) => {
-            format::finished_duration(end.saturating_duration_since(model.tracker.started))
-        }
-        None => format::running_clock(model.now.saturating_duration_since(model.tracker.started)),
+        Some(end) => crate::fmt::duration(end.saturating_duration_since(model.tracker.started)),
+        None => crate::fmt::clock(model.now.saturating_duration_since(model.tracker.started)),
     }
 }
 
@@ -178,8 +167,8 @@ fn figures_line(model: &Model, width: usize) -> Line<'static> {
     let wall = wall_text(model);
     let conc = ratio(f.concurrency);
     let par = ratio(f.parallelism);
-    let cpu = format::finished_duration(f.sum_cpu);
-    let jobs = format::finished_duration(f.sum_elapsed);
+    let cpu = crate::fmt::duration(f.sum_cpu);
+    let jobs = crate::fmt::duration(f.sum_elapsed);
     let efficiency = (f.parallelism / cores as f64 * 100.0).round();
     let variants: [Vec<(&str, String)>; 5] = [
         vec![
@@ -250,13 +239,13 @@ pub fn runs_line(model: &Model, width: usize) -> Line<'static> {
     let entry = |run: &super::model::PastRun, base: Option<f64>, compact: bool, last: bool| {
         let mut text = format!(
             "-j {}{}",
-            limit_label(run.limit, compact),
+            crate::fmt::limit_label(run.limit, compact),
             if compact { " " } else { ": " }
         );
         let wall = if last && !run.complete {
-            format::running_clock(run.wall)
+            crate::fmt::clock(run.wall)
         } else {
-            format::finished_duration(run.wall)
+            crate::fmt::duration(run.wall)
         };
         text.push_str(&wall);
         if !run.complete {
@@ -387,7 +376,7 @@ pub fn status_bar(frame: &mut Frame, model: &Model, area: Rect) {
             format!(
                 " stopping {} job(s), then rerunning with -j {}…  Q: quit now",
                 model.active_count(),
-                limit_label(limit, false)
+                crate::fmt::limit_label(limit, false)
             ),
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ))

@@ -24,7 +24,7 @@ use ratatui::widgets::{Block, Borders, Widget};
 use crate::output::SharedBuffer;
 use crate::supervisor::{JobState, PendingReason};
 
-pub use chrome::{HELP, help_line_count, limit_label};
+pub use chrome::{HELP, help_line_count};
 
 /// The runs line as plain text (`-j 1: 10.03s · -j unlimited: 1.02s (9.8× faster)`),
 /// once `p` has rerun the set.
@@ -316,7 +316,7 @@ pub fn next_redraw(model: &Model) -> Option<Instant> {
             JobState::Running => {
                 clocks = true;
                 sampled = true;
-                if let Some((_, at)) = format::running_deadline(status)
+                if let Some((_, at)) = crate::fmt::running_deadline(status)
                     && at.saturating_duration_since(now) < Duration::from_secs(10)
                 {
                     consider(tenth);

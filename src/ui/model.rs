@@ -200,7 +200,7 @@ impl Model {
         let n = tracker.jobs.len();
         Model {
             now: Instant::now(),
-            cores: crate::tracker::cores(),
+            cores: crate::sys::cores(),
             clocks_follow_samples: false,
             origin: origin.into(),
             selected: RowRef::Job(0),

@@ -131,9 +131,9 @@ fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
             .unwrap_or_default();
             let cells = vec![
                 (Col::Pid, pid),
-                (Col::State, format::job_state(status, now)),
-                (Col::Elapsed, format::elapsed(record, now)),
-                (Col::Exit, format::exit_text(status)),
+                (Col::State, crate::fmt::job_state(status, now)),
+                (Col::Elapsed, crate::fmt::elapsed(record, now)),
+                (Col::Exit, crate::fmt::exit_text(status)),
                 (
                     Col::Restarts,
                     if status.restarts > 0 {
@@ -142,8 +142,8 @@ fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
                         String::new()
                     },
                 ),
-                (Col::Cpu, format::cpu(record)),
-                (Col::Rss, format::rss_text(record)),
+                (Col::Cpu, crate::fmt::cpu(record)),
+                (Col::Rss, crate::fmt::rss_text(record)),
             ];
             Some(RowText {
                 marker,
@@ -173,8 +173,8 @@ fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
                 name: format!("{branch}{}", stage.argv.join(" ")),
                 cells: vec![
                     (Col::Pid, pid),
-                    (Col::State, format::stage_state(&stage.state)),
-                    (Col::Exit, format::stage_exit(&stage.state)),
+                    (Col::State, crate::fmt::stage_state(&stage.state)),
+                    (Col::Exit, crate::fmt::stage_exit(&stage.state)),
                     (Col::Cpu, cpu),
                 ],
                 pid_gone: stage.state != crate::supervisor::StageState::Running,

@@ -543,8 +543,8 @@ fn draw_legend(frame: &mut Frame, model: &Model, axis: &Axis, area: Rect) {
                 format!(
                     "{}: CPU {} in {} ({:.0}%)  ",
                     format::fit(&record.name, 16),
-                    format::finished_duration(cpu),
-                    format::finished_duration(elapsed),
+                    crate::fmt::duration(cpu),
+                    crate::fmt::duration(elapsed),
                     cpu.as_secs_f64() / elapsed.as_secs_f64() * 100.0
                 ),
                 Style::new().fg(Color::Gray),

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use forkyard::config::Config;
 use forkyard::output::{SharedBuffer, Stream};
 use forkyard::supervisor::{
-    Control, Controller, Event, JobId, JobState, JobStatus, Outcome, Supervisor, SupervisorOptions,
+    Control, Controller, Event, JobId, JobState, JobStatus, Notice, Outcome, Supervisor,
+    SupervisorOptions,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -245,10 +246,11 @@ impl Harness {
         let id = self.id(name);
         let found = |log: &[Seen]| {
             log.iter().find_map(|seen| match &seen.event {
-                Event::Notice {
-                    id: Some(i),
+                Event::Notice(Notice {
+                    job: Some(i),
                     text: t,
-                } if *i == id && t.contains(text) => Some(t.clone()),
+                    ..
+                }) if *i == id && t.contains(text) => Some(t.clone()),
                 _ => None,
             })
         };
@@ -280,7 +282,9 @@ impl Harness {
                 .iter()
                 .skip(before)
                 .find_map(|seen| match &seen.event {
-                    Event::Notice { id: Some(i), text } if *i == id => Some(text.clone()),
+                    Event::Notice(Notice {
+                        job: Some(i), text, ..
+                    }) if *i == id => Some(text.clone()),
                     _ => None,
                 });
             if let Some(text) = reply {
@@ -303,7 +307,7 @@ impl Harness {
         self.log
             .iter()
             .filter_map(|seen| match &seen.event {
-                Event::Notice { text, .. } => Some(text.clone()),
+                Event::Notice(notice) => Some(notice.text.clone()),
                 _ => None,
             })
             .collect()
