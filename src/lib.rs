@@ -10,6 +10,7 @@ pub mod config;
 pub mod fmt;
 pub mod headless;
 pub mod output;
+pub mod report;
 pub mod run;
 pub mod stdio;
 pub mod supervisor;

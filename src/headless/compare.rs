@@ -8,10 +8,10 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::report::Report;
 use super::{HeadlessOptions, PrintStyle, RunResult, run_with_output};
 use crate::config::Config;
 use crate::fmt;
+use crate::report::Report;
 use crate::sys::cores;
 use crate::tracker::Figures;
 

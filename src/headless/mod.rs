@@ -5,8 +5,6 @@
 
 pub mod compare;
 mod printer;
-pub mod report;
-pub mod summary;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -18,6 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::config::{CommandSpec, Config};
+use crate::report::{self, summary};
 use crate::supervisor::{Control, Event, JobState, Supervisor, SupervisorOptions};
 use crate::tracker::Tracker;
 

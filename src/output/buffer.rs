@@ -463,6 +463,12 @@ impl OutputBuffer {
         splitter.feed(tail, |line| store.push_line(tag, line));
     }
 
+    /// Counts `len` bytes of `stream` as received without storing them: for a consumer
+    /// that prints every byte itself and reads nothing back (headless).
+    pub fn count_only(&mut self, stream: Stream, len: usize) {
+        self.received[stream_index(stream)] += len as u64;
+    }
+
     /// End of `stream` of `stage`: its incomplete last line (if any) becomes a line.
     pub fn finish_stream(&mut self, stage: usize, stream: Stream, at: Instant) {
         let Some(idx) = self

@@ -38,6 +38,8 @@ pub type OutputTee = mpsc::Sender<OutputChunk>;
 pub struct DrainTarget {
     pub job: JobId,
     pub buffer: SharedBuffer,
+    /// Only count bytes into `buffer` (see [`SupervisorOptions::discard_output`]).
+    pub count_only: bool,
     pub tee: Option<OutputTee>,
     pub activity: Option<Arc<Notify>>,
 }
@@ -90,7 +92,11 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
         let chunk = &buf[..read];
         {
             let mut buffer = crate::output::lock(&target.buffer);
-            buffer.push_chunk(stage, stream, Instant::now(), chunk);
+            if target.count_only {
+                buffer.count_only(stream, chunk.len());
+            } else {
+                buffer.push_chunk(stage, stream, Instant::now(), chunk);
+            }
         }
         if let Some(activity) = &target.activity {
             activity.notify_one();

@@ -51,6 +51,10 @@ pub struct SupervisorOptions {
     pub max_parallel: Option<usize>,
     /// Every output chunk is also sent here (headless printing).
     pub tee: Option<OutputTee>,
+    /// Keep no lines in the jobs' buffers, only byte counts: for a consumer that gets
+    /// every byte through `tee` and never reads a buffer back (headless), so a thousand
+    /// chatty jobs cost no scrollback memory.
+    pub discard_output: bool,
     /// Notified whenever any job produced output (the TUI redraws on it).
     pub activity: Option<Arc<Notify>>,
     /// Sampling period; default 1 s.
@@ -141,6 +145,7 @@ impl Supervisor {
                 drain_target: Arc::new(DrainTarget {
                     job: id,
                     buffer: buffer.clone(),
+                    count_only: options.discard_output,
                     tee: options.tee.clone(),
                     activity: options.activity.clone(),
                 }),

@@ -1,4 +1,4 @@
-//! The table printed at the end of a headless run.
+//! The summary table printed at the end of a run (headless, and after the TUI exits).
 
 use std::fmt::Write;
 use std::time::Instant;
