@@ -45,6 +45,9 @@ pub enum Control {
     Signal(Signal),
     /// `--kill-others-on-fail`: stop, and remember why.
     StopBecauseOtherFailed,
+    /// The run's own deadline passed (e.g. `settings.headless_timeout`): stop it as if
+    /// its `timeout` had expired (its result is "timed out").
+    Expire,
     /// forkyard is exiting: stop if running, then end the task.
     Shutdown,
 }
@@ -171,9 +174,12 @@ impl JobTask {
                 permit = slots.clone().acquire_owned() => return Slot::Granted(permit.ok()),
                 control = self.controls.recv() => match control {
                     None | Some(Control::Shutdown) => return Slot::Shutdown,
-                    Some(Control::Stop | Control::Kill | Control::StopBecauseOtherFailed) => {
-                        return Slot::Cancelled
-                    }
+                    Some(
+                        Control::Stop
+                        | Control::Kill
+                        | Control::StopBecauseOtherFailed
+                        | Control::Expire,
+                    ) => return Slot::Cancelled,
                     Some(_) => {}
                 },
             }
@@ -237,7 +243,12 @@ impl JobTask {
                         self.emit();
                         return Next::Exit;
                     }
-                    Some(Control::Stop | Control::Kill | Control::StopBecauseOtherFailed) => {
+                    Some(
+                        Control::Stop
+                        | Control::Kill
+                        | Control::StopBecauseOtherFailed
+                        | Control::Expire,
+                    ) => {
                         self.status.state = JobState::Finished(end.outcome);
                         self.status.restart_pending = false;
                         self.emit();
@@ -264,7 +275,7 @@ impl JobTask {
         self.status.stragglers = false;
         self.status.orphan_cpu = Duration::ZERO;
         self.status.wait_deadline = None;
-        self.status.timeout_at = self.spec.timeout.map(|t| now + t);
+        self.status.timeout_at = self.spec.timeout.map(deadline_after);
 
         let mut exits = FuturesUnordered::new();
         let mut spawn_failure: Option<String> = None;
@@ -358,6 +369,9 @@ impl JobTask {
                         Control::StopBecauseOtherFailed => {
                             self.begin_stop(pgid, StopReason::OtherFailed, &mut stop, &mut kill_at)
                         }
+                        Control::Expire => {
+                            self.begin_stop(pgid, StopReason::Timeout, &mut stop, &mut kill_at)
+                        }
                         Control::Restart => {
                             restart_requested = true;
                             self.begin_stop(pgid, StopReason::Restart, &mut stop, &mut kill_at);
@@ -380,7 +394,7 @@ impl JobTask {
                         }
                         Control::Signal(signal) => self.send_signal(pgid, signal),
                         Control::Wait(within) => {
-                            self.status.wait_deadline = Some(Instant::now() + within);
+                            self.status.wait_deadline = Some(deadline_after(within));
                             self.notice(format!(
                                 "waiting up to {} for {}, then stopping it",
                                 humantime::format_duration(within),
@@ -593,7 +607,7 @@ impl JobTask {
             return;
         }
         let signal = self.spec.stop_signal;
-        let deadline = Instant::now() + self.spec.grace;
+        let deadline = deadline_after(self.spec.grace);
         *stop = Some(reason);
         *kill_at = Some(deadline);
         self.status.state = JobState::Stopping {
@@ -663,6 +677,14 @@ impl JobTask {
             text,
         }));
     }
+}
+
+/// `now + after`, or a year from now when that is later or does not fit in an `Instant`
+/// (a deadline typed as `1e19` seconds means "no deadline", not a crash).
+fn deadline_after(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after.min(Duration::from_secs(86_400 * 365)))
+        .unwrap_or_else(far_future)
 }
 
 fn far_future() -> Instant {

@@ -108,7 +108,10 @@ impl Supervisor {
         let (reaper, reaper_task) = Reaper::start().context("cannot listen for SIGCHLD")?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
-        let slots = (max_parallel > 0).then(|| Arc::new(Semaphore::new(max_parallel)));
+        // A limit at or above the job count limits nothing (and `-j 9223372036854775807`
+        // would exceed what a semaphore can hold).
+        let slots = (max_parallel > 0 && max_parallel < config.jobs.len())
+            .then(|| Arc::new(Semaphore::new(max_parallel)));
         let live: LiveTrees = Arc::new(Mutex::new(HashMap::new()));
         let token = format!(
             "{}.{}",
