@@ -128,6 +128,9 @@ pub fn job_state(status: &JobStatus, now: Instant) -> String {
             Some((label, at)) => {
                 format!("{label} {}", countdown(at.saturating_duration_since(now)))
             }
+            None if status.left_group > 0 => {
+                format!("stopping {} that left its group", status.left_group)
+            }
             None if status.stragglers => "running (orphans)".into(),
             None => "running".into(),
         },

@@ -1,6 +1,8 @@
 use clap::Parser;
 
 fn main() {
+    // First, while the process is still single-threaded (it forks).
+    forkyard::supervisor::watchdog::start();
     forkyard::supervisor::install_panic_cleanup();
     forkyard::supervisor::own_all_children();
     let cli = forkyard::cli::Cli::parse();
@@ -11,5 +13,6 @@ fn main() {
             1
         }
     };
+    forkyard::supervisor::finish_process();
     std::process::exit(code);
 }

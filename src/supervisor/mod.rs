@@ -5,21 +5,24 @@
 //! lost); output goes straight into each job's bounded ring buffer ([`JobHandle::buffer`]).
 //! The TUI and the headless runner drive the same supervisor through [`Control`]s.
 
+pub mod contain;
 mod drain;
 mod job;
 pub mod procfs;
 mod reaper;
 mod sampler;
 pub mod signals;
+mod slots;
 mod spawn;
 mod status;
+pub mod watchdog;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::config::{Config, JobSpec};
@@ -111,7 +114,9 @@ impl Supervisor {
         // A limit at or above the job count limits nothing (and `-j 9223372036854775807`
         // would exceed what a semaphore can hold).
         let slots = (max_parallel > 0 && max_parallel < config.jobs.len())
-            .then(|| Arc::new(Semaphore::new(max_parallel)));
+            .then(|| slots::Slots::new(max_parallel));
+        // Found (and its cgroup made) before the first spawn.
+        contain::containment();
         let live: LiveTrees = Arc::new(Mutex::new(HashMap::new()));
         let token = format!(
             "{}.{}",
@@ -145,6 +150,11 @@ impl Supervisor {
                 events: events_tx.clone(),
                 reaper: reaper.clone(),
                 slots: slots.clone(),
+                // In config order, before any task runs: `-j` serves them in this order.
+                first_request: slots
+                    .as_ref()
+                    .filter(|_| spec.autostart)
+                    .map(slots::Slots::request),
                 drain_target: Arc::new(DrainTarget {
                     job: id,
                     buffer: buffer.clone(),
@@ -226,29 +236,43 @@ impl Supervisor {
         self.control_all(Control::Shutdown);
         while self.tasks.join_next().await.is_some() {}
         sweep_escaped_descendants(&self.reaper, &self.token);
+        contain::remove_base_if_empty();
     }
 }
 
-/// Kills and reaps descendants that left their job's process group (e.g. `setsid`
-/// daemons re-parented to forkyard), recognised by this supervisor's [`SUPERVISOR_ENV`]
-/// value in their environment (another supervisor's children are not ours to kill or reap).
+/// Kills and reaps what is left of this supervisor's jobs once every run has ended: a
+/// process whose ancestry no run could follow (without a cgroup, an orphan re-parented to
+/// forkyard after its parent died). forkyard is a child subreaper, so every such process
+/// is a descendant of this one. The forkyard binary owns all its children: every
+/// descendant but the watchdog is a job's, whatever its group, session or environment. A
+/// library user may have children of its own; there only descendants carrying this
+/// supervisor's [`SUPERVISOR_ENV`] value are taken.
 fn sweep_escaped_descendants(reaper: &Reaper, token: &str) {
     let me = std::process::id();
+    let watchdog = watchdog::pid();
+    let owns_all = reaper::owns_all_children();
     let marker = format!("{SUPERVISOR_ENV}={token}");
     let entries = procfs::scan();
     let mut descendants = vec![me];
     let mut index = 0;
     while index < descendants.len() {
         let parent = descendants[index];
-        descendants.extend(entries.iter().filter(|e| e.ppid == parent).map(|e| e.pid));
+        descendants.extend(
+            entries
+                .iter()
+                .filter(|e| e.ppid == parent && Some(e.pid) != watchdog)
+                .map(|e| e.pid),
+        );
         index += 1;
     }
     let mut killed = Vec::new();
     for pid in descendants.into_iter().skip(1) {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        let ours = environ
-            .split(|b| *b == 0)
-            .any(|var| var == marker.as_bytes());
+        let ours = owns_all || {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var == marker.as_bytes())
+        };
         if ours {
             let target = nix::unistd::Pid::from_raw(pid as i32);
             let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
@@ -258,6 +282,16 @@ fn sweep_escaped_descendants(reaper: &Reaper, token: &str) {
     for pid in killed {
         reaper.reap_escaped(pid);
     }
+}
+
+/// For the forkyard binary, once its run is over: kills whatever is left in its cgroups,
+/// removes them, and lets the watchdog check and go, so no forkyard process outlives
+/// the command.
+pub fn finish_process() {
+    if let Some(base) = contain::initialized().and_then(contain::Containment::base) {
+        contain::kill_and_remove_all(base, std::time::Duration::from_secs(2));
+    }
+    watchdog::finish();
 }
 
 /// For the forkyard binary: every child of this process is a job's (see
@@ -274,6 +308,9 @@ pub fn install_panic_cleanup() {
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
         reaper::kill_all_live_groups();
+        if let Some(base) = contain::initialized().and_then(contain::Containment::base) {
+            contain::kill_and_remove_all(base, std::time::Duration::from_millis(500));
+        }
         std::process::exit(101);
     }));
 }

@@ -16,6 +16,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
     pub pid: u32,
+    /// One letter (proc(5)): R running, S sleeping, D disk wait, T stopped, t traced,
+    /// Z zombie, X dead, I idle.
+    pub state: char,
     pub ppid: u32,
     pub pgid: u32,
     /// utime + stime, plus cutime + cstime (children it already waited for).
@@ -45,6 +48,88 @@ pub fn scan() -> Vec<ProcStat> {
         }
     }
     entries
+}
+
+/// One process's figures right now (None once it is gone).
+pub fn stat_of(pid: u32) -> Option<ProcStat> {
+    StatReader::open(pid)?.read(&mut Vec::with_capacity(512))
+}
+
+/// When `pid` started (clock ticks after boot): with the pid, names one process.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    stat_of(pid).map(|stat| stat.start_ticks)
+}
+
+/// Whether `pid` is a process that has not exited (a zombie has: it only waits to be
+/// reaped).
+pub fn running(pid: u32) -> bool {
+    stat_of(pid).is_some_and(|stat| stat.state != 'Z' && stat.state != 'X')
+}
+
+/// Who holds the write end of the pipes with these inode numbers, other than this
+/// process: whoever can still write to a job's output, which therefore cannot reach
+/// end-of-file while they live. Reads `/proc/*/fd`, so it is for the rare moment a run's
+/// processes are all gone and its pipes are still open.
+///
+/// A child of this process that has not called `exec` yet (another job's spawn) holds
+/// copies of every descriptor for an instant: it is in `.1`, to be looked at again
+/// rather than taken for a writer.
+pub fn pipe_writers(inodes: &[u64]) -> (Vec<u32>, bool) {
+    if inodes.is_empty() {
+        return (Vec::new(), false);
+    }
+    let my_exe = std::fs::read_link("/proc/self/exe").ok();
+    let names: Vec<String> = inodes.iter().map(|ino| format!("pipe:[{ino}]")).collect();
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return (Vec::new(), false);
+    };
+    let mut writers = Vec::new();
+    let mut spawning = false;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let writes = fds.flatten().any(|fd| {
+            let ours = std::fs::read_link(fd.path())
+                .is_ok_and(|target| names.iter().any(|n| target.as_os_str() == n.as_str()));
+            ours && opened_for_writing(&entry.path(), &fd.file_name())
+        });
+        if !writes {
+            continue;
+        }
+        let not_execed = stat_of(pid).is_some_and(|s| s.ppid == me)
+            && my_exe.is_some()
+            && std::fs::read_link(entry.path().join("exe")).ok() == my_exe;
+        if not_execed {
+            spawning = true;
+        } else {
+            writers.push(pid);
+        }
+    }
+    (writers, spawning)
+}
+
+/// `/proc/PID/fdinfo/FD` says whether the descriptor was opened for writing.
+fn opened_for_writing(proc_dir: &std::path::Path, fd: &std::ffi::OsStr) -> bool {
+    let Ok(info) = std::fs::read_to_string(proc_dir.join("fdinfo").join(fd)) else {
+        // Unreadable: count it, rather than wait forever for an end-of-file.
+        return true;
+    };
+    info.lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
+        .is_none_or(|flags| flags & 0o3 != 0)
 }
 
 /// An open `/proc/PID/stat`, re-read in place.
@@ -144,6 +229,7 @@ fn parse_stat(pid: u32, stat: &[u8]) -> Option<(ProcStat, u64)> {
     let (ticks_per_second, page_size) = system_units();
     let stat = ProcStat {
         pid,
+        state: fields.first()?.chars().next()?,
         ppid: u32::try_from(number(1)?).ok()?,
         pgid: u32::try_from(number(2)?).ok()?,
         cpu: Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / ticks_per_second),

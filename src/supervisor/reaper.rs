@@ -42,6 +42,10 @@ pub fn own_all_children() {
     OWNS_ALL_CHILDREN.store(true, Ordering::Relaxed);
 }
 
+pub fn owns_all_children() -> bool {
+    OWNS_ALL_CHILDREN.load(Ordering::Relaxed)
+}
+
 /// A child that can be reaped now (not reaped yet): its pid, and its process group and
 /// start time while its /proc entry can still be read (-1 and 0 otherwise).
 fn peek_waitable() -> Option<(i32, i32, u64)> {
@@ -125,6 +129,7 @@ impl Registry {
     }
 
     fn register_group(&mut self, pgid: u32) {
+        super::watchdog::group_live(pgid);
         *self.groups.entry(pgid as i32).or_insert(0) += 1;
         if let Ok(mut live) = LIVE_GROUPS.lock() {
             live.insert(pgid as i32);
@@ -247,6 +252,7 @@ impl Reaper {
             *count -= 1;
             if *count == 0 {
                 registry.groups.remove(&(pgid as i32));
+                super::watchdog::group_released(pgid);
                 if let Ok(mut live) = LIVE_GROUPS.lock() {
                     live.remove(&(pgid as i32));
                 }

@@ -48,6 +48,8 @@ struct Membership {
     ticks_since_scan: u32,
     /// Ticks since the last walk in which some job's CPU time grew.
     busy_ticks_since_scan: u32,
+    /// Members outside their job's group told to the watchdog, by pid and start time.
+    reported: std::collections::HashSet<(u32, u64)>,
 }
 
 impl Membership {
@@ -65,6 +67,7 @@ impl Membership {
 
     fn rescan(&mut self, trees: &[(JobId, LiveTree)]) {
         let entries = procfs::scan();
+        self.report_escaped(trees, &entries);
         self.jobs = trees
             .iter()
             .map(|(id, tree)| {
@@ -77,6 +80,32 @@ impl Membership {
             .collect();
         self.ticks_since_scan = 0;
         self.busy_ticks_since_scan = 0;
+    }
+
+    /// Without a cgroup, the watchdog knows a job's processes by their group only: it is
+    /// told of every member that left its group, so that even after forkyard's SIGKILL
+    /// what the walks have seen is killed. (With a cgroup it kills the cgroups.)
+    fn report_escaped(&mut self, trees: &[(JobId, LiveTree)], entries: &[ProcStat]) {
+        if super::contain::containment().base().is_some() {
+            return;
+        }
+        let mut now: std::collections::HashSet<(u32, u64)> = std::collections::HashSet::new();
+        for (_, tree) in trees {
+            for (pid, _) in tree_members(tree, entries) {
+                if let Some(entry) = entries.iter().find(|e| e.pid == pid)
+                    && entry.pgid != tree.pgid
+                {
+                    now.insert((pid, entry.start_ticks));
+                }
+            }
+        }
+        for &(pid, start) in now.difference(&self.reported) {
+            super::watchdog::escaped(pid, start);
+        }
+        for &(pid, _) in self.reported.difference(&now) {
+            super::watchdog::escaped_gone(pid);
+        }
+        self.reported = now;
     }
 
     /// Forces a walk on the next tick.

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{PipeReader, PipeWriter};
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -41,7 +41,9 @@ pub struct SpawnedRun {
 
 /// Starts every stage. Never fails as a whole: each stage reports its own error, so a
 /// bad command shows why in its row instead of stopping forkyard.
-pub fn spawn_run(spec: &JobSpec, reaper: &Reaper) -> SpawnedRun {
+/// `cgroup_procs`: the run's `cgroup.procs`, open for writing: each stage joins it
+/// between `fork` and `exec`, before it can start anything of its own.
+pub fn spawn_run(spec: &JobSpec, reaper: &Reaper, cgroup_procs: Option<RawFd>) -> SpawnedRun {
     let stages = spec.stages();
     let count = stages.len();
     let mut run = SpawnedRun {
@@ -86,6 +88,12 @@ pub fn spawn_run(spec: &JobSpec, reaper: &Reaper) -> SpawnedRun {
             .process_group(run.pgid.map_or(0, |pgid| pgid as i32));
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
+        }
+        if let Some(fd) = cgroup_procs {
+            // SAFETY: the hook only makes async-signal-safe calls (getpid, write).
+            unsafe {
+                command.pre_exec(move || super::contain::join_from_child(fd));
+            }
         }
         let mut link_reader: Option<PipeReader> = None;
         if is_last {

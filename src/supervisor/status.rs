@@ -175,6 +175,9 @@ pub struct JobStatus {
     pub timeout_at: Option<Instant>,
     /// Processes still alive in the group after every stage exited.
     pub stragglers: bool,
+    /// Processes of the run that left its process group (`setsid`, daemons) and are
+    /// being stopped now that the group is empty: the job is not over until they are.
+    pub left_group: usize,
     /// The run finished but the job will start again by itself (restart policy, or a
     /// restart command): a `Finished` state that is not final.
     pub restart_pending: bool,
@@ -208,6 +211,7 @@ impl JobStatus {
             wait_deadline: None,
             timeout_at: None,
             stragglers: false,
+            left_group: 0,
             restart_pending: false,
             orphan_cpu: Duration::ZERO,
             total_elapsed: Duration::ZERO,
