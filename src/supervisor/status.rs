@@ -36,6 +36,9 @@ pub enum StopReason {
     Shutdown,
     /// `--kill-others-on-fail`: another job failed.
     OtherFailed,
+    /// The run's own deadline (`settings.headless_timeout`) passed: the result is "timed
+    /// out", and the restart policy does not start it again.
+    Expired,
 }
 
 /// The life of a job: pending -> running -> stopping -> finished.

@@ -528,7 +528,9 @@ impl Job {
             _ => (None, None),
         };
         match (stop, code, signal) {
-            (Some(StopReason::Timeout), code, signal) => Outcome::TimedOut { signal, code },
+            (Some(StopReason::Timeout | StopReason::Expired), code, signal) => {
+                Outcome::TimedOut { signal, code }
+            }
             (_, Some(code), _) => Outcome::Exited { code },
             (_, _, Some(signal)) => Outcome::Killed { signal },
             _ => Outcome::FailedToStart {

@@ -32,6 +32,10 @@ use crate::supervisor::signals::{group_alive, signal_group};
 /// whose parent is not forkyard is reaped by that parent, which tells us nothing).
 const STRAGGLER_RECHECK: Duration = Duration::from_millis(250);
 
+/// How long a run's pipes may stay open after its last process is gone before forkyard
+/// looks for who holds them. Not a limit: data keeps flowing however long it takes.
+const HOLDERS_AFTER: Duration = Duration::from_millis(100);
+
 type ExitFuture = Pin<Box<dyn Future<Output = (usize, Option<ExitInfo>)> + Send>>;
 
 /// Where a run is on its way to the end.
@@ -178,10 +182,20 @@ impl Run {
             Some(cgroup) => cgroup.members(),
             None => Vec::new(),
         };
+        if left.is_empty()
+            && !self.drains.is_empty()
+            && self.recheck_holders_at.is_none()
+            && !self.holders_checked
+        {
+            // Usually the pipes reach end-of-file with the last exit; only if they
+            // stay open a while is anyone looked for (a walk of every process's fds is
+            // not free, and a thousand jobs end at once).
+            self.recheck_holders_at = Some(Instant::now() + HOLDERS_AFTER);
+        }
         let recheck_due = self
             .recheck_holders_at
             .is_some_and(|at| at <= Instant::now());
-        if left.is_empty() && !self.drains.is_empty() && (!self.holders_checked || recheck_due) {
+        if left.is_empty() && !self.drains.is_empty() && recheck_due {
             // The pipes are still open: either data is on its way (EOF follows by
             // itself) or someone outside the group holds a write end.
             self.holders_checked = true;

@@ -216,7 +216,7 @@ pub fn on_control(state: State, control: Control, facts: &Facts<'_>) -> Transiti
         (S::Running { .. }, C::StopBecauseOtherFailed) => {
             stopping(StopReason::OtherFailed, Then::Idle)
         }
-        (S::Running { .. }, C::Expire) => stopping(StopReason::Timeout, Then::Idle),
+        (S::Running { .. }, C::Expire) => stopping(StopReason::Expired, Then::Idle),
         (S::Running { .. }, C::Shutdown) => stopping(StopReason::Shutdown, Then::Exit),
 
         (
@@ -426,6 +426,7 @@ mod tests {
             StopReason::Restart,
             StopReason::Shutdown,
             StopReason::OtherFailed,
+            StopReason::Expired,
         ] {
             for then in [Then::Idle, Then::Restart, Then::Exit] {
                 for kill_at in [Some(later), None] {
@@ -691,6 +692,16 @@ mod tests {
             on_run_end(timed_out, end(false, RestartPolicy::OnFailure, 0), &f).next,
             State::Backoff { .. }
         ));
+        let expired = State::Stopping {
+            reason: StopReason::Expired,
+            kill_at: None,
+            then: Then::Idle,
+        };
+        assert_eq!(
+            on_run_end(expired, end(false, RestartPolicy::Always, 0), &f).next,
+            State::Idle,
+            "a run-level deadline must not restart the job"
+        );
         let restarting = State::Stopping {
             reason: StopReason::Restart,
             kill_at: None,
