@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, ConfigError};
 use crate::headless::{self, HeadlessOptions};
+use crate::stdio::{self, visible_inline};
+use crate::{fmt, say};
 
 /// Exit status for a config error (bad file, unknown key, bad value).
 pub const EXIT_CONFIG: i32 = 2;
@@ -98,7 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = match load_config(cli.config.as_deref()) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("forkyard: {err}");
+            say!("{err}");
             return Ok(EXIT_CONFIG);
         }
     };
@@ -132,49 +134,58 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn check(path: Option<&Path>) -> i32 {
     match load_config(path) {
-        Ok(config) => {
-            print!("{}", describe(&config));
-            0
-        }
+        Ok(config) => match stdio::print(&describe(&config)) {
+            Ok(()) => 0,
+            Err(err) => stdio::exit_status(&err, "the listing"),
+        },
         Err(err) => {
-            eprintln!("forkyard: {err}");
+            say!("{err}");
             EXIT_CONFIG
         }
     }
 }
 
-/// The resolved config, as `forkyard check` prints it.
+/// The resolved config, as `forkyard check` prints it. Every value that comes from the
+/// config or the command line is made visible and kept on one line (`\x1b`, `\n`): the
+/// listing goes to a terminal, and a title-setting escape in an argument must not retitle it.
 pub fn describe(config: &Config) -> String {
     use std::fmt::Write;
+    let v = |text: &str| visible_inline(text).into_owned();
     let s = &config.settings;
     let mut out = String::new();
-    let _ = writeln!(out, "{}: OK, {} jobs", config.origin, config.jobs.len());
     let _ = writeln!(
         out,
-        "settings: scrollback={} grace={} stop_signal={} max_parallel={}",
+        "{}: OK, {} job{}",
+        v(&config.origin),
+        config.jobs.len(),
+        if config.jobs.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        out,
+        "settings: scrollback={} grace={} stop_signal={} max_parallel={}{}",
         s.scrollback,
-        humantime::format_duration(s.grace),
+        fmt::config_duration(s.grace),
         s.stop_signal.as_str(),
-        if s.max_parallel == 0 {
-            "unlimited".to_string()
-        } else {
-            s.max_parallel.to_string()
+        fmt::limit_label(s.max_parallel, false),
+        match s.headless_timeout {
+            Some(after) => format!(" headless_timeout={}", fmt::config_duration(after)),
+            None => String::new(),
         }
     );
     for job in &config.jobs {
-        let _ = writeln!(out, "\n[{}]", job.name);
+        let _ = writeln!(out, "\n[{}]", v(&job.name));
         let kind = match &job.command {
             config::CommandSpec::Argv(_) => "cmd",
             config::CommandSpec::Shell(_) => "shell",
             config::CommandSpec::Pipeline(_) => "pipeline",
         };
-        let _ = writeln!(out, "  {kind}: {}", job.command.display());
+        let _ = writeln!(out, "  {kind}: {}", v(&job.command.display()));
         if !job.env.is_empty() {
-            let keys: Vec<&str> = job.env.keys().map(String::as_str).collect();
+            let keys: Vec<String> = job.env.keys().map(|k| v(k)).collect();
             let _ = writeln!(out, "  env: {}", keys.join(", "));
         }
         if let Some(cwd) = &job.cwd {
-            let _ = writeln!(out, "  cwd: {}", cwd.display());
+            let _ = writeln!(out, "  cwd: {}", v(&cwd.display().to_string()));
         }
         match &job.stdin {
             config::StdinSpec::Null => {}
@@ -182,22 +193,18 @@ pub fn describe(config: &Config) -> String {
                 let _ = writeln!(out, "  stdin: {} bytes of text", text.len());
             }
             config::StdinSpec::File(path) => {
-                let _ = writeln!(out, "  stdin: {}", path.display());
+                let _ = writeln!(out, "  stdin: {}", v(&path.display().to_string()));
             }
         }
         if let Some(timeout) = job.timeout {
-            let _ = writeln!(out, "  timeout: {}", humantime::format_duration(timeout));
+            let _ = writeln!(out, "  timeout: {}", fmt::config_duration(timeout));
         }
         let _ = writeln!(
             out,
             "  stop: {} then SIGKILL after {}; restart: {} (max {}); autostart: {}{}",
             job.stop_signal.as_str(),
-            humantime::format_duration(job.grace),
-            match job.restart {
-                config::RestartPolicy::No => "no",
-                config::RestartPolicy::OnFailure => "on-failure",
-                config::RestartPolicy::Always => "always",
-            },
+            fmt::config_duration(job.grace),
+            job.restart.as_str(),
             job.max_restarts,
             job.autostart,
             if job.pipefail { "; pipefail" } else { "" }

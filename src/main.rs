@@ -7,7 +7,7 @@ fn main() {
     let code = match forkyard::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("forkyard: {err:#}");
+            forkyard::say!("{err:#}");
             1
         }
     };
