@@ -77,6 +77,28 @@ pub enum Command {
     },
 }
 
+/// Parses the command line. `--help`, `--version` and usage errors are printed here
+/// (through [`stdio`], so a closed or full stdout is an exit status, not a panic or a
+/// silent 0) and give the status to exit with.
+pub fn parse_args() -> Result<Cli, i32> {
+    use clap::error::ErrorKind;
+    let err = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(err) => err,
+    };
+    let text = err.render().to_string();
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => match stdio::print(&text) {
+            Ok(()) => Err(0),
+            Err(write) => Err(stdio::exit_status(&write, "the help")),
+        },
+        _ => {
+            stdio::print_err(&text);
+            Err(err.exit_code())
+        }
+    }
+}
+
 /// Loads CONFIG, else ./forkyard.toml, else the built-in demo.
 pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
     match path {
@@ -100,7 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = match load_config(cli.config.as_deref()) {
         Ok(config) => config,
         Err(err) => {
-            say!("{err}");
+            say!("{}", visible_inline(&err.to_string()));
             return Ok(EXIT_CONFIG);
         }
     };
@@ -139,7 +161,7 @@ fn check(path: Option<&Path>) -> i32 {
             Err(err) => stdio::exit_status(&err, "the listing"),
         },
         Err(err) => {
-            say!("{err}");
+            say!("{}", visible_inline(&err.to_string()));
             EXIT_CONFIG
         }
     }

@@ -253,3 +253,18 @@ shell = "trap '' TERM; sleep {stubborn} & wait"
         assert_eq!(count(), 0, "{signal}: a job survived\n{stderr}");
     }
 }
+
+/// `--help` and `--version` into a full disk: said, and 1 (not a silent 0).
+#[test]
+fn help_into_a_full_disk() {
+    let dir = tempdir();
+    for flag in ["--help", "--version"] {
+        let (code, _, stderr) = sh(&format!(r#"exec "$FY" {flag} > /dev/full"#), dir.path());
+        assert_eq!(code, Some(1), "{flag}: {stderr}");
+        assert!(stderr.contains("No space left on device"), "{stderr}");
+        assert_no_panic(&stderr);
+    }
+    let (code, stdout, _) = sh(r#"exec "$FY" --version"#, dir.path());
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("forkyard "), "{stdout}");
+}

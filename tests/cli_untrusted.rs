@@ -159,6 +159,18 @@ fn config_errors_show_escapes() {
             );
         }
     }
+    // A newline in a quoted value keeps the error on one line.
+    write_file(
+        dir.path(),
+        "lines.toml",
+        "[[job]]\nname = \"a\"\ncmd = [\"true\"]\nreplicas = \"two\\nlines\"\n",
+    );
+    let (code, _, stderr) = forkyard(&["check", "lines.toml"], dir.path());
+    assert_eq!(code, Some(2));
+    let stderr = String::from_utf8(stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(r#"got "two\nlines""#), "{stderr}");
+
     // The file's own name is text from outside too.
     let evil_name = "evil\u{1b}]0;pwned\u{7}.toml";
     write_file(dir.path(), evil_name, "[[job]]\nname = 3\n");

@@ -651,7 +651,10 @@ impl Cx<'_> {
             Value::String(s) => Ok(StdinSpec::Text(s.clone())),
             Value::Table(t) => {
                 if let Some(k) = t.keys().find(|k| k.as_str() != "file") {
-                    return Err(format!("unknown key `{k}` in stdin table; {EXPECTED}"));
+                    return Err(format!(
+                        "unknown key `{}` in stdin table; {EXPECTED}",
+                        format_key(k)
+                    ));
                 }
                 match t.get("file") {
                     Some(Value::String(p)) if !p.is_empty() && !p.contains('\0') => {
@@ -743,7 +746,7 @@ fn replicas_value(v: &Spanned<Value>) -> Result<i64, String> {
             };
             let Some(factor) = factor else {
                 return Err(format!(
-                    "expected a number, \"cores\" or \"N*cores\", got \"{text}\""
+                    "expected a number, \"cores\" or \"N*cores\", got {text:?}"
                 ));
             };
             factor.saturating_mul(crate::sys::cores() as i64)

@@ -211,6 +211,9 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
     }
     while let Ok(event) = events.try_recv() {
         tracker.apply(&event);
+        if !options.quiet {
+            report_event(&tracker, &event);
+        }
     }
     let now = Instant::now();
 
