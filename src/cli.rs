@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, ConfigError};
 use crate::headless::{self, HeadlessOptions};
+use crate::stdio::{self, visible_inline};
+use crate::{fmt, say};
 
 /// Exit status for a config error (bad file, unknown key, bad value).
 pub const EXIT_CONFIG: i32 = 2;
@@ -75,6 +77,28 @@ pub enum Command {
     },
 }
 
+/// Parses the command line. `--help`, `--version` and usage errors are printed here
+/// (through [`stdio`], so a closed or full stdout is an exit status, not a panic or a
+/// silent 0) and give the status to exit with.
+pub fn parse_args() -> Result<Cli, i32> {
+    use clap::error::ErrorKind;
+    let err = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(err) => err,
+    };
+    let text = err.render().to_string();
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => match stdio::print(&text) {
+            Ok(()) => Err(0),
+            Err(write) => Err(stdio::exit_status(&write, "the help")),
+        },
+        _ => {
+            stdio::print_err(&text);
+            Err(err.exit_code())
+        }
+    }
+}
+
 /// Loads CONFIG, else ./forkyard.toml, else the built-in demo.
 pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
     match path {
@@ -98,7 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = match load_config(cli.config.as_deref()) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("forkyard: {err}");
+            say!("{}", visible_inline(&err.to_string()));
             return Ok(EXIT_CONFIG);
         }
     };
@@ -132,49 +156,58 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn check(path: Option<&Path>) -> i32 {
     match load_config(path) {
-        Ok(config) => {
-            print!("{}", describe(&config));
-            0
-        }
+        Ok(config) => match stdio::print(&describe(&config)) {
+            Ok(()) => 0,
+            Err(err) => stdio::exit_status(&err, "the listing"),
+        },
         Err(err) => {
-            eprintln!("forkyard: {err}");
+            say!("{}", visible_inline(&err.to_string()));
             EXIT_CONFIG
         }
     }
 }
 
-/// The resolved config, as `forkyard check` prints it.
+/// The resolved config, as `forkyard check` prints it. Every value that comes from the
+/// config or the command line is made visible and kept on one line (`\x1b`, `\n`): the
+/// listing goes to a terminal, and a title-setting escape in an argument must not retitle it.
 pub fn describe(config: &Config) -> String {
     use std::fmt::Write;
+    let v = |text: &str| visible_inline(text).into_owned();
     let s = &config.settings;
     let mut out = String::new();
-    let _ = writeln!(out, "{}: OK, {} jobs", config.origin, config.jobs.len());
     let _ = writeln!(
         out,
-        "settings: scrollback={} grace={} stop_signal={} max_parallel={}",
+        "{}: OK, {} job{}",
+        v(&config.origin),
+        config.jobs.len(),
+        if config.jobs.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        out,
+        "settings: scrollback={} grace={} stop_signal={} max_parallel={}{}",
         s.scrollback,
-        humantime::format_duration(s.grace),
+        fmt::config_duration(s.grace),
         s.stop_signal.as_str(),
-        if s.max_parallel == 0 {
-            "unlimited".to_string()
-        } else {
-            s.max_parallel.to_string()
+        fmt::limit_label(s.max_parallel, false),
+        match s.headless_timeout {
+            Some(after) => format!(" headless_timeout={}", fmt::config_duration(after)),
+            None => String::new(),
         }
     );
     for job in &config.jobs {
-        let _ = writeln!(out, "\n[{}]", job.name);
+        let _ = writeln!(out, "\n[{}]", v(&job.name));
         let kind = match &job.command {
             config::CommandSpec::Argv(_) => "cmd",
             config::CommandSpec::Shell(_) => "shell",
             config::CommandSpec::Pipeline(_) => "pipeline",
         };
-        let _ = writeln!(out, "  {kind}: {}", job.command.display());
+        let _ = writeln!(out, "  {kind}: {}", v(&job.command.display()));
         if !job.env.is_empty() {
-            let keys: Vec<&str> = job.env.keys().map(String::as_str).collect();
+            let keys: Vec<String> = job.env.keys().map(|k| v(k)).collect();
             let _ = writeln!(out, "  env: {}", keys.join(", "));
         }
         if let Some(cwd) = &job.cwd {
-            let _ = writeln!(out, "  cwd: {}", cwd.display());
+            let _ = writeln!(out, "  cwd: {}", v(&cwd.display().to_string()));
         }
         match &job.stdin {
             config::StdinSpec::Null => {}
@@ -182,22 +215,18 @@ pub fn describe(config: &Config) -> String {
                 let _ = writeln!(out, "  stdin: {} bytes of text", text.len());
             }
             config::StdinSpec::File(path) => {
-                let _ = writeln!(out, "  stdin: {}", path.display());
+                let _ = writeln!(out, "  stdin: {}", v(&path.display().to_string()));
             }
         }
         if let Some(timeout) = job.timeout {
-            let _ = writeln!(out, "  timeout: {}", humantime::format_duration(timeout));
+            let _ = writeln!(out, "  timeout: {}", fmt::config_duration(timeout));
         }
         let _ = writeln!(
             out,
             "  stop: {} then SIGKILL after {}; restart: {} (max {}); autostart: {}{}",
             job.stop_signal.as_str(),
-            humantime::format_duration(job.grace),
-            match job.restart {
-                config::RestartPolicy::No => "no",
-                config::RestartPolicy::OnFailure => "on-failure",
-                config::RestartPolicy::Always => "always",
-            },
+            fmt::config_duration(job.grace),
+            job.restart.as_str(),
             job.max_restarts,
             job.autostart,
             if job.pipefail { "; pipefail" } else { "" }

@@ -18,6 +18,12 @@ pub fn result_text(record: &JobRecord) -> String {
     }
 }
 
+/// A duration as a config writes it and `forkyard check` shows it: `3s`, `1s 500ms`,
+/// `1m 30s` (humantime syntax, which the config parser reads back).
+pub fn config_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 /// A finished duration: hundredths below a minute.
 pub fn duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
@@ -259,6 +265,7 @@ mod tests {
         assert_eq!(bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
         assert_eq!(duration(Duration::from_millis(1234)), "1.23s");
         assert_eq!(duration(Duration::from_secs(125)), "2m05s");
+        assert_eq!(config_duration(Duration::from_millis(1500)), "1s 500ms");
     }
 
     #[test]

@@ -1,15 +1,16 @@
-use clap::Parser;
-
 fn main() {
     // First, while the process is still single-threaded (it forks).
     forkyard::supervisor::watchdog::start();
     forkyard::supervisor::install_panic_cleanup();
     forkyard::supervisor::own_all_children();
-    let cli = forkyard::cli::Cli::parse();
+    let cli = match forkyard::cli::parse_args() {
+        Ok(cli) => cli,
+        Err(code) => std::process::exit(code),
+    };
     let code = match forkyard::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("forkyard: {err:#}");
+            forkyard::say!("{err:#}");
             1
         }
     };

@@ -70,6 +70,13 @@ pub fn say(text: &str) {
     let _ = io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// Writes `text` to stderr as it is but for control characters made visible (for
+/// messages that have their own form, like the command line's usage errors). Errors are
+/// ignored, as in [`say`].
+pub fn print_err(text: &str) {
+    let _ = io::stderr().lock().write_all(visible(text).as_bytes());
+}
+
 /// `say!("...", args)`: [`say`] with `format!` arguments.
 #[macro_export]
 macro_rules! say {

@@ -387,8 +387,9 @@ pipeline = [["head", "-c", "300000000", "/dev/zero"], ["md5sum"]]
     assert_eq!(flaky["restarts"], 2);
     assert_eq!(flaky["exit_code"], 1);
 
+    // scrollback = 1000, but headless keeps no scrollback: nothing dropped from one.
     let chatty = job(&report, "chatty");
-    assert_eq!(chatty["lines_dropped"], 4000);
+    assert_eq!(chatty["lines_dropped"], 0);
     // seq 1 5000: 9*2 + 90*3 + 900*4 + 4001*5 bytes.
     assert_eq!(chatty["stdout_bytes"], 23_893);
 
@@ -752,4 +753,159 @@ cmd = ["sleep", "{marker}"]
         0,
         "the idle job survived"
     );
+}
+
+/// `settings.headless_timeout`: once it runs out, every job still running is stopped as
+/// timed out (TERM-ignoring ones after their grace), a queued one is not started, a job
+/// with `restart = "always"` is not started again, and the run ends with its summary.
+#[test]
+fn headless_timeout_ends_the_run() {
+    let sleeper = sleep_arg(90);
+    let stubborn = sleep_arg(91);
+    let dir = tempdir();
+    write_file(
+        dir.path(),
+        "deadline.toml",
+        &format!(
+            r#"
+[settings]
+headless_timeout = "1s"
+grace = "300ms"
+
+[[job]]
+name = "quick"
+cmd = ["echo", "done"]
+
+[[job]]
+name = "sleeper"
+cmd = ["sleep", "{sleeper}"]
+
+[[job]]
+name = "stubborn"
+shell = "trap '' TERM; sleep {stubborn} & wait"
+
+[[job]]
+name = "service"
+shell = "sleep 30"
+restart = "always"
+"#
+        ),
+    );
+    let started = Instant::now();
+    let (status, stdout, stderr) = forkyard(
+        &["--headless", "--report", "r.json", "deadline.toml"],
+        dir.path(),
+    );
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(took >= Duration::from_secs(1), "ended after {took:?}");
+    assert!(took < Duration::from_secs(8), "ended after {took:?}");
+    assert!(
+        stderr.contains("headless_timeout (1s) expired: stopping 3 jobs still running"),
+        "{stderr}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).expect("r"))
+            .expect("json");
+    assert_eq!(job(&report, "quick")["result"], "exited");
+    for name in ["sleeper", "stubborn", "service"] {
+        let j = job(&report, name);
+        assert_eq!(j["result"], "timed_out", "{j}");
+        assert_eq!(j["restarts"], 0, "{j}");
+    }
+    assert_eq!(job(&report, "stubborn")["signal"], "SIGKILL");
+    assert!(
+        stdout.contains("forkyard summary: 4 jobs, 1 succeeded, 3 failed"),
+        "{stdout}"
+    );
+    assert_eq!(pgrep_count(&sleep_pattern(&sleeper)), 0);
+    assert_eq!(pgrep_count(&sleep_pattern(&stubborn)), 0);
+
+    // With -j 1, a job still queued at the deadline is not started at all.
+    write_file(
+        dir.path(),
+        "queue.toml",
+        &format!(
+            r#"
+[settings]
+headless_timeout = "500ms"
+
+[[job]]
+name = "first"
+cmd = ["sleep", "{sleeper}"]
+
+[[job]]
+name = "queued"
+cmd = ["echo", "never"]
+"#
+        ),
+    );
+    let (status, stdout, stderr) = forkyard(
+        &["--headless", "-j", "1", "--report", "q.json", "queue.toml"],
+        dir.path(),
+    );
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("q.json")).expect("q"))
+            .expect("json");
+    assert_eq!(job(&report, "first")["result"], "timed_out");
+    assert_eq!(job(&report, "queued")["result"], "not_started");
+    assert!(!stdout.contains("never"), "{stdout}");
+    assert_eq!(pgrep_count(&sleep_pattern(&sleeper)), 0);
+}
+
+/// The largest `-j` (and `settings.max_parallel`) is accepted, means no limit, and is
+/// shown as given.
+#[test]
+fn the_largest_parallelism_limit_works() {
+    let dir = tempdir();
+    write_file(
+        dir.path(),
+        "huge.toml",
+        r#"
+[settings]
+max_parallel = 9223372036854775807
+
+[[job]]
+name = "a"
+shell = "sleep 0.3"
+
+[[job]]
+name = "b"
+shell = "sleep 0.3"
+"#,
+    );
+    let (status, stdout, stderr) = forkyard(&["check", "huge.toml"], dir.path());
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("max_parallel=9223372036854775807"),
+        "{stdout}"
+    );
+    for args in [
+        &["--headless", "--report", "r.json", "huge.toml"][..],
+        &[
+            "--headless",
+            "-j",
+            "18446744073709551615",
+            "--report",
+            "r.json",
+            "huge.toml",
+        ][..],
+    ] {
+        let (status, stdout, stderr) = forkyard(args, dir.path());
+        assert_eq!(status.code(), Some(0), "{args:?}: {stdout}\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let report: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("r.json")).expect("report"),
+        )
+        .expect("json");
+        // Both ran at once: the run took about one sleep, not two.
+        assert!(report["wall_ms"].as_u64().unwrap() < 600, "{report}");
+        let want = if args.contains(&"-j") {
+            u64::MAX
+        } else {
+            i64::MAX as u64
+        };
+        assert_eq!(report["max_parallel"].as_u64(), Some(want));
+    }
 }

@@ -227,9 +227,17 @@ fn builtin_demo_parses() {
 /// No input may panic: every prefix of every fixture, and single-byte corruptions.
 #[test]
 fn never_panics_on_mangled_input() {
+    // The invalid_utf8_* fixtures are not text, and the deep_* ones are large (every
+    // prefix would be quadratic): they have their own tests below.
     let mut texts: Vec<String> = toml_fixtures()
         .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("deep_")
+        })
+        .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect();
     texts.push(config::BUILTIN_DEMO.to_string());
     let junk = [
@@ -248,4 +256,69 @@ fn never_panics_on_mangled_input() {
             let _ = config::parse(&mangled, "mangled.toml", None).map_err(|e| e.to_string());
         }
     }
+}
+
+/// Not UTF-8: refused at the line and column (in characters) of the first bad byte,
+/// whatever the byte and wherever it is (the fixtures hold 15 such cases).
+#[test]
+fn invalid_utf8_is_located() {
+    let mut seen = 0;
+    for path in toml_fixtures() {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if !stem.starts_with("invalid_utf8_") {
+            continue;
+        }
+        let e = config::load(&path).expect_err(&stem);
+        assert!(matches!(e, ConfigError::Encoding { .. }), "{stem}: {e:?}");
+        assert!(e.to_string().contains("not UTF-8"), "{stem}: {e}");
+        seen += 1;
+    }
+    assert_eq!(seen, 15);
+    let e = load_err("invalid_utf8_after_multibyte.toml");
+    // `cmd = ["echo", "αβγ` is 19 characters (22 bytes): the bad byte is column 20.
+    assert_eq!((e.line(), e.column()), (Some(3), Some(20)));
+}
+
+/// A dotted key too deep for toml is located at the key, not at 1:1.
+#[test]
+fn deep_dotted_keys_are_located() {
+    let e = load_err("deep_dotted_key.toml");
+    assert_eq!((e.line(), e.column()), (Some(6), Some(1)), "{e}");
+    let e = load_err("deep_table_header.toml");
+    assert_eq!((e.line(), e.column()), (Some(5), Some(4)), "{e}");
+}
+
+/// A config is read up to MAX_CONFIG_BYTES: a larger or endless file is refused
+/// without reading it all.
+#[test]
+fn oversized_and_endless_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let mut text = String::from("[[job]]\nname = \"x\"\ncmd = [\"true\"]\n");
+    while text.len() <= config::MAX_CONFIG_BYTES {
+        text.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&big, &text).unwrap();
+    let e = config::load(&big).expect_err("too large");
+    assert!(matches!(e, ConfigError::TooLarge { .. }), "{e:?}");
+    assert!(e.to_string().contains("larger than 4.0 MiB"), "{e}");
+
+    // Just under the cap loads.
+    text.truncate(config::MAX_CONFIG_BYTES - 100);
+    text.truncate(text.rfind('\n').unwrap() + 1);
+    std::fs::write(&big, &text).unwrap();
+    assert_eq!(config::load(&big).unwrap().jobs.len(), 1);
+
+    let started = std::time::Instant::now();
+    let e = config::load(Path::new("/dev/zero")).expect_err("endless");
+    assert!(matches!(e, ConfigError::TooLarge { .. }), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// The largest limits are accepted as written.
+#[test]
+fn valid_huge_limits() {
+    let c = load_ok("valid_huge_limits.toml");
+    assert_eq!(c.settings.max_parallel, 9_223_372_036_854_775_807);
+    assert_eq!(c.settings.headless_timeout, Some(Duration::from_secs(8)));
 }

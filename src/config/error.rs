@@ -9,7 +9,8 @@
 //! forkyard.toml:4:9: TOML syntax error: invalid string, expected `"`
 //! ```
 //!
-//! Lines and columns are 1-based; columns count characters, not bytes.
+//! Lines and columns are 1-based; columns count characters, not bytes. A file that is not
+//! UTF-8 is located at its first bad byte (`forkyard.toml:3:14: not UTF-8: ...`).
 
 use std::fmt;
 
@@ -39,6 +40,20 @@ pub enum ConfigError {
     Io {
         file: String,
         source: std::io::Error,
+    },
+    /// The file is larger than [`super::MAX_CONFIG_BYTES`] (or never ends, like
+    /// `/dev/zero`): it is not read further.
+    #[error(
+        "cannot read {file}: larger than {limit} (forkyard reads at most that much of a config; is it the right file?)"
+    )]
+    TooLarge { file: String, limit: String },
+    /// The file is not UTF-8 text; the position is that of the first bad byte.
+    #[error("{file}:{line}:{column}: {message}")]
+    Encoding {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
     },
     /// The text is not valid TOML.
     #[error("{file}:{line}:{column}: TOML syntax error: {message}")]
@@ -79,6 +94,8 @@ impl ConfigError {
     pub fn file(&self) -> &str {
         match self {
             ConfigError::Io { file, .. }
+            | ConfigError::TooLarge { file, .. }
+            | ConfigError::Encoding { file, .. }
             | ConfigError::Syntax { file, .. }
             | ConfigError::Invalid { file, .. } => file,
         }
@@ -87,18 +104,20 @@ impl ConfigError {
     /// 1-based line of the offending text (`None` for I/O errors).
     pub fn line(&self) -> Option<usize> {
         match self {
-            ConfigError::Io { .. } => None,
-            ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => Some(*line),
+            ConfigError::Io { .. } | ConfigError::TooLarge { .. } => None,
+            ConfigError::Encoding { line, .. }
+            | ConfigError::Syntax { line, .. }
+            | ConfigError::Invalid { line, .. } => Some(*line),
         }
     }
 
     /// 1-based column (in characters) of the offending text (`None` for I/O errors).
     pub fn column(&self) -> Option<usize> {
         match self {
-            ConfigError::Io { .. } => None,
-            ConfigError::Syntax { column, .. } | ConfigError::Invalid { column, .. } => {
-                Some(*column)
-            }
+            ConfigError::Io { .. } | ConfigError::TooLarge { .. } => None,
+            ConfigError::Encoding { column, .. }
+            | ConfigError::Syntax { column, .. }
+            | ConfigError::Invalid { column, .. } => Some(*column),
         }
     }
 
@@ -122,9 +141,10 @@ impl ConfigError {
     pub fn message(&self) -> String {
         match self {
             ConfigError::Io { source, .. } => source.to_string(),
-            ConfigError::Syntax { message, .. } | ConfigError::Invalid { message, .. } => {
-                message.clone()
-            }
+            ConfigError::TooLarge { limit, .. } => format!("larger than {limit}"),
+            ConfigError::Encoding { message, .. }
+            | ConfigError::Syntax { message, .. }
+            | ConfigError::Invalid { message, .. } => message.clone(),
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct Settings {
     pub stop_signal: Signal,
     /// 0 = unlimited.
     pub max_parallel: usize,
+    /// Headless only: once this long has passed, every job still running is stopped as
+    /// if its `timeout` had expired, and the run ends. The TUI ignores it.
+    pub headless_timeout: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -52,6 +55,7 @@ impl Default for Settings {
             grace: DEFAULT_GRACE,
             stop_signal: Signal::SIGTERM,
             max_parallel: 0,
+            headless_timeout: None,
         }
     }
 }
@@ -186,13 +190,41 @@ pub enum RestartPolicy {
     Always,
 }
 
-/// Reads and validates a config file.
+impl RestartPolicy {
+    /// As written in a config: `no`, `on-failure`, `always`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+}
+
+/// The most forkyard reads of a config file: 4 MiB, a thousand times a large config.
+/// Anything longer (or endless, like `/dev/zero`) is refused without reading further.
+pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+
+/// Reads and validates a config file (at most [`MAX_CONFIG_BYTES`], UTF-8).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        file: path.display().to_string(),
+    use std::io::Read;
+    let file = path.display().to_string();
+    let io_error = |source| ConfigError::Io {
+        file: file.clone(),
         source,
-    })?;
-    parse(&text, &path.display().to_string(), path.parent())
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(io_error)?;
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            file,
+            limit: crate::fmt::bytes(MAX_CONFIG_BYTES as u64),
+        });
+    }
+    let text = parse::decode(&bytes, &file)?;
+    parse(text, &file, path.parent())
 }
 
 /// The built-in demo, parsed. Its paths resolve against the current directory.

@@ -51,6 +51,7 @@ struct RawSettings {
     grace: Option<Spanned<Value>>,
     stop_signal: Option<Spanned<Value>>,
     max_parallel: Option<Spanned<i64>>,
+    headless_timeout: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,18 +185,100 @@ struct Cx<'a> {
     base_dir: Option<&'a Path>,
 }
 
-impl Cx<'_> {
-    /// 1-based line and column (in characters) of a byte offset.
-    fn line_col(&self, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(self.text.len());
-        while offset > 0 && !self.text.is_char_boundary(offset) {
-            offset -= 1;
+/// 1-based line and column (in characters) of a byte offset into `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while offset > 0 && !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = text.get(..offset).unwrap_or("");
+    let line = memchr::memchr_iter(b'\n', before.as_bytes()).count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// The bytes of a config file as text, or an error at the line and column of the first
+/// byte that is not UTF-8.
+pub(super) fn decode<'a>(bytes: &'a [u8], origin: &str) -> Result<&'a str, ConfigError> {
+    let err = match std::str::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(err) => err,
+    };
+    let at = err.valid_up_to();
+    // The valid prefix locates the bad byte; it is valid UTF-8 by definition.
+    let before = std::str::from_utf8(bytes.get(..at).unwrap_or_default()).unwrap_or_default();
+    let (line, column) = line_col(before, before.len());
+    let shown: Vec<String> = bytes
+        .get(at..)
+        .unwrap_or_default()
+        .iter()
+        // No error length: a character cut short by the end of the file (at most 3 bytes).
+        .take(err.error_len().unwrap_or(4))
+        .map(|b| format!("0x{b:02x}"))
+        .collect();
+    let message = if at == 0 && matches!(bytes, [0xff, 0xfe, ..] | [0xfe, 0xff, ..]) {
+        "not UTF-8: the file starts with a UTF-16 byte order mark (save it as UTF-8)".to_string()
+    } else if err.error_len().is_none() {
+        format!(
+            "not UTF-8: the file ends inside a character (byte {}); a config must be UTF-8 text",
+            shown.join(" ")
+        )
+    } else {
+        format!(
+            "not UTF-8: byte {} is not valid here; a config must be UTF-8 text",
+            shown.join(" ")
+        )
+    };
+    Err(ConfigError::Encoding {
+        file: origin.to_string(),
+        line,
+        column,
+        message,
+    })
+}
+
+/// Where a dotted key with the most dots starts (the first one with 80 or more dots,
+/// where toml gives up with a "recursion limit" that carries no position).
+fn deepest_dotted_key(text: &str) -> Option<usize> {
+    use toml_parser::lexer::TokenKind;
+    const TOML_KEY_DEPTH: usize = 80;
+    let mut best: Option<(usize, usize)> = None; // (dots, start)
+    let mut run: Option<(usize, usize)> = None; // (dots, start) of the key being read
+    let mut after_dot = false;
+    for token in toml_parser::Source::new(text).lex() {
+        match token.kind() {
+            TokenKind::Atom | TokenKind::BasicString | TokenKind::LiteralString => {
+                if !after_dot {
+                    run = Some((0, token.span().start()));
+                }
+                after_dot = false;
+            }
+            TokenKind::Dot if run.is_some() && !after_dot => {
+                after_dot = true;
+                if let Some((dots, start)) = run.as_mut() {
+                    *dots += 1;
+                    if best.is_none_or(|(most, _)| *dots > most) {
+                        best = Some((*dots, *start));
+                    }
+                    if *dots >= TOML_KEY_DEPTH {
+                        return Some(*start);
+                    }
+                }
+            }
+            TokenKind::Whitespace => {}
+            _ => {
+                run = None;
+                after_dot = false;
+            }
         }
-        let before = self.text.get(..offset).unwrap_or("");
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before.get(line_start..).unwrap_or("").chars().count() + 1;
-        (line, column)
+    }
+    best.map(|(_, start)| start)
+}
+
+impl Cx<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        line_col(self.text, offset)
     }
 
     fn err(
@@ -221,13 +304,30 @@ impl Cx<'_> {
         let doc = match DeTable::parse(self.text) {
             Ok(doc) => doc,
             Err(syntax) => {
-                let span = syntax.span().or_else(|| error.span()).unwrap_or(0..0);
+                // toml's "recursion limit" for a too-deep dotted key has no position.
+                let deep_key = syntax.span().is_none() && syntax.message() == "recursion limit";
+                let span = syntax
+                    .span()
+                    .or_else(|| error.span())
+                    .or_else(|| {
+                        deep_key
+                            .then(|| deepest_dotted_key(self.text))
+                            .flatten()
+                            .map(|start| start..start)
+                    })
+                    .unwrap_or(0..0);
+                let message = if deep_key {
+                    "recursion limit: this dotted key has too many parts (toml reads fewer than 80)"
+                        .to_string()
+                } else {
+                    one_line(syntax.message())
+                };
                 let (line, column) = self.line_col(span.start);
                 return ConfigError::Syntax {
                     file: self.origin.to_string(),
                     line,
                     column,
-                    message: one_line(syntax.message()),
+                    message,
                 };
             }
         };
@@ -269,6 +369,12 @@ impl Cx<'_> {
             let n = int_in(v, 0, i64::MAX)
                 .map_err(|m| self.err(v.span(), None, key("max_parallel"), m))?;
             settings.max_parallel = to_usize(n);
+        }
+        if let Some(v) = &raw.headless_timeout {
+            settings.headless_timeout = Some(
+                duration(v, false)
+                    .map_err(|m| self.err(v.span(), None, key("headless_timeout"), m))?,
+            );
         }
         Ok(settings)
     }
@@ -545,7 +651,10 @@ impl Cx<'_> {
             Value::String(s) => Ok(StdinSpec::Text(s.clone())),
             Value::Table(t) => {
                 if let Some(k) = t.keys().find(|k| k.as_str() != "file") {
-                    return Err(format!("unknown key `{k}` in stdin table; {EXPECTED}"));
+                    return Err(format!(
+                        "unknown key `{}` in stdin table; {EXPECTED}",
+                        format_key(k)
+                    ));
                 }
                 match t.get("file") {
                     Some(Value::String(p)) if !p.is_empty() && !p.contains('\0') => {
@@ -637,7 +746,7 @@ fn replicas_value(v: &Spanned<Value>) -> Result<i64, String> {
             };
             let Some(factor) = factor else {
                 return Err(format!(
-                    "expected a number, \"cores\" or \"N*cores\", got \"{text}\""
+                    "expected a number, \"cores\" or \"N*cores\", got {text:?}"
                 ));
             };
             factor.saturating_mul(crate::sys::cores() as i64)
@@ -1221,6 +1330,36 @@ pipefail = true
         assert_eq!(cx.line_col(2), (1, 2));
         assert_eq!(cx.line_col(9), (2, 2));
         assert_eq!(cx.line_col(1000), (2, 8));
+    }
+
+    #[test]
+    fn decode_locates_any_bad_byte() {
+        let text = "[[job]]\nname = \"é\"\ncmd = [\"true\"]\n".as_bytes();
+        for at in 0..text.len() {
+            for bad in [0x80u8, 0xc3, 0xff] {
+                let mut bytes = text.to_vec();
+                bytes[at] = bad;
+                match decode(&bytes, "x") {
+                    Ok(_) => {}
+                    Err(e) => {
+                        assert!(e.line().is_some() && e.column().is_some(), "{e}");
+                        assert!(e.to_string().starts_with("x:"), "{e}");
+                    }
+                }
+            }
+        }
+        let e = decode(b"a = 1\nb = \"\xff\"", "x").expect_err("bad byte");
+        assert_eq!((e.line(), e.column()), (Some(2), Some(6)));
+    }
+
+    #[test]
+    fn headless_timeout_is_a_duration() {
+        let c =
+            ok("[settings]\nheadless_timeout = \"1m 30s\"\n[[job]]\nname = \"a\"\ncmd = [\"x\"]\n");
+        assert_eq!(c.settings.headless_timeout, Some(Duration::from_secs(90)));
+        let e = fail("[settings]\nheadless_timeout = 8\n[[job]]\nname = \"a\"\ncmd = [\"x\"]\n");
+        assert_eq!(e.key(), Some("settings.headless_timeout"));
+        assert_eq!(e.line(), Some(2));
     }
 
     #[test]

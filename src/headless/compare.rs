@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use super::{HeadlessOptions, PrintStyle, RunResult, run_with_output};
 use crate::config::Config;
-use crate::fmt;
 use crate::report::Report;
 use crate::sys::cores;
 use crate::tracker::Figures;
+use crate::{fmt, say, stdio};
 
 /// Parses `1,cores,0` (0 = unlimited).
 pub fn parse_limits(text: &str) -> Result<Vec<usize>, String> {
@@ -41,8 +41,8 @@ pub async fn run(config: &Config, limits: &[usize], report: Option<&Path>) -> an
     let mut rows: Vec<(usize, Figures, bool)> = Vec::new();
     let mut reports = Vec::new();
     for (index, &limit) in limits.iter().enumerate() {
-        eprintln!(
-            "forkyard: run {}/{} with -j {} ...",
+        say!(
+            "run {}/{} with -j {} ...",
             index + 1,
             limits.len(),
             fmt::limit_meaning(limit)
@@ -55,20 +55,24 @@ pub async fn run(config: &Config, limits: &[usize], report: Option<&Path>) -> an
                 .unwrap_or_else(std::time::Instant::now),
         );
         let failed = result.exit_code != 0;
-        eprintln!(
-            "forkyard:   wall {}{}",
+        say!(
+            "  wall {}{}",
             fmt::duration(figures.wall),
             if failed { " (some jobs failed)" } else { "" }
         );
         rows.push((limit, figures, failed));
         reports.push(result.report);
         if result.exit_code > 128 {
-            // Interrupted: stop comparing, report what was measured.
-            print!("{}", render(&rows));
-            return Ok(result.exit_code);
+            // Interrupted: stop comparing, show what was measured.
+            return Ok(match stdio::print(&render(&rows)) {
+                Ok(()) => result.exit_code,
+                Err(err) => stdio::exit_status(&err, "the comparison"),
+            });
         }
     }
-    print!("{}", render(&rows));
+    if let Err(err) = stdio::print(&render(&rows)) {
+        return Ok(stdio::exit_status(&err, "the comparison"));
+    }
     if let Some(path) = report {
         let json = serde_json::to_string_pretty(&CompareReport { runs: &reports })
             .context("cannot encode the report")?;

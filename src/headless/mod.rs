@@ -1,24 +1,33 @@
 //! Running without a terminal: prefixed output, a summary table, a meaningful exit code.
 //!
 //! Drives the same [`Supervisor`] as the TUI. Output reaches stdout through a bounded tee
-//! (back-pressure instead of unbounded memory); status changes go to a [`Tracker`].
+//! (back-pressure instead of unbounded memory) and is not kept anywhere else: the jobs'
+//! buffers only count bytes ([`SupervisorOptions::discard_output`]), since nothing in a
+//! headless run reads a scrollback back. Status changes go to a [`Tracker`].
+//!
+//! However the run ends, it ends the same way: every job is stopped (stop signal, grace,
+//! SIGKILL) and reaped before the exit status is decided. An ending signal gives 128 + N;
+//! stdout failing gives what a Unix tool gives ([`stdio::exit_status`]: a reader gone is
+//! 141 and quiet, a terminal gone is 129, a full disk is said and is 1).
 
 pub mod compare;
 mod printer;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{CommandSpec, Config};
 use crate::report::{self, summary};
-use crate::supervisor::{Control, Event, JobState, Supervisor, SupervisorOptions};
+use crate::run::{Signals, exit_code, tracker_for};
+use crate::stdio::{self, visible_inline};
+use crate::supervisor::{Control, Controller, Event, JobState, Supervisor, SupervisorOptions};
 use crate::tracker::Tracker;
+use crate::{fmt, say};
 
 pub use printer::{PrintStyle, Printer};
 
@@ -40,8 +49,21 @@ pub struct HeadlessOptions {
 pub struct RunResult {
     pub tracker: Tracker,
     pub report: report::Report,
-    /// 0 all succeeded, 1 any failed, 128+N when stopped by signal N.
+    /// 0 all succeeded, 1 any failed, 128+N when stopped by signal N, 141/129/1 when
+    /// stdout failed (see [`stdio::exit_status`]).
     pub exit_code: i32,
+}
+
+/// Output chunks queued for the printer.
+const TEE_CHUNKS: usize = 32;
+
+/// Why a run ended before every job settled by itself.
+enum Cut {
+    /// An ending signal arrived.
+    Signal(Signal),
+    /// Writing to stdout failed; the exit status it maps to (the message, if any, is
+    /// already said).
+    Output(i32),
 }
 
 /// Runs the config to completion, printing to stdout. Returns the process exit code.
@@ -66,10 +88,8 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
     out: W,
     style: PrintStyle,
 ) -> anyhow::Result<RunResult> {
-    // Listen before anything starts, so an early Ctrl-C still stops the children.
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut sighup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    // Listen before anything starts, so an early signal still stops the children.
+    let mut signals = Signals::listen().context("cannot listen for signals")?;
 
     let jobs: Vec<(String, bool)> = config
         .jobs
@@ -81,16 +101,21 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
             )
         })
         .collect();
-    let (tee, chunks) = mpsc::channel(256);
+    // Chunks are up to 256 KiB: 32 of them keep the printer busy while bounding what
+    // waits in the queue to 8 MiB, however many jobs flood at once.
+    let (tee, chunks) = mpsc::channel(TEE_CHUNKS);
     let printer = Printer::new(out, &jobs, style);
-    // The printer only ends early when stdout fails (e.g. `forkyard | head`).
-    let (printer_done_tx, mut printer_done) = tokio::sync::oneshot::channel::<()>();
+    // The printer only ends early when stdout fails (`forkyard | head`, a full disk, a
+    // terminal that hung up); it hands the error over at once so the jobs stop at once.
+    let (failed_tx, mut failed_rx) = oneshot::channel::<std::io::Error>();
     let printer_thread = std::thread::Builder::new()
         .name("forkyard-printer".into())
-        .spawn(move || {
-            let result = printer.run(chunks);
-            let _ = printer_done_tx.send(());
-            result
+        .spawn(move || match printer.run(chunks) {
+            Ok(out) => Some(out),
+            Err(err) => {
+                let _ = failed_tx.send(err);
+                None
+            }
         })
         .context("cannot start the output thread")?;
 
@@ -100,18 +125,20 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         SupervisorOptions {
             max_parallel: Some(max_parallel),
             tee: Some(tee),
+            discard_output: true,
             ..SupervisorOptions::default()
         },
     )?;
     let controller = supervisor.controller();
     let buffers: Vec<_> = supervisor.jobs().iter().map(|j| j.buffer.clone()).collect();
-    let mut tracker = Tracker::new(
-        supervisor
-            .jobs()
-            .iter()
-            .map(|j| (j.spec.name.clone(), j.initial.clone())),
-    );
-    let mut interrupted: Option<Signal> = None;
+    let mut tracker = tracker_for(&supervisor);
+    let expiry = config
+        .settings
+        .headless_timeout
+        .map(|after| (after, tracker.started + after));
+    let mut expired = false;
+    let mut cut: Option<Cut> = None;
+    let mut printer_alive = true;
     let mut stopped_others = false;
 
     while !tracker.all_settled() {
@@ -124,28 +151,45 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
                 }
                 if options.kill_others_on_fail && !stopped_others && failed_for_good(&event) {
                     stopped_others = true;
-                    eprintln!("forkyard: a job failed; stopping the others (--kill-others-on-fail)");
+                    say!("a job failed; stopping the others (--kill-others-on-fail)");
                     controller.control_all(Control::StopBecauseOtherFailed);
                 }
+                if expired {
+                    hold_back_restart(&controller, &event);
+                }
             }
-            _ = sigint.recv() => { interrupted = Some(Signal::SIGINT); break }
-            _ = sigterm.recv() => { interrupted = Some(Signal::SIGTERM); break }
-            _ = sighup.recv() => { interrupted = Some(Signal::SIGHUP); break }
-            // Our reader went away: behave like a program killed by SIGPIPE, but stop the
-            // jobs first.
-            _ = &mut printer_done => { interrupted = Some(Signal::SIGPIPE); break }
+            _ = tokio::time::sleep_until(expiry.map_or_else(far_future, |(_, at)| at).into()),
+                if expiry.is_some() && !expired =>
+            {
+                expired = true;
+                if let Some((after, _)) = expiry {
+                    expire_all(&tracker, &controller, after);
+                }
+            }
+            signal = signals.recv() => {
+                cut = Some(Cut::Signal(signal));
+                break;
+            }
+            failed = &mut failed_rx, if printer_alive => {
+                printer_alive = false;
+                if let Ok(err) = failed {
+                    cut = Some(Cut::Output(stdio::exit_status(&err, "job output")));
+                    break;
+                }
+            }
         }
     }
-    if let Some(signal) = interrupted.filter(|s| *s != Signal::SIGPIPE) {
-        eprintln!(
-            "forkyard: {} received: stopping every job (send it again to kill them now)",
+    if let Some(Cut::Signal(signal)) = &cut {
+        say!(
+            "{} received: stopping every job (send it again to kill them now)",
             signal.as_str()
         );
     }
 
-    // Stop what is left (everything has settled unless interrupted) and reap it all.
+    // Stop what is left (everything has settled unless the run was cut) and reap it all.
     let shutdown = supervisor.shutdown();
     tokio::pin!(shutdown);
+    let mut killing = false;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -155,13 +199,21 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
                     report_event(&tracker, &event);
                 }
             }
-            _ = sigint.recv() => kill_now(&controller),
-            _ = sigterm.recv() => kill_now(&controller),
-            _ = sighup.recv() => kill_now(&controller),
+            signal = signals.recv() => {
+                cut.get_or_insert(Cut::Signal(signal));
+                if !killing {
+                    killing = true;
+                    say!("killing every job now (SIGKILL)");
+                }
+                controller.control_all(Control::Kill);
+            }
         }
     }
     while let Ok(event) = events.try_recv() {
         tracker.apply(&event);
+        if !options.quiet {
+            report_event(&tracker, &event);
+        }
     }
     let now = Instant::now();
 
@@ -171,31 +223,29 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         .context("output thread")?
         .map_err(|_| anyhow::anyhow!("the output thread panicked"))?;
     let mut out = match printed {
-        Ok(out) => Some(out),
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
-            interrupted = Some(Signal::SIGPIPE);
+        Some(out) => Some(out),
+        None => {
+            // Failed while flushing the last lines: say so unless already said.
+            if let (None, Ok(err)) = (&cut, failed_rx.try_recv()) {
+                cut = Some(Cut::Output(stdio::exit_status(&err, "job output")));
+            }
             None
         }
-        Err(err) => return Err(err).context("cannot write job output"),
     };
 
     let counts: Vec<report::OutputCounts> = buffers.iter().map(report::counts_of).collect();
     let report = report::build(&tracker, &counts, max_parallel, now);
     if let Some(out) = out.as_mut().filter(|_| !options.no_summary) {
-        let dropped: Vec<u64> = report.jobs.iter().map(|j| j.lines_dropped).collect();
-        let table = summary::render(&tracker, &dropped, now);
-        let written = out.write_all(table.as_bytes()).and_then(|()| out.flush());
-        match written {
-            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
-                interrupted = Some(Signal::SIGPIPE)
-            }
-            other => other.context("cannot write the summary")?,
+        // No DROPPED column: headless keeps no scrollback, so nothing is dropped from one.
+        let table = summary::render(&tracker, None, now);
+        if let Err(err) = out.write_all(table.as_bytes()).and_then(|()| out.flush()) {
+            cut.get_or_insert(Cut::Output(stdio::exit_status(&err, "the summary")));
         }
     }
-    let exit_code = match interrupted {
-        Some(signal) => 128 + signal as i32,
-        None if tracker.any_failed() => 1,
-        None => 0,
+    let exit_code = match cut {
+        Some(Cut::Signal(signal)) => exit_code(Some(signal), tracker.any_failed()),
+        Some(Cut::Output(code)) => code,
+        None => exit_code(None, tracker.any_failed()),
     };
     Ok(RunResult {
         tracker,
@@ -204,9 +254,38 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
     })
 }
 
-fn kill_now(controller: &crate::supervisor::Controller) {
-    eprintln!("forkyard: killing every job now (SIGKILL)");
-    controller.control_all(Control::Kill);
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// `settings.headless_timeout` ran out: every job that has not settled is stopped as if
+/// its own `timeout` had expired (queued ones are not started at all).
+fn expire_all(tracker: &Tracker, controller: &Controller, after: Duration) {
+    let active: Vec<usize> = (0..tracker.jobs.len())
+        .filter(|&id| !tracker.jobs[id].status.is_settled())
+        .collect();
+    if active.is_empty() {
+        return;
+    }
+    say!(
+        "headless_timeout ({}) expired: stopping {} job{} still running",
+        fmt::config_duration(after),
+        active.len(),
+        if active.len() == 1 { "" } else { "s" }
+    );
+    for id in active {
+        controller.control(id, Control::Expire);
+    }
+}
+
+/// After `headless_timeout`, a job whose restart policy would start it again is stopped
+/// in its backoff instead: the run is over, its result stays "timed out".
+fn hold_back_restart(controller: &Controller, event: &Event) {
+    if let Event::Job { id, status } = event
+        && status.restart_pending
+    {
+        controller.control(*id, Control::Stop);
+    }
 }
 
 /// A run failed and the job will not be restarted by its policy.
@@ -216,12 +295,13 @@ fn failed_for_good(event: &Event) -> bool {
             && matches!(&status.state, JobState::Finished(outcome) if !outcome.is_success()))
 }
 
-/// One line on stderr per notable change, so CI logs show what happened and when.
+/// One line on stderr per notable change, so CI logs show what happened and when. Text
+/// from the config or a child (names, reasons) is made visible and kept on one line.
 fn report_event(tracker: &Tracker, event: &Event) {
     match event {
-        Event::Notice(notice) => eprintln!("forkyard: {}", notice.text),
+        Event::Notice(notice) => say!("{}", visible_inline(&notice.text)),
         Event::Job { id, status } => {
-            if let JobState::Finished(outcome) = &status.state
+            if let JobState::Finished(_) = &status.state
                 && let Some(record) = tracker.jobs.get(*id)
             {
                 let elapsed = status
@@ -229,11 +309,11 @@ fn report_event(tracker: &Tracker, event: &Event) {
                     .zip(status.ended_at)
                     .map(|(s, e)| e.saturating_duration_since(s))
                     .unwrap_or_default();
-                eprintln!(
-                    "forkyard: {} {} after {}",
-                    record.name,
-                    outcome.describe(),
-                    crate::fmt::duration(elapsed)
+                say!(
+                    "{} {} after {}",
+                    visible_inline(&record.name),
+                    visible_inline(&fmt::result_text(record)),
+                    fmt::duration(elapsed)
                 );
             }
         }

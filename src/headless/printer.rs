@@ -4,15 +4,16 @@
 //! Runs on its own thread so formatting never competes with the async drains, and writes
 //! through one large buffer that is flushed whenever no more output is waiting. On a
 //! terminal every line is sanitized (escape sequences other than colours are dropped), so
-//! child output can never drive the host terminal; into a file or pipe the bytes pass
-//! through unchanged.
+//! child output can never drive the host terminal, and printed whole: unlike the TUI's
+//! pane no column is cut, and a line over [`MAX_LINE_BYTES`] is printed as several full
+//! lines of at most that size. Into a file or pipe the bytes pass through unchanged.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 
 use tokio::sync::mpsc;
 
-use crate::output::sanitize::{plain_text, styled_line, to_ansi};
+use crate::output::sanitize::{plain_text_full, styled_line_full, to_ansi};
 use crate::output::{LineSplitter, MAX_LINE_BYTES, Stream};
 use crate::supervisor::OutputChunk;
 
@@ -46,9 +47,9 @@ impl<W: Write> LineWriter<'_, W> {
         self.out.write_all(self.prefix)?;
         if self.style.sanitize {
             let text = if self.style.color {
-                to_ansi(&styled_line(line))
+                to_ansi(&styled_line_full(line))
             } else {
-                plain_text(line)
+                plain_text_full(line)
             };
             self.out.write_all(text.as_bytes())?;
         } else {
@@ -74,10 +75,15 @@ pub struct Printer<W: Write> {
 impl<W: Write> Printer<W> {
     /// `jobs`: (name, is_pipeline) in job-id order.
     pub fn new(out: W, jobs: &[(String, bool)], style: PrintStyle) -> Self {
-        let labels: Vec<String> = jobs.iter().map(|(name, _)| name.clone()).collect();
-        let width = jobs
+        // Names are validated by the config, but a library caller may pass anything.
+        let labels: Vec<String> = jobs
             .iter()
-            .map(|(name, pipeline)| name.chars().count() + if *pipeline { 3 } else { 0 })
+            .map(|(name, _)| crate::stdio::visible_inline(name).into_owned())
+            .collect();
+        let width = labels
+            .iter()
+            .zip(jobs)
+            .map(|(name, (_, pipeline))| name.chars().count() + if *pipeline { 3 } else { 0 })
             .max()
             .unwrap_or(0);
         Printer {

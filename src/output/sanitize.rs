@@ -8,9 +8,12 @@
 //! DCS/SOS/PM/APC strings, cursor movement, erase, mode changes — is dropped and never
 //! re-emitted. Bidirectional embedding/override/isolate controls are dropped too.
 //!
-//! The result contains no ESC, no C0/C1 control characters and no DEL. At most
-//! [`MAX_COLUMNS`] cells are kept and at most [`MAX_INPUT_BYTES`] input bytes are parsed,
-//! so a single huge line cannot make a frame slow.
+//! The result contains no ESC, no C0/C1 control characters and no DEL. For the TUI at
+//! most [`MAX_COLUMNS`] cells are kept and at most [`MAX_INPUT_BYTES`] input bytes are
+//! parsed, so a single huge line cannot make a frame slow. Headless printing to a
+//! terminal must show the whole line instead: [`styled_line_full`] and [`plain_text_full`]
+//! keep every cell of their input, whose size bounds the work and memory (the printer
+//! hands them lines of at most [`crate::output::MAX_LINE_BYTES`]).
 //!
 //! One character occupies one cell (double-width and combining characters are not
 //! measured), which only matters when `\r`/backspace overwrite part of a line.
@@ -55,7 +58,39 @@ pub struct StyledSpan {
 /// Render `bytes` (one line, no terminator) to styled spans; adjacent cells with equal
 /// style are merged. An empty result means an empty line.
 pub fn styled_line(bytes: &[u8]) -> Vec<StyledSpan> {
-    if let Some(text) = plain_ascii(bytes) {
+    styled_line_within(bytes, Limits::TUI)
+}
+
+/// Like [`styled_line`], keeping every cell however long the line is.
+pub fn styled_line_full(bytes: &[u8]) -> Vec<StyledSpan> {
+    styled_line_within(bytes, Limits::whole(bytes))
+}
+
+/// How much of a line is rendered.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    columns: usize,
+    input: usize,
+}
+
+impl Limits {
+    const TUI: Limits = Limits {
+        columns: MAX_COLUMNS,
+        input: MAX_INPUT_BYTES,
+    };
+
+    /// Enough for every cell of `bytes`: a byte makes at most one cell, except a tab,
+    /// which makes at most 8.
+    fn whole(bytes: &[u8]) -> Limits {
+        Limits {
+            columns: bytes.len().saturating_mul(8),
+            input: bytes.len(),
+        }
+    }
+}
+
+fn styled_line_within(bytes: &[u8], limits: Limits) -> Vec<StyledSpan> {
+    if let Some(text) = plain_ascii(bytes, limits.columns) {
         return if text.is_empty() {
             Vec::new()
         } else {
@@ -65,7 +100,7 @@ pub fn styled_line(bytes: &[u8]) -> Vec<StyledSpan> {
             }]
         };
     }
-    let cells = render(bytes);
+    let cells = render(bytes, limits);
     let mut spans: Vec<StyledSpan> = Vec::new();
     for cell in cells {
         match spans.last_mut() {
@@ -81,10 +116,19 @@ pub fn styled_line(bytes: &[u8]) -> Vec<StyledSpan> {
 
 /// Render `bytes` like [`styled_line`] but discard the styles.
 pub fn plain_text(bytes: &[u8]) -> String {
-    if let Some(text) = plain_ascii(bytes) {
+    plain_text_within(bytes, Limits::TUI)
+}
+
+/// Like [`plain_text`], keeping every cell however long the line is.
+pub fn plain_text_full(bytes: &[u8]) -> String {
+    plain_text_within(bytes, Limits::whole(bytes))
+}
+
+fn plain_text_within(bytes: &[u8], limits: Limits) -> String {
+    if let Some(text) = plain_ascii(bytes, limits.columns) {
         return text.to_owned();
     }
-    render(bytes).into_iter().map(|c| c.ch).collect()
+    render(bytes, limits).into_iter().map(|c| c.ch).collect()
 }
 
 /// Re-encode spans for a colour terminal with minimal SGR sequences, ending with a reset
@@ -116,9 +160,9 @@ fn is_safe(c: char) -> bool {
     !(c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
 }
 
-/// Fast path: printable ASCII only (no controls at all), truncated to [`MAX_COLUMNS`].
-fn plain_ascii(bytes: &[u8]) -> Option<&str> {
-    let bytes = bytes.get(..MAX_COLUMNS).unwrap_or(bytes);
+/// Fast path: printable ASCII only (no controls at all), truncated to `columns`.
+fn plain_ascii(bytes: &[u8], columns: usize) -> Option<&str> {
+    let bytes = bytes.get(..columns).unwrap_or(bytes);
     if bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
         std::str::from_utf8(bytes).ok()
     } else {
@@ -132,12 +176,13 @@ struct Cell {
     style: TextStyle,
 }
 
-fn render(bytes: &[u8]) -> Vec<Cell> {
-    let bytes = bytes.get(..MAX_INPUT_BYTES).unwrap_or(bytes);
+fn render(bytes: &[u8], limits: Limits) -> Vec<Cell> {
+    let bytes = bytes.get(..limits.input).unwrap_or(bytes);
     let mut line = LineModel {
-        cells: Vec::with_capacity(bytes.len().min(MAX_COLUMNS)),
+        cells: Vec::with_capacity(bytes.len().min(limits.columns)),
         cursor: 0,
         style: TextStyle::default(),
+        max_columns: limits.columns,
     };
     let mut parser = Parser::new();
     parser.advance(&mut line, bytes);
@@ -146,16 +191,17 @@ fn render(bytes: &[u8]) -> Vec<Cell> {
     line.cells
 }
 
-/// One terminal row. Invariant: `cursor <= cells.len() <= MAX_COLUMNS`.
+/// One terminal row. Invariant: `cursor <= cells.len() <= max_columns`.
 struct LineModel {
     cells: Vec<Cell>,
     cursor: usize,
     style: TextStyle,
+    max_columns: usize,
 }
 
 impl Perform for LineModel {
     fn print(&mut self, ch: char) {
-        if !is_safe(ch) || self.cursor >= MAX_COLUMNS {
+        if !is_safe(ch) || self.cursor >= self.max_columns {
             return;
         }
         let cell = Cell {
@@ -174,7 +220,7 @@ impl Perform for LineModel {
             b'\r' => self.cursor = 0,
             0x08 => self.cursor = self.cursor.saturating_sub(1),
             b'\t' => {
-                let next = ((self.cursor / 8 + 1) * 8).min(MAX_COLUMNS);
+                let next = ((self.cursor / 8 + 1) * 8).min(self.max_columns);
                 while self.cells.len() < next {
                     self.cells.push(Cell {
                         ch: ' ',
@@ -607,6 +653,29 @@ mod tests {
         assert!(text.starts_with("STARTxxx"));
         let tabs = vec![b'\t'; 10_000];
         assert_eq!(plain(&tabs).len(), MAX_COLUMNS);
+    }
+
+    #[test]
+    fn full_lines_keep_every_cell() {
+        let long = vec![b'x'; 10_000];
+        assert_eq!(plain_text_full(&long).len(), 10_000);
+        // A 6000-cell colour run keeps its end, and its colour to the end.
+        let mut colored = b"\x1b[31m".to_vec();
+        colored.extend(std::iter::repeat_n(b'y', 6000));
+        colored.extend_from_slice(b"\x1b]0;title\x07END");
+        let spans = styled_line_full(&colored);
+        let text: String = spans.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(text.len(), 6003);
+        assert!(text.ends_with("yyyEND"), "{}", &text[5990..]);
+        assert!(spans.iter().all(|s| s.style == fg(Color::Indexed(1))));
+        assert_ansi_safe(&to_ansi(&spans));
+        let tabs = vec![b'\t'; 10_000];
+        assert_eq!(plain_text_full(&tabs).len(), 80_000);
+        let mut cr = vec![b'z'; 9000];
+        cr.extend_from_slice(b"\rSTART");
+        let text = plain_text_full(&cr);
+        assert_eq!(text.len(), 9000);
+        assert!(text.starts_with("STARTzzz"));
     }
 
     #[test]

@@ -4,21 +4,26 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use crate::fmt;
+use crate::stdio::visible_inline;
 use crate::tracker::Tracker;
 
-/// Renders the summary; `dropped[i]` is job i's count of lines dropped from its buffer.
-pub fn render(tracker: &Tracker, dropped: &[u64], now: Instant) -> String {
-    let headers = [
+/// Renders the summary. `dropped[i]` is job i's count of lines dropped from its
+/// scrollback, shown as a DROPPED column; `None` (headless, which keeps no scrollback)
+/// leaves the column out. Names and results (which may quote the config, e.g. a program
+/// that was not found) are made visible: the table may go to a terminal.
+pub fn render(tracker: &Tracker, dropped: Option<&[u64]>, now: Instant) -> String {
+    let all_headers = [
         "JOB", "RESULT", "ELAPSED", "CPU", "PEAK RSS", "RESTARTS", "DROPPED",
     ];
-    let rows: Vec<[String; 7]> = tracker
+    let headers = &all_headers[..if dropped.is_some() { 7 } else { 6 }];
+    let rows: Vec<Vec<String>> = tracker
         .jobs
         .iter()
         .enumerate()
         .map(|(i, job)| {
-            [
-                job.name.clone(),
-                fmt::result_text(job),
+            let mut row = vec![
+                visible_inline(&job.name).into_owned(),
+                visible_inline(&fmt::result_text(job)).into_owned(),
                 fmt::duration(job.elapsed(now)),
                 fmt::duration(job.cpu_time()),
                 if job.peak_rss_bytes == 0 {
@@ -27,11 +32,14 @@ pub fn render(tracker: &Tracker, dropped: &[u64], now: Instant) -> String {
                     fmt::bytes(job.peak_rss_bytes)
                 },
                 job.status.restarts.to_string(),
-                dropped.get(i).copied().unwrap_or(0).to_string(),
-            ]
+            ];
+            if let Some(dropped) = dropped {
+                row.push(dropped.get(i).copied().unwrap_or(0).to_string());
+            }
+            row
         })
         .collect();
-    let mut widths = headers.map(|h| h.chars().count());
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -62,7 +70,7 @@ pub fn render(tracker: &Tracker, dropped: &[u64], now: Instant) -> String {
         "\nforkyard summary: {} jobs, {ok} succeeded, {failed} failed",
         tracker.jobs.len()
     );
-    line(&mut out, &headers);
+    line(&mut out, headers);
     for row in &rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
         line(&mut out, &cells);
