@@ -154,9 +154,6 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
                     say!("a job failed; stopping the others (--kill-others-on-fail)");
                     controller.control_all(Control::StopBecauseOtherFailed);
                 }
-                if expired {
-                    hold_back_restart(&controller, &event);
-                }
             }
             _ = tokio::time::sleep_until(expiry.map_or_else(far_future, |(_, at)| at).into()),
                 if expiry.is_some() && !expired =>
@@ -275,16 +272,6 @@ fn expire_all(tracker: &Tracker, controller: &Controller, after: Duration) {
     );
     for id in active {
         controller.control(id, Control::Expire);
-    }
-}
-
-/// After `headless_timeout`, a job whose restart policy would start it again is stopped
-/// in its backoff instead: the run is over, its result stays "timed out".
-fn hold_back_restart(controller: &Controller, event: &Event) {
-    if let Event::Job { id, status } = event
-        && status.restart_pending
-    {
-        controller.control(*id, Control::Stop);
     }
 }
 

@@ -258,6 +258,10 @@ pub fn on_control(state: State, control: Control, facts: &Facts<'_>) -> Transiti
                     format!("cannot wait for `{name}`: it is already stopping"),
                 ),
                 C::Signal(signal) => same.with(Effect::SignalGroup(signal)),
+                // Another job failed, or the run's deadline passed: no restart follows.
+                C::StopBecauseOtherFailed | C::Expire if then == Then::Restart => {
+                    Transition::to(with_then(Then::Idle))
+                }
                 C::StopBecauseOtherFailed | C::Expire => same,
                 C::Shutdown => Transition::to(S::Stopping {
                     // A restart that turns into a shutdown is a shutdown; a timeout stays
