@@ -156,7 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn check(path: Option<&Path>) -> i32 {
     match load_config(path) {
-        Ok(config) => match stdio::print(&describe(&config)) {
+        Ok(config) => match stdio::print(&with_containment(&describe(&config))) {
             Ok(()) => 0,
             Err(err) => stdio::exit_status(&err, "the listing"),
         },
@@ -165,6 +165,22 @@ fn check(path: Option<&Path>) -> i32 {
             EXIT_CONFIG
         }
     }
+}
+
+/// The listing with a line saying how this machine contains job processes (cgroup v2,
+/// or process groups and why), after the settings line.
+fn with_containment(listing: &str) -> String {
+    let line = format!(
+        "containment: {}\n",
+        crate::supervisor::contain::containment().describe()
+    );
+    let mut lines = listing.split_inclusive('\n');
+    let head: String = lines.by_ref().take(2).collect();
+    format!(
+        "{head}{}{}",
+        stdio::visible(&line),
+        lines.collect::<String>()
+    )
 }
 
 /// The resolved config, as `forkyard check` prints it. Every value that comes from the

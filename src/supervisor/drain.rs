@@ -63,6 +63,14 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let ready = reader.readable().await;
+        // A place in the tee first, then the read: a drain that waits for a slow
+        // consumer leaves the data in the pipe (the child blocks: back-pressure) instead
+        // of holding a copy of it. Only a pipe with data waits here, so quiet jobs never
+        // take places from busy ones.
+        let slot = match &target.tee {
+            Some(tee) => tee.reserve().await.ok(),
+            None => None,
+        };
         if buf.is_empty() {
             buf = vec![0u8; FIRST_READ_SIZE];
         }
@@ -101,16 +109,15 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
         if let Some(activity) = &target.activity {
             activity.notify_one();
         }
-        if let Some(tee) = &target.tee {
-            let message = OutputChunk {
+        // No slot: the consumer is gone (shutting down); keep draining so the child
+        // never blocks.
+        if let Some(slot) = slot {
+            slot.send(OutputChunk {
                 job: target.job,
                 stage,
                 stream,
                 data: Bytes::copy_from_slice(chunk),
-            };
-            if tee.send(message).await.is_err() {
-                // Consumer gone (shutting down): keep draining so the child never blocks.
-            }
+            });
         }
         if filled && buf.len() < READ_SIZE {
             // A flood: larger reads, and a larger pipe so the child blocks less often.
