@@ -251,3 +251,33 @@ fn sigkill_to_forkyard_leaves_nothing_with_cgroups() {
 fn sigkill_to_forkyard_leaves_groups_clean_without_cgroups() {
     sigkill_leaves_nothing(20, true);
 }
+
+/// `forkyard check` says which containment is active, and why the fallback is used.
+#[test]
+fn check_names_the_containment() {
+    let dir = tempdir();
+    write_file(
+        dir.path(),
+        "one.toml",
+        "[[job]]\nname = \"a\"\ncmd = [\"true\"]\n",
+    );
+    let run = |no_cgroup: bool| {
+        let mut command = Command::new(forkyard_bin());
+        command.args(["check", "one.toml"]).current_dir(dir.path());
+        if no_cgroup {
+            command.env("FORKYARD_NO_CGROUP", "1");
+        }
+        let output = command.output().expect("run check");
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let with = run(false);
+    assert!(with.contains("containment: cgroup v2"), "{with}");
+    let without = run(true);
+    assert!(
+        without.contains(
+            "containment: process groups and ancestry (no cgroup: FORKYARD_NO_CGROUP is set)"
+        ),
+        "{without}"
+    );
+}
