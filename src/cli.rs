@@ -131,18 +131,17 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         .thread_name("forkyard")
         .build()?;
     if let Some(CompareLimits(limits)) = &cli.compare {
-        return runtime.block_on(headless::compare::run(
-            &config,
-            limits,
-            cli.report.as_deref(),
-        ));
+        return run_to_end(
+            runtime,
+            headless::compare::run(&config, limits, cli.report.as_deref()),
+        );
     }
     let use_tui = cli.tui || (!cli.headless && std::io::stdout().is_terminal());
     if use_tui {
         let options = crate::app::TuiOptions {
             max_parallel: cli.max_parallel,
         };
-        return runtime.block_on(crate::app::run(config, options));
+        return run_to_end(runtime, crate::app::run(config, options));
     }
     let options = HeadlessOptions {
         max_parallel: cli.max_parallel,
@@ -151,7 +150,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         no_summary: cli.no_summary,
         quiet: false,
     };
-    runtime.block_on(headless::run(&config, &options))
+    run_to_end(runtime, headless::run(&config, &options))
+}
+
+/// Runs a front end to its end, then lets the runtime go without waiting for blocking
+/// work still in flight: the run is over, and a write stuck on a stopped terminal (^S)
+/// must not keep forkyard alive after it was told to go.
+fn run_to_end<F: std::future::Future>(runtime: tokio::runtime::Runtime, front_end: F) -> F::Output {
+    let result = runtime.block_on(front_end);
+    runtime.shutdown_background();
+    result
 }
 
 fn check(path: Option<&Path>) -> i32 {

@@ -5,7 +5,10 @@ fn main() {
     forkyard::supervisor::own_all_children();
     let cli = match forkyard::cli::parse_args() {
         Ok(cli) => cli,
-        Err(code) => std::process::exit(code),
+        Err(code) => {
+            forkyard::stdio::flush_messages(std::time::Duration::from_secs(1));
+            std::process::exit(code)
+        }
     };
     let code = match forkyard::cli::run(cli) {
         Ok(code) => code,
@@ -15,5 +18,6 @@ fn main() {
         }
     };
     forkyard::supervisor::finish_process();
+    forkyard::stdio::flush_messages(std::time::Duration::from_secs(1));
     std::process::exit(code);
 }

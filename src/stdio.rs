@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Exit status of a program whose output pipe was closed by the reader (128 + SIGPIPE),
 /// as a shell reports `yes | head -1`'s `yes`.
@@ -65,16 +66,80 @@ fn needs_escape(c: char) -> bool {
 
 /// Writes `forkyard: TEXT` and a newline to stderr, control characters made visible.
 /// Errors (stderr closed, the terminal gone) are ignored: there is nowhere else to say it.
+///
+/// The caller never waits for stderr: a terminal stopped with ^S (or a pipe nobody
+/// reads) blocks writes, and forkyard must still stop its jobs when told to. Messages go
+/// through a queue to a writer thread; if stderr takes none for a long while the queue
+/// fills up and further messages are counted, and the count is said as soon as stderr
+/// takes lines again.
 pub fn say(text: &str) {
-    let line = format!("forkyard: {}\n", visible(text));
-    let _ = io::stderr().lock().write_all(line.as_bytes());
+    emit(format!("forkyard: {}\n", visible(text)));
+}
+
+/// Messages queued for stderr before new ones are counted instead.
+const QUEUED_MESSAGES: usize = 1024;
+
+struct Messages {
+    queue: std::sync::mpsc::SyncSender<String>,
+}
+
+static MESSAGES: std::sync::OnceLock<Option<Messages>> = std::sync::OnceLock::new();
+/// Messages queued and not written yet.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+/// Messages that found the queue full.
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+fn emit(line: String) {
+    let messages = MESSAGES.get_or_init(|| {
+        let (queue, lines) = std::sync::mpsc::sync_channel::<String>(QUEUED_MESSAGES);
+        std::thread::Builder::new()
+            .name("forkyard-stderr".into())
+            .spawn(move || write_messages(lines))
+            .ok()
+            .map(|_| Messages { queue })
+    });
+    let Some(messages) = messages else {
+        // No thread: write it here.
+        let _ = io::stderr().lock().write_all(line.as_bytes());
+        return;
+    };
+    PENDING.fetch_add(1, Ordering::SeqCst);
+    if messages.queue.try_send(line).is_err() {
+        PENDING.fetch_sub(1, Ordering::SeqCst);
+        DROPPED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn write_messages(lines: std::sync::mpsc::Receiver<String>) {
+    for line in lines {
+        let mut err = io::stderr().lock();
+        let dropped = DROPPED.swap(0, Ordering::SeqCst);
+        if dropped > 0 {
+            let _ = writeln!(
+                err,
+                "forkyard: {dropped} message{} not shown: stderr took none for a while",
+                if dropped == 1 { " was" } else { "s were" }
+            );
+        }
+        let _ = err.write_all(line.as_bytes());
+        PENDING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits (at most `patience`) until every message is written: for the end of the
+/// process. A stopped terminal costs `patience`, never a hang.
+pub fn flush_messages(patience: std::time::Duration) {
+    let deadline = std::time::Instant::now() + patience;
+    while PENDING.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Writes `text` to stderr as it is but for control characters made visible (for
 /// messages that have their own form, like the command line's usage errors). Errors are
 /// ignored, as in [`say`].
 pub fn print_err(text: &str) {
-    let _ = io::stderr().lock().write_all(visible(text).as_bytes());
+    emit(visible(text).into_owned());
 }
 
 /// `say!("...", args)`: [`say`] with `format!` arguments.

@@ -281,3 +281,91 @@ fn check_names_the_containment() {
         "{without}"
     );
 }
+
+/// Headless on a terminal stopped with ^S: stdout and stderr both block. The first
+/// SIGTERM still stops every job (messages never make forkyard wait for stderr); the
+/// printer keeps waiting to deliver what the jobs wrote; the second SIGTERM gives up on
+/// it and forkyard exits 143 at once.
+#[test]
+fn a_frozen_terminal_does_not_keep_forkyard_alive() {
+    assert!(
+        Command::new("tmux").arg("-V").output().is_ok(),
+        "tmux is needed for this test"
+    );
+    let marker = sleep_arg(30);
+    let dir = tempdir();
+    write_file(
+        dir.path(),
+        "chat.toml",
+        &format!(
+            "[[job]]\nname = \"chat\"\nshell = \"while :; do echo {marker} {marker} {marker}; done\"\n"
+        ),
+    );
+    let socket = format!("fy-frozen-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .expect("run tmux")
+    };
+    let pid_file = dir.path().join("pid");
+    let exit_file = dir.path().join("exit");
+    let script = format!(
+        "sh -c 'echo $$ > {pid}; exec {bin} --headless chat.toml'; echo $? > {exit}; sleep 60",
+        pid = pid_file.display(),
+        bin = forkyard_bin().display(),
+        exit = exit_file.display()
+    );
+    tmux(&["kill-server"]);
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        "80",
+        "-y",
+        "20",
+        "-c",
+        &dir.path().display().to_string(),
+        &script,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let cleanup = || {
+        tmux(&["kill-server"]);
+    };
+    wait_until(SLOW, "forkyard to start", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.trim().parse::<u32>().is_ok())
+    });
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let chatter = format!("echo {marker}");
+    wait_until(SLOW, "the job to print", || {
+        pgrep_count(&format!("while :; do {chatter}")) > 0
+    });
+    tmux(&["send-keys", "-t", "0", "C-s"]);
+    std::thread::sleep(Duration::from_millis(500));
+    kill(Pid::from_raw(pid), Signal::SIGTERM).expect("first SIGTERM");
+    wait_until(Duration::from_secs(10), "the job to be stopped", || {
+        pgrep_count(&format!("while :; do {chatter}")) == 0
+    });
+    assert!(
+        !exit_file.exists(),
+        "forkyard gave up on the output without being asked"
+    );
+    let second = Instant::now();
+    kill(Pid::from_raw(pid), Signal::SIGTERM).expect("second SIGTERM");
+    wait_until(Duration::from_secs(5), "forkyard to exit", || {
+        std::fs::read_to_string(&exit_file).is_ok_and(|t| !t.trim().is_empty())
+    });
+    let took = second.elapsed();
+    let code = std::fs::read_to_string(&exit_file).unwrap();
+    cleanup();
+    assert_eq!(code.trim(), "143");
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?} after the second signal"
+    );
+}

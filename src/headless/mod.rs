@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::config::{CommandSpec, Config};
 use crate::report::{self, summary};
 use crate::run::{Signals, exit_code, tracker_for};
 use crate::stdio::{self, visible_inline};
-use crate::supervisor::{Control, Controller, Event, JobState, Supervisor, SupervisorOptions};
+use crate::supervisor::{
+    Control, Controller, Event, JobState, OutputTee, Supervisor, SupervisorOptions,
+};
 use crate::tracker::Tracker;
 use crate::{fmt, say};
 
@@ -103,7 +105,8 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         .collect();
     // Chunks are up to 256 KiB: 32 of them keep the printer busy while bounding what
     // waits in the queue to 8 MiB, however many jobs flood at once.
-    let (tee, chunks) = mpsc::channel(TEE_CHUNKS);
+    let (tee, chunks) = OutputTee::new(TEE_CHUNKS);
+    let output = tee.handle();
     let printer = Printer::new(out, &jobs, style);
     // The printer only ends early when stdout fails (`forkyard | head`, a full disk, a
     // terminal that hung up); it hands the error over at once so the jobs stop at once.
@@ -203,6 +206,9 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
                     say!("killing every job now (SIGKILL)");
                 }
                 controller.control_all(Control::Kill);
+                // Told twice: a stdout that takes nothing (a terminal stopped with ^S)
+                // must not hold the end of the runs either.
+                output.abandon();
             }
         }
     }
@@ -214,11 +220,35 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
     }
     let now = Instant::now();
 
-    // Every tee sender is gone with the job tasks, so the printer finishes and flushes.
-    let printed = tokio::task::spawn_blocking(move || printer_thread.join())
-        .await
-        .context("output thread")?
-        .map_err(|_| anyhow::anyhow!("the output thread panicked"))?;
+    // Every tee sender is gone with the job tasks, so the printer finishes and flushes:
+    // however slow the reader, every line is delivered. Only a signal (another one, or
+    // the first one after a run that was not cut by one) gives up on a reader that does
+    // not read at all, such as a terminal stopped with ^S.
+    let joined = tokio::task::spawn_blocking(move || printer_thread.join());
+    tokio::pin!(joined);
+    let printed = tokio::select! {
+        joined = &mut joined => joined
+            .context("output thread")?
+            .map_err(|_| anyhow::anyhow!("the output thread panicked"))?,
+        // Told twice already: what stdout took is all it gets.
+        _ = tokio::time::sleep(Duration::from_millis(200)), if killing => None,
+        signal = signals.recv(), if !killing => {
+            say!(
+                "{} received: giving up on the output that stdout has not taken",
+                signal.as_str()
+            );
+            cut = Some(Cut::Signal(signal));
+            output.abandon();
+            None
+        }
+    };
+    let undelivered = output.undelivered_bytes();
+    if undelivered > 0 {
+        say!(
+            "{} of job output were not delivered: stdout took none after forkyard was told to stop",
+            fmt::bytes(undelivered)
+        );
+    }
     let mut out = match printed {
         Some(out) => Some(out),
         None => {

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::unix::pipe;
-use tokio::sync::{Notify, mpsc};
+
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::output::{SharedBuffer, Stream};
 
@@ -31,9 +33,73 @@ pub struct OutputChunk {
     pub data: Bytes,
 }
 
+/// Gives up on a tee's consumer (see [`OutputTee`]).
+pub struct TeeHandle {
+    abandoned: Arc<watch::Sender<bool>>,
+    undelivered: Arc<AtomicU64>,
+}
+
+impl TeeHandle {
+    /// Stops delivering: waiting drains go on, and nothing more is queued.
+    pub fn abandon(&self) {
+        self.abandoned.send_replace(true);
+    }
+
+    /// Bytes the drains read but did not deliver (after [`TeeHandle::abandon`]).
+    pub fn undelivered_bytes(&self) -> u64 {
+        self.undelivered.load(Ordering::Relaxed)
+    }
+}
+
+/// Every output chunk for a consumer that wants every byte (the headless printer).
+///
 /// Bounded: a slow consumer slows the drains, which slows the children (back-pressure)
-/// instead of growing memory.
-pub type OutputTee = mpsc::Sender<OutputChunk>;
+/// instead of growing memory. A consumer that will never read again (a terminal stopped
+/// with ^S, when forkyard has been told twice to stop) is given up with [`abandon`]:
+/// the drains then read their pipes to the end without delivering, and count what they
+/// did not deliver, so the runs can end.
+///
+/// [`abandon`]: TeeHandle::abandon
+#[derive(Clone)]
+pub struct OutputTee {
+    sender: mpsc::Sender<OutputChunk>,
+    abandoned: Arc<watch::Sender<bool>>,
+    undelivered: Arc<AtomicU64>,
+}
+
+impl OutputTee {
+    /// A tee holding at most `chunks` chunks, and the consumer's end of it.
+    pub fn new(chunks: usize) -> (OutputTee, mpsc::Receiver<OutputChunk>) {
+        let (sender, receiver) = mpsc::channel(chunks);
+        let tee = OutputTee {
+            sender,
+            abandoned: Arc::new(watch::channel(false).0),
+            undelivered: Arc::new(AtomicU64::new(0)),
+        };
+        (tee, receiver)
+    }
+
+    /// A handle to give the consumer up later. It holds no sender: the consumer still
+    /// sees the end of the tee once every drain is done.
+    pub fn handle(&self) -> TeeHandle {
+        TeeHandle {
+            abandoned: self.abandoned.clone(),
+            undelivered: self.undelivered.clone(),
+        }
+    }
+
+    /// A place for one chunk; None once abandoned or when the consumer is gone.
+    async fn reserve(&self) -> Option<mpsc::Permit<'_, OutputChunk>> {
+        if *self.abandoned.borrow() {
+            return None;
+        }
+        let mut abandoned = self.abandoned.subscribe();
+        tokio::select! {
+            permit = self.sender.reserve() => permit.ok(),
+            _ = abandoned.wait_for(|gone| *gone) => None,
+        }
+    }
+}
 
 pub struct DrainTarget {
     pub job: JobId,
@@ -68,7 +134,7 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
         // of holding a copy of it. Only a pipe with data waits here, so quiet jobs never
         // take places from busy ones.
         let slot = match &target.tee {
-            Some(tee) => tee.reserve().await.ok(),
+            Some(tee) => tee.reserve().await,
             None => None,
         };
         if buf.is_empty() {
@@ -109,15 +175,20 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
         if let Some(activity) = &target.activity {
             activity.notify_one();
         }
-        // No slot: the consumer is gone (shutting down); keep draining so the child
-        // never blocks.
-        if let Some(slot) = slot {
-            slot.send(OutputChunk {
+        // No slot: the consumer is gone or given up; keep draining so the child never
+        // blocks, and count what was not delivered.
+        match slot {
+            Some(slot) => slot.send(OutputChunk {
                 job: target.job,
                 stage,
                 stream,
                 data: Bytes::copy_from_slice(chunk),
-            });
+            }),
+            None => {
+                if let Some(tee) = &target.tee {
+                    tee.undelivered.fetch_add(read as u64, Ordering::Relaxed);
+                }
+            }
         }
         if filled && buf.len() < READ_SIZE {
             // A flood: larger reads, and a larger pipe so the child blocks less often.
@@ -136,20 +207,20 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
 }
 
 /// Flushes the stream's last partial line and tells the tee the stream ended.
-pub async fn finish(target: &DrainTarget, stage: usize, stream: Stream) {
+async fn finish(target: &DrainTarget, stage: usize, stream: Stream) {
     crate::output::lock(&target.buffer).finish_stream(stage, stream, Instant::now());
     if let Some(activity) = &target.activity {
         activity.notify_one();
     }
-    if let Some(tee) = &target.tee {
-        let _ = tee
-            .send(OutputChunk {
-                job: target.job,
-                stage,
-                stream,
-                data: Bytes::new(),
-            })
-            .await;
+    if let Some(tee) = &target.tee
+        && let Some(slot) = tee.reserve().await
+    {
+        slot.send(OutputChunk {
+            job: target.job,
+            stage,
+            stream,
+            data: Bytes::new(),
+        });
     }
 }
 

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, JobSpec};
 use crate::output::{OutputBuffer, SharedBuffer};
 
-pub use drain::{OutputChunk, OutputTee};
+pub use drain::{OutputChunk, OutputTee, TeeHandle};
 pub use job::{Control, backoff_delay};
 pub use status::{
     Event, JobId, JobState, JobStatus, Level, MachineSample, Notice, Outcome, PendingReason,
