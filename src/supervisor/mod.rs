@@ -309,7 +309,8 @@ pub fn install_panic_cleanup() {
         previous(info);
         reaper::kill_all_live_groups();
         if let Some(base) = contain::initialized().and_then(contain::Containment::base) {
-            contain::kill_and_remove_all(base, std::time::Duration::from_millis(500));
+            // No waiting here: the watchdog removes what is left once this process is gone.
+            contain::kill_and_remove_all(base, std::time::Duration::ZERO);
         }
         std::process::exit(101);
     }));
