@@ -55,6 +55,7 @@ fn running(jobs: usize, argv: &[&str]) -> Screen {
             cpu_percent: Some(0.0),
             rss_bytes: 1 << 20,
             cpu_time: Duration::from_millis(1),
+            cpu_wait: std::time::Duration::ZERO,
             processes: 1,
             ..Sample::default()
         });

@@ -28,6 +28,10 @@ pub struct JobRecord {
     pub peak_rss_bytes: u64,
     /// Every run so far with its CPU over time (bounded).
     pub history: History,
+    /// Time waiting for a CPU of the finished runs.
+    pub cpu_wait_done: Duration,
+    /// Of the current run, as last sampled.
+    pub run_wait: Duration,
 }
 
 impl JobRecord {
@@ -39,6 +43,18 @@ impl JobRecord {
             Duration::ZERO
         };
         self.status.total_cpu + current
+    }
+
+    /// Time the job's processes spent runnable but waiting for a CPU, over all runs: the
+    /// run-queue delay of each process's main thread (sampled while it lives, exact for
+    /// the stages and orphans forkyard reaps).
+    pub fn cpu_wait(&self) -> Duration {
+        let current = if self.status.is_active() {
+            self.run_wait
+        } else {
+            Duration::ZERO
+        };
+        self.cpu_wait_done + current
     }
 
     /// Wall time over all runs, including the current one.
@@ -73,6 +89,8 @@ pub struct Figures {
     pub wall: Duration,
     pub sum_elapsed: Duration,
     pub sum_cpu: Duration,
+    /// Σ time waiting for a CPU: where parallelism beyond the cores went.
+    pub sum_cpu_wait: Duration,
     pub cores: usize,
     /// Σ elapsed / wall: jobs in flight on average (also the speedup over running them
     /// one after another).
@@ -93,6 +111,8 @@ impl Tracker {
                 sample: None,
                 peak_rss_bytes: 0,
                 history: History::default(),
+                cpu_wait_done: Duration::ZERO,
+                run_wait: Duration::ZERO,
             })
             .collect();
         let mut tracker = Tracker {
@@ -116,6 +136,15 @@ impl Tracker {
             Event::Job { id, status } => {
                 let record = self.jobs.get_mut(*id)?;
                 record.history.on_status(status, now);
+                let was_active = record.status.is_active();
+                if was_active && !status.is_active() {
+                    // The run ended: its figure is the larger of what was sampled and
+                    // what the reaper read exactly (sampling misses the last second).
+                    record.cpu_wait_done += record.run_wait.max(status.reaped_wait());
+                    record.run_wait = Duration::ZERO;
+                } else if !was_active && status.is_active() {
+                    record.run_wait = Duration::ZERO;
+                }
                 record.status = status.clone();
                 self.update_settled(now);
                 Some(*id)
@@ -123,6 +152,9 @@ impl Tracker {
             Event::Sample { id, sample } => {
                 let record = self.jobs.get_mut(*id)?;
                 record.sample = Some(sample.clone());
+                if record.status.is_active() {
+                    record.run_wait = sample.cpu_wait;
+                }
                 record.peak_rss_bytes = record.peak_rss_bytes.max(sample.rss_bytes);
                 // A sample that arrives after its run ended (or before the next one is
                 // known) cannot be placed in time: only the current run's count.
@@ -160,6 +192,7 @@ impl Tracker {
         let wall = end.saturating_duration_since(self.started);
         let sum_elapsed: Duration = self.jobs.iter().map(|j| j.elapsed(end)).sum();
         let sum_cpu: Duration = self.jobs.iter().map(JobRecord::cpu_time).sum();
+        let sum_cpu_wait: Duration = self.jobs.iter().map(JobRecord::cpu_wait).sum();
         let cores = crate::sys::cores();
         let wall_s = wall.as_secs_f64();
         let ratio = |d: Duration| {
@@ -174,6 +207,7 @@ impl Tracker {
             wall,
             sum_elapsed,
             sum_cpu,
+            sum_cpu_wait,
             cores,
             concurrency: ratio(sum_elapsed),
             parallelism,
@@ -581,6 +615,7 @@ mod tests {
                     cpu_percent: None,
                     rss_bytes: 0,
                     cpu_time: cpu,
+                    cpu_wait: std::time::Duration::ZERO,
                     processes: 1,
                     stage_cpu: Vec::new(),
                 },

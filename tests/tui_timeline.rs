@@ -87,6 +87,7 @@ impl Recorder {
                 cpu_percent: None,
                 rss_bytes: 1 << 20,
                 cpu_time: cpu,
+                cpu_wait: std::time::Duration::ZERO,
                 processes: 1,
                 ..Sample::default()
             },
@@ -106,6 +107,7 @@ impl Recorder {
                 cpu_percent: None,
                 rss_bytes: 1 << 20,
                 cpu_time: stages.iter().sum(),
+                cpu_wait: std::time::Duration::ZERO,
                 processes: stages.len(),
                 stage_cpu: pids.zip(stages.iter().copied()).collect(),
             },

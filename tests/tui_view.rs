@@ -134,6 +134,7 @@ impl Fixture {
             cpu_percent: Some(cpu),
             rss_bytes,
             cpu_time: SECOND,
+            cpu_wait: std::time::Duration::ZERO,
             processes: 1,
             ..Sample::default()
         });

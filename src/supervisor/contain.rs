@@ -251,7 +251,8 @@ pub fn join_from_child(procs_fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-fn members_of(dir: &Path) -> Vec<u32> {
+/// The pids in a cgroup directory.
+pub fn members_of(dir: &Path) -> Vec<u32> {
     std::fs::read_to_string(dir.join("cgroup.procs"))
         .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default()

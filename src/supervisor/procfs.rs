@@ -27,6 +27,10 @@ pub struct ProcStat {
     /// When the process started, in clock ticks after boot: with the pid, it names one
     /// process even after the pid has been recycled.
     pub start_ticks: u64,
+    pub threads: u64,
+    /// Time its main thread spent runnable but waiting for a CPU (the run-queue delay,
+    /// second field of `/proc/PID/schedstat`); zero where that file was not read.
+    pub cpu_wait: Duration,
 }
 
 /// Every process visible in /proc. Processes vanishing mid-scan are skipped.
@@ -175,27 +179,24 @@ impl StatReader {
     /// Like [`read`](Self::read), but skips `stat` while the process has not run since
     /// the last call. None once the process is gone.
     pub fn sample(&mut self, buf: &mut Vec<u8>) -> Option<ProcStat> {
-        let run_time = self.schedstat.as_ref().and_then(|file| {
-            buf.clear();
-            buf.resize(128, 0);
-            let len = file.read_at(buf, 0).ok()?;
-            std::str::from_utf8(buf.get(..len)?)
-                .ok()?
-                .split_ascii_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        });
-        if let (Some(run_time), Some(last)) = (run_time, self.last.as_mut())
+        let sched = self
+            .schedstat
+            .as_ref()
+            .and_then(|file| read_schedstat(file, buf));
+        let run_delay = sched.map_or(Duration::ZERO, |(_, delay)| delay);
+        if let (Some((run_time, _)), Some(last)) = (sched, self.last.as_mut())
             && last.single_threaded
             && last.run_time == run_time
             && last.reused < MAX_REUSE
         {
+            // It has not run; it may still have waited for a CPU all along.
             last.reused += 1;
+            last.stat.cpu_wait = run_delay;
             return Some(last.stat);
         }
-        let (stat, threads) = self.read_with_threads(buf)?;
-        self.last = run_time.map(|run_time| LastRead {
+        let (mut stat, threads) = self.read_with_threads(buf)?;
+        stat.cpu_wait = run_delay;
+        self.last = sched.map(|(run_time, _)| LastRead {
             run_time,
             stat,
             single_threaded: threads == 1,
@@ -206,7 +207,11 @@ impl StatReader {
 
     /// The current figures; None once the process is gone.
     pub fn read(&self, buf: &mut Vec<u8>) -> Option<ProcStat> {
-        self.read_with_threads(buf).map(|(stat, _)| stat)
+        let (mut stat, _) = self.read_with_threads(buf)?;
+        if let Some((_, delay)) = self.schedstat.as_ref().and_then(|f| read_schedstat(f, buf)) {
+            stat.cpu_wait = delay;
+        }
+        Some(stat)
     }
 
     fn read_with_threads(&self, buf: &mut Vec<u8>) -> Option<(ProcStat, u64)> {
@@ -215,6 +220,25 @@ impl StatReader {
         let len = self.file.read_at(buf, 0).ok()?;
         parse_stat(self.pid, buf.get(..len)?)
     }
+}
+
+/// `/proc/PID/schedstat`: run time and run-queue delay of the main thread.
+fn read_schedstat(file: &File, buf: &mut Vec<u8>) -> Option<(u64, Duration)> {
+    buf.clear();
+    buf.resize(128, 0);
+    let len = file.read_at(buf, 0).ok()?;
+    let mut fields = std::str::from_utf8(buf.get(..len)?)
+        .ok()?
+        .split_ascii_whitespace();
+    let run_time = fields.next()?.parse::<u64>().ok()?;
+    let delay = fields.next()?.parse::<u64>().ok()?;
+    Some((run_time, Duration::from_nanos(delay)))
+}
+
+/// The run-queue delay of a process (a zombie's too, until it is reaped).
+pub fn cpu_wait_of(pid: u32) -> Option<Duration> {
+    let file = File::open(format!("/proc/{pid}/schedstat")).ok()?;
+    read_schedstat(&file, &mut Vec::with_capacity(128)).map(|(_, delay)| delay)
 }
 
 /// The figures, and the number of threads.
@@ -235,6 +259,8 @@ fn parse_stat(pid: u32, stat: &[u8]) -> Option<(ProcStat, u64)> {
         cpu: Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / ticks_per_second),
         rss_bytes: number(21)?.saturating_mul(page_size),
         start_ticks: number(19)?,
+        threads: number(17)?,
+        cpu_wait: Duration::ZERO,
     };
     Some((stat, number(17)?))
 }

@@ -24,6 +24,10 @@ pub struct ExitInfo {
     pub how: ExitHow,
     /// User + system CPU time, including the process's own reaped children.
     pub cpu_time: Duration,
+    /// Run-queue delay of its main thread (time runnable but waiting for a CPU), read
+    /// from the zombie just before it was reaped: exact, where sampling would miss the
+    /// last second.
+    pub cpu_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +52,7 @@ pub fn owns_all_children() -> bool {
 
 /// A child that can be reaped now (not reaped yet): its pid, and its process group and
 /// start time while its /proc entry can still be read (-1 and 0 otherwise).
-fn peek_waitable() -> Option<(i32, i32, u64)> {
+fn peek_waitable() -> Option<(i32, i32, u64, Duration)> {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     let pid = match waitid(Id::All, flags).ok()? {
@@ -56,9 +60,10 @@ fn peek_waitable() -> Option<(i32, i32, u64)> {
         _ => return None,
     };
     // A zombie keeps its /proc entry, group included, until it is reaped.
-    let (pgid, start) =
-        read_stat(pid as u32).map_or((-1, 0), |stat| (stat.pgid as i32, stat.start_ticks));
-    Some((pid, pgid, start))
+    let (pgid, start, wait) = read_stat(pid as u32).map_or((-1, 0, Duration::ZERO), |stat| {
+        (stat.pgid as i32, stat.start_ticks, stat.cpu_wait)
+    });
+    Some((pid, pgid, start, wait))
 }
 
 fn read_stat(pid: u32) -> Option<super::procfs::ProcStat> {
@@ -85,8 +90,9 @@ struct Registry {
     waiters: HashMap<i32, oneshot::Sender<ExitInfo>>,
     /// Job process groups whose members (orphans included) we reap, with a use count.
     groups: HashMap<i32, usize>,
-    /// CPU time of reaped orphans per group, so it can be credited to the job.
-    orphan_cpu: HashMap<i32, Duration>,
+    /// CPU time and CPU wait of reaped orphans per group, so they can be credited to the
+    /// job.
+    orphan_cpu: HashMap<i32, (Duration, Duration)>,
     /// Single-stage spawns under way (see [`SpawnInFlight`]).
     spawning: usize,
     /// Children reaped while spawns were under way and nobody had registered yet: a
@@ -138,7 +144,9 @@ impl Registry {
 
     /// Books a reaped child nobody waits for as an orphan of its group; returns 1.
     fn credit_orphan(&mut self, pgid: i32, info: ExitInfo) -> u64 {
-        *self.orphan_cpu.entry(pgid).or_default() += info.cpu_time;
+        let entry = self.orphan_cpu.entry(pgid).or_default();
+        entry.0 += info.cpu_time;
+        entry.1 += info.cpu_wait;
         1
     }
 }
@@ -260,8 +268,9 @@ impl Reaper {
         }
     }
 
-    /// CPU time of orphans reaped from this group so far (taken: counted once).
-    pub fn take_orphan_cpu(&self, pgid: u32) -> Duration {
+    /// CPU time and CPU wait of orphans reaped from this group so far (taken: counted
+    /// once).
+    pub fn take_orphan_cpu(&self, pgid: u32) -> (Duration, Duration) {
         lock(&self.registry)
             .orphan_cpu
             .remove(&(pgid as i32))
@@ -283,7 +292,7 @@ impl Reaper {
     pub fn reap_now(&self) {
         let mut registry = lock(&self.registry);
         let mut reaped_orphans = 0u64;
-        while let Some((pid, pgid, start_ticks)) = peek_waitable() {
+        while let Some((pid, pgid, start_ticks, cpu_wait)) = peek_waitable() {
             let ours = registry.waiters.contains_key(&pid)
                 || registry.groups.contains_key(&pgid)
                 || OWNS_ALL_CHILDREN.load(Ordering::Relaxed);
@@ -292,9 +301,10 @@ impl Reaper {
                 // back to asking for ours by name, below.
                 break;
             }
-            let Some(info) = wait4_nohang(pid) else {
+            let Some(mut info) = wait4_nohang(pid) else {
                 break;
             };
+            info.cpu_wait = cpu_wait;
             if let Some(tx) = registry.waiters.remove(&pid) {
                 let _ = tx.send(info);
             } else if registry.spawning > 0 {
@@ -324,7 +334,8 @@ impl Reaper {
         // Registered pids first: a stage may have moved to another process group.
         let pids: Vec<i32> = registry.waiters.keys().copied().collect();
         for pid in pids {
-            if let Some(info) = wait4_nohang(pid)
+            let cpu_wait = super::procfs::cpu_wait_of(pid as u32).unwrap_or_default();
+            if let Some(info) = wait4_nohang(pid).map(|info| ExitInfo { cpu_wait, ..info })
                 && let Some(tx) = registry.waiters.remove(&pid)
             {
                 let _ = tx.send(info);
@@ -388,6 +399,7 @@ fn wait4_nohang(pid: i32) -> Option<ExitInfo> {
         pid: reaped as u32,
         how,
         cpu_time,
+        cpu_wait: Duration::ZERO,
     })
 }
 
@@ -407,6 +419,7 @@ mod tests {
                 pid,
                 how: ExitHow::Code(3),
                 cpu_time: Duration::from_millis(5),
+                cpu_wait: Duration::ZERO,
             },
         }
     }
@@ -443,6 +456,9 @@ mod tests {
         let mut rx = registry.register_pid(me);
         assert!(rx.try_recv().is_err(), "a recycled pid got an old exit");
         assert!(registry.waiters.contains_key(&(me as i32)));
-        assert_eq!(registry.orphan_cpu.get(&7), Some(&Duration::from_millis(5)));
+        assert_eq!(
+            registry.orphan_cpu.get(&7),
+            Some(&(Duration::from_millis(5), Duration::ZERO))
+        );
     }
 }

@@ -36,50 +36,140 @@ const RESCAN_EVERY: u32 = 5;
 /// ...and after this many ticks in any case.
 const RESCAN_AT_LEAST_EVERY: u32 = 120;
 
-/// A process of a job's tree: its open stat file, and the stage (pid) whose subtree it
-/// is in (None for an orphan that only shares the job's group).
-type Member = (StatReader, Option<u32>);
+/// A process of a job's tree.
+struct Member {
+    reader: StatReader,
+    /// The stage (pid) whose subtree it is in (None for an orphan that only shares the
+    /// job's group).
+    stage: Option<u32>,
+    /// Its CPU wait at the last look: counted for the job once it is gone.
+    last_wait: Duration,
+}
+
+impl Member {
+    fn is_stage(&self) -> bool {
+        self.stage == Some(self.reader.pid())
+    }
+}
+
+/// One job's members, and what is known of those that are gone.
+struct JobMembers {
+    /// The live tree they were found from.
+    tree: LiveTree,
+    members: Vec<Member>,
+    /// CPU wait of members that are gone and were not stages (a stage's exact figure
+    /// comes from the reaper, in `tree.reaped_wait`).
+    departed_wait: Duration,
+}
+
+impl JobMembers {
+    /// Replaces the members with these pids, keeping the open readers (and last figures)
+    /// of those that stay; what left counts as departed.
+    fn set(&mut self, found: Vec<(u32, Option<u32>)>) {
+        let mut old: HashMap<u32, Member> = self
+            .members
+            .drain(..)
+            .map(|m| (m.reader.pid(), m))
+            .collect();
+        self.members = found
+            .into_iter()
+            .filter_map(|(pid, stage)| match old.remove(&pid) {
+                Some(member) => Some(Member { stage, ..member }),
+                None => Some(Member {
+                    reader: StatReader::open(pid)?,
+                    stage,
+                    last_wait: Duration::ZERO,
+                }),
+            })
+            .collect();
+        for gone in old.into_values() {
+            self.depart(&gone);
+        }
+    }
+
+    fn depart(&mut self, member: &Member) {
+        if !member.is_stage() {
+            self.departed_wait += member.last_wait;
+        }
+    }
+}
 
 /// What the sampler knows between ticks.
 #[derive(Default)]
 struct Membership {
-    /// Per job: the live tree it was computed from, and its members.
-    jobs: HashMap<JobId, (LiveTree, Vec<Member>)>,
+    jobs: HashMap<JobId, JobMembers>,
     ticks_since_scan: u32,
     /// Ticks since the last walk in which some job's CPU time grew.
     busy_ticks_since_scan: u32,
     /// Members outside their job's group told to the watchdog, by pid and start time.
     reported: std::collections::HashSet<(u32, u64)>,
+    /// Force a walk of /proc on the next tick.
+    stale: bool,
 }
 
 impl Membership {
-    /// Whether the cached members can be reused for these trees.
-    fn still_valid(&self, trees: &[(JobId, LiveTree)]) -> bool {
-        self.busy_ticks_since_scan < RESCAN_EVERY
-            && self.ticks_since_scan < RESCAN_AT_LEAST_EVERY
-            && trees.len() == self.jobs.len()
-            && trees.iter().all(|(id, tree)| {
-                self.jobs.get(id).is_some_and(|(known, _)| {
-                    known.pgid == tree.pgid && known.stage_pids == tree.stage_pids
-                })
-            })
+    /// Brings the members up to date for these trees. A run with a cgroup lists its
+    /// members exactly and cheaply (`cgroup.procs`), every tick; the others come from a
+    /// walk of /proc, which runs only when membership may have changed.
+    fn refresh(&mut self, trees: &[(JobId, LiveTree)]) {
+        self.jobs
+            .retain(|id, _| trees.iter().any(|(live, _)| live == id));
+        for (id, tree) in trees {
+            let known = self.jobs.get(id).is_some_and(|j| j.tree.pgid == tree.pgid);
+            if !known {
+                self.jobs.insert(
+                    *id,
+                    JobMembers {
+                        tree: tree.clone(),
+                        members: Vec::new(),
+                        departed_wait: Duration::ZERO,
+                    },
+                );
+                self.stale = true;
+            }
+        }
+        let walked = trees.iter().any(|(_, t)| t.cgroup.is_none()) && self.walk_due(trees);
+        let entries = if walked { procfs::scan() } else { Vec::new() };
+        for (id, tree) in trees {
+            let Some(job) = self.jobs.get_mut(id) else {
+                continue;
+            };
+            match &tree.cgroup {
+                Some(dir) => {
+                    let pids = super::contain::members_of(dir);
+                    let same = pids.len() == job.members.len()
+                        && pids
+                            .iter()
+                            .all(|p| job.members.iter().any(|m| m.reader.pid() == *p));
+                    if !same || job.tree.stage_pids != tree.stage_pids {
+                        job.set(attribute(tree, &pids));
+                    }
+                }
+                None if walked => job.set(tree_members(tree, &entries)),
+                None => {}
+            }
+            job.tree = tree.clone();
+        }
+        if walked {
+            self.report_escaped(trees, &entries);
+            self.ticks_since_scan = 0;
+            self.busy_ticks_since_scan = 0;
+            self.stale = false;
+        }
     }
 
-    fn rescan(&mut self, trees: &[(JobId, LiveTree)]) {
-        let entries = procfs::scan();
-        self.report_escaped(trees, &entries);
-        self.jobs = trees
-            .iter()
-            .map(|(id, tree)| {
-                let readers = tree_members(tree, &entries)
-                    .into_iter()
-                    .filter_map(|(pid, stage)| Some((StatReader::open(pid)?, stage)))
-                    .collect();
-                (*id, (tree.clone(), readers))
+    /// Whether the runs without a cgroup need a walk of /proc now.
+    fn walk_due(&self, trees: &[(JobId, LiveTree)]) -> bool {
+        self.stale
+            || self.busy_ticks_since_scan >= RESCAN_EVERY
+            || self.ticks_since_scan >= RESCAN_AT_LEAST_EVERY
+            || trees.iter().any(|(id, tree)| {
+                tree.cgroup.is_none()
+                    && self
+                        .jobs
+                        .get(id)
+                        .is_none_or(|j| j.tree.stage_pids != tree.stage_pids)
             })
-            .collect();
-        self.ticks_since_scan = 0;
-        self.busy_ticks_since_scan = 0;
     }
 
     /// Without a cgroup, the watchdog knows a job's processes by their group only: it is
@@ -110,7 +200,7 @@ impl Membership {
 
     /// Forces a walk on the next tick.
     fn invalidate(&mut self) {
-        self.ticks_since_scan = RESCAN_AT_LEAST_EVERY;
+        self.stale = true;
     }
 }
 
@@ -194,9 +284,7 @@ pub async fn run(
             membership = Membership::default();
             continue;
         }
-        if !membership.still_valid(&trees) {
-            membership.rescan(&trees);
-        }
+        membership.refresh(&trees);
         membership.ticks_since_scan += 1;
         let mut invalidate = false;
         let mut busy = false;
@@ -212,18 +300,32 @@ pub async fn run(
         }
         let now = Instant::now();
         for (id, tree) in &trees {
-            let Some((_, readers)) = membership.jobs.get_mut(id) else {
+            let Some(job) = membership.jobs.get_mut(id) else {
                 continue;
             };
-            let stats: Vec<(ProcStat, Option<u32>)> = readers
-                .iter_mut()
-                .filter_map(|(reader, stage)| Some((reader.sample(&mut buf)?, *stage)))
-                .collect();
-            if stats.len() < readers.len() {
-                // A member is gone: its CPU moves to the reaped total; find the rest anew.
+            let mut stats: Vec<(ProcStat, Option<u32>)> = Vec::with_capacity(job.members.len());
+            let mut gone = Vec::new();
+            for (index, member) in job.members.iter_mut().enumerate() {
+                match member.reader.sample(&mut buf) {
+                    Some(stat) => {
+                        member.last_wait = stat.cpu_wait;
+                        stats.push((stat, member.stage));
+                    }
+                    None => gone.push(index),
+                }
+            }
+            if !gone.is_empty() {
+                // Its CPU moves to the reaped total; find the rest anew.
                 invalidate = true;
+                for index in gone.into_iter().rev() {
+                    let member = job.members.swap_remove(index);
+                    job.depart(&member);
+                }
             }
             let cpu_time = tree.reaped_cpu + stats.iter().map(|(s, _)| s.cpu).sum::<Duration>();
+            let cpu_wait = tree.reaped_wait
+                + job.departed_wait
+                + stats.iter().map(|(s, _)| s.cpu_wait).sum::<Duration>();
             let stage_cpu = tree
                 .stage_pids
                 .iter()
@@ -247,6 +349,7 @@ pub async fn run(
                 cpu_percent,
                 rss_bytes: stats.iter().map(|(s, _)| s.rss_bytes).sum(),
                 cpu_time,
+                cpu_wait,
                 processes: stats.len(),
                 stage_cpu,
             };
@@ -302,6 +405,30 @@ impl Machine {
             cpu_percent: system.global_cpu_usage(),
         })
     }
+}
+
+/// The members of a run's cgroup, each with the stage whose subtree it is in (found by
+/// walking parents within the cgroup).
+fn attribute(tree: &LiveTree, pids: &[u32]) -> Vec<(u32, Option<u32>)> {
+    let parents: HashMap<u32, u32> = pids
+        .iter()
+        .filter_map(|&pid| Some((pid, procfs::stat_of(pid)?.ppid)))
+        .collect();
+    pids.iter()
+        .map(|&pid| {
+            let mut at = pid;
+            for _ in 0..pids.len() + 1 {
+                if tree.stage_pids.contains(&at) {
+                    return (pid, Some(at));
+                }
+                match parents.get(&at) {
+                    Some(&parent) => at = parent,
+                    None => break,
+                }
+            }
+            (pid, None)
+        })
+        .collect()
 }
 
 /// Every live process of a job: the stages, their descendants, and its process group,

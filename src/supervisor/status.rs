@@ -157,6 +157,8 @@ pub struct StageStatus {
     pub state: StageState,
     /// CPU time of the reaped process and its reaped descendants (rusage).
     pub cpu_time: Duration,
+    /// Its main thread's time waiting for a CPU, read just before it was reaped.
+    pub cpu_wait: Duration,
 }
 
 /// A full snapshot of a job, sent on every change.
@@ -186,10 +188,14 @@ pub struct JobStatus {
     pub restart_pending: bool,
     /// CPU time of orphaned descendants forkyard reaped for this run.
     pub orphan_cpu: Duration,
+    /// Their time waiting for a CPU (read before each was reaped).
+    pub orphan_wait: Duration,
     /// Wall time of every finished run, added up.
     pub total_elapsed: Duration,
     /// CPU time (rusage) of every finished run, added up.
     pub total_cpu: Duration,
+    /// Time waiting for a CPU of the reaped processes of every finished run, added up.
+    pub total_cpu_wait: Duration,
     /// Runs started so far (1 + restarts once it ran).
     pub runs: u32,
 }
@@ -206,6 +212,7 @@ impl JobStatus {
                     pid: None,
                     state: StageState::NotStarted,
                     cpu_time: Duration::ZERO,
+                    cpu_wait: Duration::ZERO,
                 })
                 .collect(),
             started_at: None,
@@ -217,8 +224,10 @@ impl JobStatus {
             left_group: 0,
             restart_pending: false,
             orphan_cpu: Duration::ZERO,
+            orphan_wait: Duration::ZERO,
             total_elapsed: Duration::ZERO,
             total_cpu: Duration::ZERO,
+            total_cpu_wait: Duration::ZERO,
             runs: 0,
         }
     }
@@ -258,6 +267,11 @@ impl JobStatus {
     pub fn reaped_cpu(&self) -> Duration {
         self.stages.iter().map(|s| s.cpu_time).sum::<Duration>() + self.orphan_cpu
     }
+
+    /// Time waiting for a CPU of the reaped processes of the last run.
+    pub fn reaped_wait(&self) -> Duration {
+        self.stages.iter().map(|s| s.cpu_wait).sum::<Duration>() + self.orphan_wait
+    }
 }
 
 /// A resource sample of a job's whole process tree.
@@ -269,6 +283,9 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// Cumulative CPU time of the job (live processes plus reaped ones).
     pub cpu_time: Duration,
+    /// Cumulative time the run's processes spent runnable but waiting for a CPU
+    /// (run-queue delay of each main thread: live ones sampled, reaped ones exact).
+    pub cpu_wait: Duration,
     /// Number of live processes in the tree.
     pub processes: usize,
     /// Per live stage (by its pid): cumulative CPU time of the stage and its descendants,

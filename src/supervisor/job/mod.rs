@@ -42,6 +42,10 @@ pub struct LiveTree {
     pub stage_pids: Vec<u32>,
     /// CPU already accounted from reaped stages of this run.
     pub reaped_cpu: Duration,
+    /// CPU wait of the reaped stages of this run (exact).
+    pub reaped_wait: Duration,
+    /// The run's cgroup: its members are exactly the job's processes.
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 pub type LiveTrees = Arc<Mutex<HashMap<JobId, LiveTree>>>;
@@ -319,6 +323,7 @@ impl Job {
         status.stragglers = false;
         status.left_group = 0;
         status.orphan_cpu = Duration::ZERO;
+        status.orphan_wait = Duration::ZERO;
         status.wait_deadline = None;
         status.timeout_at = self
             .task
@@ -330,6 +335,7 @@ impl Job {
         let mut spawn_failure: Option<String> = None;
         for (index, (stage, result)) in status.stages.iter_mut().zip(spawned.stages).enumerate() {
             stage.cpu_time = Duration::ZERO;
+            stage.cpu_wait = Duration::ZERO;
             match result {
                 Ok(ok) => {
                     stage.pid = Some(ok.pid);
@@ -378,7 +384,7 @@ impl Job {
             self.task.reaper.clone(),
             stage_count,
         );
-        self.set_live(pgid);
+        self.set_live(pgid, run.cgroup_dir());
         self.state = State::Running { wait_until: None };
         self.publish();
         if let Some(reason) = &spawn_failure {
@@ -395,7 +401,8 @@ impl Job {
         }
         drop(permit);
         self.task.reaper.release_group(pgid);
-        self.task.status.orphan_cpu = self.task.reaper.take_orphan_cpu(pgid);
+        (self.task.status.orphan_cpu, self.task.status.orphan_wait) =
+            self.task.reaper.take_orphan_cpu(pgid);
         drop(run.take_cgroup());
         self.clear_live();
         let outcome = self.outcome(spawn_failure, stop);
@@ -474,6 +481,7 @@ impl Job {
             status.total_elapsed += ended.saturating_duration_since(started);
         }
         status.total_cpu += status.reaped_cpu();
+        status.total_cpu_wait += status.reaped_wait();
         status.wait_deadline = None;
         status.timeout_at = None;
         status.stragglers = false;
@@ -552,14 +560,16 @@ impl Job {
             ExitHow::Signal(signal) => StageState::Killed(signal),
         };
         stage.cpu_time = exit.cpu_time;
+        stage.cpu_wait = exit.cpu_wait;
         let mut live = super::lock_live(&self.task.live);
         if let Some(tree) = live.get_mut(&self.task.id) {
             tree.stage_pids.retain(|pid| *pid != exit.pid);
             tree.reaped_cpu += exit.cpu_time;
+            tree.reaped_wait += exit.cpu_wait;
         }
     }
 
-    fn set_live(&self, pgid: u32) {
+    fn set_live(&self, pgid: u32, cgroup: Option<std::path::PathBuf>) {
         let stage_pids = self
             .task
             .status
@@ -573,6 +583,8 @@ impl Job {
                 pgid,
                 stage_pids,
                 reaped_cpu: Duration::ZERO,
+                reaped_wait: Duration::ZERO,
+                cgroup,
             },
         );
         self.task.sample_soon.notify_one();

@@ -125,6 +125,11 @@ impl Run {
         }
     }
 
+    /// The run's cgroup directory, if it has one.
+    pub fn cgroup_dir(&self) -> Option<std::path::PathBuf> {
+        self.cgroup.as_ref().map(|c| c.dir().to_path_buf())
+    }
+
     pub fn take_cgroup(&mut self) -> Option<RunCgroup> {
         self.cgroup.take()
     }
