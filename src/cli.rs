@@ -117,6 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     if use_tui {
         let options = crate::app::TuiOptions {
             max_parallel: cli.max_parallel,
+            report: cli.report.clone(),
         };
         return runtime.block_on(crate::app::run(config, options));
     }

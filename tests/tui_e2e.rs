@@ -391,9 +391,9 @@ fn output_pane_search_follow_and_help() {
     t.wait_text("following");
     t.keys(&["?"]);
     t.wait_text("keys");
-    t.wait_text("quit now (kills and reaps every job)");
+    t.wait_text("quit now: kills and reaps every job");
     t.keys(&["Escape"]);
-    t.wait_for("help to close", |s| !s.contains("quit now (kills"));
+    t.wait_for("help to close", |s| !s.contains("quit now: kills"));
     t.keys(&["c"]);
     t.wait_text("cleared the output of chatter");
     t.keys(&["Q"]);

@@ -4,10 +4,15 @@
 //! Only the app loop mutates a [`Model`]; [`super::draw`] reads it. Time is injected
 //! (`now`) so a render is a pure function of the model and the buffers.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::app::command::Mode;
+use crate::app::keymap::Keymap;
 use crate::supervisor::{JobId, JobState, JobStatus};
 use crate::tracker::{JobRecord, Tracker};
+
+use super::theme::Theme;
 
 /// How long a transient message stays in the status bar.
 pub const MESSAGE_TTL: Duration = Duration::from_secs(4);
@@ -122,6 +127,7 @@ pub enum Overlay {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
     Info,
+    Warn,
     Error,
 }
 
@@ -193,6 +199,9 @@ pub struct Model {
     pub runs: Vec<PastRun>,
     /// The current run is being stopped; a new one with this `-j` follows.
     pub rerun: Option<usize>,
+    /// What the keys do (the help and the hint bar show it).
+    pub keymap: Arc<Keymap>,
+    pub theme: Theme,
 }
 
 impl Model {
@@ -217,7 +226,23 @@ impl Model {
             max_parallel: 0,
             runs: Vec::new(),
             rerun: None,
+            keymap: Arc::new(Keymap::default()),
+            theme: Theme::default(),
             tracker,
+        }
+    }
+
+    /// Which keymap applies: a prompt, an overlay, or the main screen.
+    pub fn mode(&self) -> Mode {
+        if self.prompt.is_some() {
+            return Mode::Prompt;
+        }
+        match self.overlay {
+            None => Mode::Normal,
+            Some(Overlay::Help { .. }) => Mode::Help,
+            Some(Overlay::Signals { .. }) => Mode::SignalMenu,
+            Some(Overlay::ConfirmQuit) => Mode::ConfirmQuit,
+            Some(Overlay::ConfirmRerun { .. }) => Mode::ConfirmRerun,
         }
     }
 
