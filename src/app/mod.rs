@@ -359,8 +359,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             .filter(|j| j.status.outcome().is_some_and(|o| o.is_success()))
             .count();
         crate::say!(
-            "{} jobs: {ok} succeeded, {} failed (all stopped)",
-            tracker.jobs.len(),
+            "{}: {ok} succeeded, {} failed (all stopped)",
+            ui::format::count(tracker.jobs.len() as u64, "job", "jobs"),
             tracker.jobs.iter().filter(|j| j.failed()).count()
         );
         // The screen is gone: keep the measurements.

@@ -426,3 +426,144 @@ fn test_panic(key: crossterm::event::KeyEvent) {
         tokio::spawn(async { panic!("FORKYARD_TEST_PANIC: panicking on purpose") });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    use super::*;
+    use crate::supervisor::{JobState, JobStatus, Outcome};
+
+    fn state(running: bool) -> State {
+        let status = if running {
+            JobStatus::new(JobState::Running, vec![vec!["sleep".to_string()]])
+        } else {
+            JobStatus::new(
+                JobState::Finished(Outcome::Exited { code: 0 }),
+                vec![vec!["true".to_string()]],
+            )
+        };
+        let model = Model::from_statuses([("job".to_string(), status)], "test");
+        State::new(model, Vec::new(), Rect::new(0, 0, 100, 30))
+    }
+
+    fn key(state: &mut State, c: char) -> Vec<Effect> {
+        let event = TermEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+        state.step(Input::Terminal(event), Instant::now())
+    }
+
+    fn step(state: &mut State, input: Input) -> Vec<Effect> {
+        state.step(input, Instant::now())
+    }
+
+    #[test]
+    fn quit_without_running_jobs_shuts_down_then_is_done() {
+        let mut s = state(false);
+        assert_eq!(key(&mut s, 'q'), [Effect::Shutdown]);
+        assert!(matches!(s.lifecycle, Lifecycle::Stopping(_)));
+        assert_eq!(step(&mut s, Input::ShutdownDone), []);
+        assert!(s.is_done());
+        assert_eq!(s.exit_code(), 0);
+    }
+
+    #[test]
+    fn quit_with_running_jobs_asks_first_and_q_again_escalates_nothing() {
+        let mut s = state(true);
+        assert_eq!(key(&mut s, 'q'), []);
+        assert_eq!(s.lifecycle, Lifecycle::Running);
+        assert_eq!(key(&mut s, 'y'), [Effect::Shutdown]);
+        assert_eq!(s.model.quitting, Some(Quitting::Graceful));
+        // Q while stopping: SIGKILL to every job.
+        assert_eq!(key(&mut s, 'Q'), [Effect::ControlAll(Control::Kill)]);
+        assert_eq!(s.model.quitting, Some(Quitting::Killing));
+        assert_eq!(key(&mut s, 'Q'), []);
+        step(&mut s, Input::ShutdownDone);
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn an_ending_signal_stops_everything_and_a_second_one_kills() {
+        let mut s = state(true);
+        assert_eq!(
+            step(&mut s, Input::Signal(Signal::SIGTERM)),
+            [Effect::Shutdown]
+        );
+        assert_eq!(
+            step(&mut s, Input::Signal(Signal::SIGUSR1)),
+            [Effect::ControlAll(Control::Kill)]
+        );
+        step(&mut s, Input::ShutdownDone);
+        // The first signal decides the status.
+        assert_eq!(s.exit_code(), 143);
+    }
+
+    #[test]
+    fn sighup_releases_the_terminal_and_exits_129() {
+        let mut s = state(true);
+        assert_eq!(
+            step(&mut s, Input::Signal(Signal::SIGHUP)),
+            [Effect::ReleaseTerminal, Effect::Shutdown]
+        );
+        assert_eq!(s.size, None);
+        // Keys can no longer arrive, and would change nothing.
+        assert_eq!(key(&mut s, 'Q'), []);
+        step(&mut s, Input::ShutdownDone);
+        assert_eq!(s.exit_code(), 129);
+    }
+
+    #[test]
+    fn a_lost_terminal_is_one_hangup_however_many_ways_it_is_reported() {
+        let mut s = state(true);
+        let eio = std::io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(
+            step(&mut s, Input::TerminalLost(Some(eio))),
+            [Effect::ReleaseTerminal, Effect::Shutdown]
+        );
+        // The kernel's SIGHUP for the same hangup does not escalate to SIGKILL ...
+        assert_eq!(step(&mut s, Input::Signal(Signal::SIGHUP)), []);
+        assert_eq!(s.model.quitting, Some(Quitting::Graceful));
+        // ... but another signal does.
+        assert_eq!(
+            step(&mut s, Input::Signal(Signal::SIGTERM)),
+            [Effect::ControlAll(Control::Kill)]
+        );
+        step(&mut s, Input::ShutdownDone);
+        assert_eq!(s.exit_code(), 129);
+        assert!(s.draw_error.is_some());
+    }
+
+    #[test]
+    fn rerun_shuts_down_then_starts_the_next_run() {
+        let mut s = state(false);
+        assert_eq!(key(&mut s, 'p'), [Effect::Shutdown]);
+        assert_eq!(s.model.rerun, Some(1));
+        assert_eq!(step(&mut s, Input::ShutdownDone), [Effect::StartRun(1)]);
+        let tracker = s.model.tracker.clone();
+        s.start_run(tracker, Vec::new(), 1);
+        assert_eq!(s.lifecycle, Lifecycle::Running);
+        assert_eq!(s.model.runs.len(), 1);
+        assert_eq!(s.model.rerun, None);
+        // Quitting while a rerun waits cancels it: the stopping run is the last.
+        assert_eq!(key(&mut s, 'p'), [Effect::Shutdown]);
+        assert_eq!(key(&mut s, 'q'), []);
+        assert!(matches!(s.lifecycle, Lifecycle::Stopping(_)));
+        assert_eq!(step(&mut s, Input::ShutdownDone), []);
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn frames_follow_changes_at_most_every_frame_interval() {
+        let mut s = state(false);
+        let t0 = Instant::now();
+        assert!(s.frame_due(t0));
+        s.begin_frame(t0);
+        s.end_frame();
+        assert!(!s.frame_due(t0));
+        // A settled model has nothing to tick for.
+        assert_eq!(s.wake_at(t0), None);
+        key(&mut s, 'j');
+        assert!(!s.frame_due(t0 + Duration::from_millis(10)));
+        assert_eq!(s.wake_at(t0), Some(t0 + FRAME_INTERVAL));
+        assert!(s.frame_due(t0 + FRAME_INTERVAL));
+    }
+}

@@ -113,7 +113,11 @@ pub fn ratio(x: f64) -> String {
 fn wall_text(model: &Model) -> String {
     match model.tracker.settled_at {
         Some(end) => crate::fmt::duration(end.saturating_duration_since(model.tracker.started)),
-        None => crate::fmt::clock(model.now.saturating_duration_since(model.tracker.started)),
+        None => crate::fmt::clock(
+            model
+                .clock_now()
+                .saturating_duration_since(model.tracker.started),
+        ),
     }
 }
 

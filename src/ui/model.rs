@@ -232,6 +232,21 @@ impl Model {
         }
     }
 
+    /// The instant every clock on screen is read at: the last whole second of the run
+    /// (the grid the frames tick on). One instant for all, so jobs that started together
+    /// show the same time whatever moment within the second the frame is drawn.
+    pub fn clock_now(&self) -> Instant {
+        let since = self.now.saturating_duration_since(self.tracker.started);
+        self.tracker.started + Duration::from_secs(since.as_secs())
+    }
+
+    /// A running clock that started at `start`, in whole seconds at [`Model::clock_now`],
+    /// rounded: jobs started within the same half second always agree.
+    pub fn clock_since(&self, start: Instant) -> Duration {
+        let d = self.clock_now().saturating_duration_since(start);
+        Duration::from_secs(d.as_secs() + u64::from(d.subsec_millis() >= 500))
+    }
+
     /// Which keymap applies: a prompt, an overlay, or the main screen.
     pub fn mode(&self) -> Mode {
         if self.prompt.is_some() {

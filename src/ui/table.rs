@@ -87,9 +87,13 @@ const COLUMNS: &[Column] = &[
         width: 7,
         right: true,
         rank: 6,
-        text: |cx| match cx.stage {
-            Some(_) => String::new(),
-            None => crate::fmt::elapsed(cx.record, cx.model.now),
+        text: |cx| {
+            let status = &cx.record.status;
+            match (cx.stage, status.started_at, status.ended_at) {
+                (Some(_), _, _) => String::new(),
+                (None, Some(start), None) => crate::fmt::clock(cx.model.clock_since(start)),
+                (None, _, _) => crate::fmt::elapsed(cx.record, cx.model.now),
+            }
         },
         style: plain,
     },
