@@ -60,28 +60,40 @@ impl Tmux {
     /// forkyard ignores SIGHUP, so it outlives a killed pane or server and records
     /// forkyard's exit status in `exit` (forkyard installs its own handlers).
     fn start_fixture(test: &str, tag: u32, fixture: &str, env: &str) -> Tmux {
+        Tmux::launch(test, tag, Some(fixture), env, (120, 40))
+    }
+
+    /// `fixture` None: no config argument, in an empty folder (the built-in demo).
+    fn launch(test: &str, tag: u32, fixture: Option<&str>, env: &str, size: (u16, u16)) -> Tmux {
         require_tmux();
         let dir = tempfile::Builder::new()
             .prefix("forkyard-tui-")
             .tempdir()
             .expect("temp dir");
         let marker = format!("7{:07}{tag:02}.", std::process::id());
-        let template = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/tui")
-                .join(fixture),
-        )
-        .expect("fixture");
         let config = dir.path().join("jobs.toml");
-        std::fs::write(&config, template.replace("@MARK@", &marker)).expect("write config");
+        if let Some(fixture) = fixture {
+            let template = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/tui")
+                    .join(fixture),
+            )
+            .expect("fixture");
+            std::fs::write(&config, template.replace("@MARK@", &marker)).expect("write config");
+        }
+        let args = match fixture {
+            Some(_) => format!("--tui '{}'", config.display()),
+            None => "--tui".to_string(),
+        };
         let script = dir.path().join("run.sh");
         let d = dir.path().display();
         std::fs::write(
             &script,
             format!(
                 "trap '' HUP\n\
+                 cd {d}\n\
                  stty -g > {d}/stty.before\n\
-                 {env}'{bin}' --tui '{cfg}'\n\
+                 {env}'{bin}' {args}\n\
                  code=$?\n\
                  echo $code > {d}/exit\n\
                  echo \"EXIT=$code\"\n\
@@ -90,7 +102,6 @@ impl Tmux {
                  echo SCRIPT-DONE\n\
                  exec sleep 600\n",
                 bin = env!("CARGO_BIN_EXE_forkyard"),
-                cfg = config.display(),
             ),
         )
         .expect("write script");
@@ -99,13 +110,14 @@ impl Tmux {
             dir,
             marker,
         };
+        let (width, height) = (size.0.to_string(), size.1.to_string());
         let out = tmux.cmd(&[
             "new-session",
             "-d",
             "-x",
-            "120",
+            &width,
             "-y",
-            "40",
+            &height,
             &format!("sh {}", script.display()),
         ]);
         assert!(out.status.success(), "tmux new-session failed: {out:?}");
@@ -187,10 +199,12 @@ impl Tmux {
         (!value.is_empty()).then_some(value)
     }
 
-    /// Our forkyard process: the one whose command line names this test's config.
+    /// Our forkyard process: the one whose command line names this test's config (or,
+    /// for the built-in demo, whose cwd is this test's folder).
     fn forkyard_pid(&self) -> Option<u32> {
         let config = self.path("jobs.toml");
         let config = config.to_string_lossy();
+        let dir = self.dir.path().canonicalize().ok();
         std::fs::read_dir("/proc")
             .ok()?
             .flatten()
@@ -201,9 +215,13 @@ impl Tmux {
                     .split(|b| *b == 0)
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect();
+                let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
                 (args.first().map(String::as_str) == Some(env!("CARGO_BIN_EXE_forkyard"))
-                    && args.iter().any(|a| a == config.as_ref()))
-                .then_some(pid)
+                    && (args.iter().any(|a| a == config.as_ref())
+                        || (args.iter().filter(|a| !a.is_empty()).count() == 2
+                            && cwd.is_some()
+                            && cwd == dir)))
+                    .then_some(pid)
             })
     }
 
@@ -728,4 +746,58 @@ fn quitting_while_a_run_stops_for_a_rerun_cancels_the_rerun() {
     assert_eq!(code, 0);
     let screen = t.screen();
     assert!(!screen.contains("runs "), "no second run: {screen}");
+}
+
+/// Live processes started by the forkyard whose pid is `pid` (they carry its
+/// supervisor variable, `FORKYARD_SUPERVISOR=<pid>.<n>`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let marker = format!("FORKYARD_SUPERVISOR={pid}.");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var.starts_with(marker.as_bytes()))
+                .then_some(child)
+        })
+        .collect()
+}
+
+/// The README's first command: the built-in demo stays up, selects its guide, suggests
+/// what to try, and its tour works (the tree needs SIGKILL, the service restarts).
+#[test]
+fn the_built_in_demo_is_a_tour_that_stays_up_until_quit() {
+    let t = Tmux::launch("demo", 16, None, "", (80, 24));
+    let screen = t.wait_text("welcome to the demo");
+    let ours = t.forkyard_pid().expect("forkyard is running");
+    // The guide is the selected job's output.
+    assert!(screen.contains(" hello ─"), "{screen}");
+    t.wait_text("Every row is a real process");
+    // Hidden rows are counted at 80x24.
+    t.wait_text("more");
+    // Past the old demo's three seconds, the tree and the service still run.
+    std::thread::sleep(Duration::from_secs(4));
+    t.wait_row("tree", "running", |r| r.contains("running"));
+    t.wait_row("service", "running", |r| r.contains("running"));
+    // The tree ignores SIGTERM: stopping it counts down to SIGKILL.
+    t.keys(&["j"]);
+    t.keys(&["t"]);
+    t.wait_row("tree", "stopping countdown", |r| r.contains("stopping "));
+    t.wait_text("outlived its grace period: sent SIGKILL");
+    // The service restarts with a new pid.
+    t.keys(&["j", "r"]);
+    t.wait_row("service", "restarted", |r| {
+        r.contains("running") && r.contains(" 1 ")
+    });
+    assert!(!children_of(ours).is_empty());
+    t.keys(&["q"]);
+    t.wait_text("Stop them all");
+    t.keys(&["y"]);
+    // The tree was stopped by the user before quitting: a failure.
+    assert_eq!(t.assert_clean_exit(), 1);
+    assert_eq!(children_of(ours), Vec::<u32>::new(), "children left behind");
 }

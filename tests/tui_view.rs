@@ -27,9 +27,13 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// The demo's jobs (names and argv from the built-in config), all queued.
+/// The classic demo's jobs (names and argv from its config), all queued.
 fn demo_jobs() -> Vec<(String, JobStatus)> {
-    let config = forkyard::config::builtin_demo().expect("demo parses");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tui/classic.toml"
+    );
+    let config = forkyard::config::load(std::path::Path::new(path)).expect("demo parses");
     config
         .jobs
         .iter()

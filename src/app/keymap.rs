@@ -98,6 +98,15 @@ impl Key {
             }
             _ => named(rest).ok_or_else(|| format!("unknown key name `{rest}`"))?,
         };
+        // shift-k is K (a terminal sends the capital).
+        let code = match code {
+            KeyCode::Char(c)
+                if mods.contains(KeyModifiers::SHIFT) && !mods.contains(KeyModifiers::CONTROL) =>
+            {
+                KeyCode::Char(c.to_ascii_uppercase())
+            }
+            other => other,
+        };
         if mods.contains(KeyModifiers::CONTROL)
             && let KeyCode::Char(c) = code
             && !c.is_ascii_alphabetic()
@@ -483,6 +492,7 @@ mod tests {
         assert_eq!(key("ctrl-k"), key("Ctrl+K"));
         assert_eq!(key("ctrl-k").label(), "Ctrl-K");
         assert_eq!(key("shift-tab"), key("backtab"));
+        assert_eq!(key("shift-k"), key("K"));
         assert_eq!(key("-"), Key::new(KeyCode::Char('-'), KeyModifiers::NONE));
         assert_eq!(key("alt--").label(), "Alt--");
         assert_eq!(key("PgDn").label(), "PgDn");

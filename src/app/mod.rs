@@ -43,6 +43,12 @@ use state::{Effect, Input, State};
 
 pub use state::FRAME_INTERVAL;
 
+/// What the status bar suggests first in the built-in demo (the default keys: the demo
+/// has no `[keys]`).
+const DEMO_WELCOME: &str =
+    "welcome to the demo: ↓ to tree, t stops it; r restarts service; ? every key";
+const DEMO_WELCOME_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+
 #[derive(Debug, Clone, Default)]
 pub struct TuiOptions {
     /// `-j N`: overrides `settings.max_parallel`.
@@ -183,6 +189,15 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         let mut model = Model::new(crate::run::tracker_for(&supervisor), origin);
         model.max_parallel = max_parallel;
         model.clocks_follow_samples = true;
+        if config.origin == crate::config::BUILTIN_DEMO_NAME {
+            // The tour's first hint; its guide is the selected job's output.
+            model.set_sticky_message(
+                DEMO_WELCOME,
+                crate::ui::model::MessageKind::Info,
+                Instant::now(),
+                DEMO_WELCOME_TTL,
+            );
+        }
         let buffers = buffers_of(&supervisor);
         Ok(Shell {
             state: State::new(model, buffers, size),

@@ -237,6 +237,7 @@ impl State {
         let actions = match event {
             TermEvent::Key(key) => {
                 test_panic(key);
+                self.model.unstick_message();
                 update::key(&mut self.model, key, &ctx)
             }
             TermEvent::Mouse(m) => mouse::on_mouse(&mut self.model, m, &ctx),
@@ -264,7 +265,7 @@ impl State {
                     Level::Warn => MessageKind::Warn,
                     Level::Error => MessageKind::Error,
                 };
-                self.model.set_message(notice.text, kind, now);
+                self.model.notice(notice.text, kind, now);
                 self.dirty = true;
             }
         }

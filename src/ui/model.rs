@@ -136,6 +136,8 @@ pub struct Message {
     pub text: String,
     pub kind: MessageKind,
     pub until: Instant,
+    /// Stays until it expires or a key is pressed: routine notices do not replace it.
+    pub sticky: bool,
 }
 
 /// forkyard is exiting: every job is being stopped.
@@ -433,7 +435,44 @@ impl Model {
             text: text.into(),
             kind,
             until: now + MESSAGE_TTL,
+            sticky: false,
         });
+    }
+
+    /// A message that stays `ttl`, or until a key is pressed: routine notices (info)
+    /// do not replace it meanwhile.
+    pub fn set_sticky_message(
+        &mut self,
+        text: impl Into<String>,
+        kind: MessageKind,
+        now: Instant,
+        ttl: Duration,
+    ) {
+        self.message = Some(Message {
+            text: text.into(),
+            kind,
+            until: now + ttl,
+            sticky: true,
+        });
+    }
+
+    /// A notice from the supervisor: shown unless it is routine and a sticky message is
+    /// up (the row shows what happened anyway).
+    pub fn notice(&mut self, text: impl Into<String>, kind: MessageKind, now: Instant) {
+        let sticky = self
+            .message
+            .as_ref()
+            .is_some_and(|m| m.sticky && m.until > now);
+        if !sticky || kind != MessageKind::Info {
+            self.set_message(text, kind, now);
+        }
+    }
+
+    /// A key was pressed: a sticky message has been seen.
+    pub fn unstick_message(&mut self) {
+        if self.message.as_ref().is_some_and(|m| m.sticky) {
+            self.message = None;
+        }
     }
 
     /// Drops an expired message; true if one was dropped.
