@@ -117,7 +117,7 @@ fn read_ready(fd: i32, buf: &mut [u8]) -> io::Result<Option<&[u8]>> {
 
 /// `TIOCGWINSZ` on `fd`. A terminal that reports 0×0 (some do, before a size is set)
 /// counts as 1×1.
-pub fn size_of(fd: i32) -> io::Result<(u16, u16)> {
+pub(crate) fn size_of(fd: i32) -> io::Result<(u16, u16)> {
     let mut size = libc::winsize {
         ws_row: 0,
         ws_col: 0,

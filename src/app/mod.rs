@@ -17,7 +17,7 @@ pub mod keymap;
 mod mouse;
 pub mod state;
 pub mod terminal;
-pub mod update;
+pub(crate) mod update;
 
 use std::io;
 use std::path::PathBuf;
