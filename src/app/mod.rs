@@ -235,6 +235,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             let shutdown: OptionFuture<_> = self.shutdown.as_mut().into();
             let sleep = tokio::time::sleep_until(wake.unwrap_or(now).into());
             let reading = self.input.is_some();
+            // A frame is already due: more output changes nothing until it is drawn.
+            let watch_activity = !self.state.is_dirty();
             let input: OptionFuture<_> = self.input.as_mut().map(|i| i.next()).into();
             let input = tokio::select! {
                 biased;
@@ -280,7 +282,7 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                     }
                     Input::Sampled
                 }
-                _ = activity.notified() => Input::Activity,
+                _ = activity.notified(), if watch_activity => Input::Activity,
                 _ = sleep, if wake.is_some() => Input::Tick,
             };
             let effects = self.state.step(input, Instant::now());

@@ -141,6 +141,11 @@ impl State {
         crate::run::exit_code(self.ended_by, failed)
     }
 
+    /// Something changed since the last frame (a frame is due at the next interval).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     pub fn is_done(&self) -> bool {
         matches!(self.lifecycle, Lifecycle::Done(_))
     }
