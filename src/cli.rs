@@ -140,6 +140,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     if use_tui {
         let options = crate::app::TuiOptions {
             max_parallel: cli.max_parallel,
+            report: cli.report.clone(),
         };
         return run_to_end(runtime, crate::app::run(config, options));
     }

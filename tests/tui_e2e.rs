@@ -2,6 +2,8 @@
 //! go in with `send-keys`, the screen comes back with `capture-pane`. Each test waits on
 //! what the screen shows (polling with a deadline), checks that no child carrying the
 //! test's marker survives, and that the terminal is back in cooked mode afterwards.
+//!
+//! tmux is required: without it every test here fails (CI installs it).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
 use std::path::{Path, PathBuf};
@@ -11,11 +13,16 @@ use std::time::{Duration, Instant};
 /// Generous: other engineers build and test on the same two cores.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn tmux_available() -> bool {
-    Command::new("tmux")
+/// Fails the test when tmux is missing: a TUI test that cannot run must not pass.
+fn require_tmux() {
+    let found = Command::new("tmux")
         .arg("-V")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "tmux is not installed: the TUI end-to-end tests need it (.ci/run installs it)"
+    );
 }
 
 /// A tmux server of our own, killed when the test ends (pass or fail).
@@ -40,48 +47,61 @@ impl Drop for Tmux {
 impl Tmux {
     /// Starts forkyard on the fixture inside a shell script that records the terminal
     /// settings before and after.
-    fn start(test: &str, tag: u32) -> Option<Tmux> {
+    fn start(test: &str, tag: u32) -> Tmux {
         Tmux::start_with_env(test, tag, "")
     }
 
     /// Like `start`, with `env` (e.g. `VAR=1 `) in front of the forkyard command.
-    fn start_with_env(test: &str, tag: u32, env: &str) -> Option<Tmux> {
+    fn start_with_env(test: &str, tag: u32, env: &str) -> Tmux {
         Tmux::start_fixture(test, tag, "jobs.toml", env)
     }
 
-    /// Like `start_with_env`, on `tests/fixtures/tui/<fixture>`.
-    fn start_fixture(test: &str, tag: u32, fixture: &str, env: &str) -> Option<Tmux> {
-        if !tmux_available() {
-            eprintln!("SKIPPED: tmux is not installed (CI installs it)");
-            return None;
-        }
+    /// Like `start_with_env`, on `tests/fixtures/tui/<fixture>`. The script around
+    /// forkyard ignores SIGHUP, so it outlives a killed pane or server and records
+    /// forkyard's exit status in `exit` (forkyard installs its own handlers).
+    fn start_fixture(test: &str, tag: u32, fixture: &str, env: &str) -> Tmux {
+        Tmux::launch(test, tag, Some(fixture), env, (120, 40))
+    }
+
+    /// `fixture` None: no config argument, in an empty folder (the built-in demo).
+    fn launch(test: &str, tag: u32, fixture: Option<&str>, env: &str, size: (u16, u16)) -> Tmux {
+        require_tmux();
         let dir = tempfile::Builder::new()
             .prefix("forkyard-tui-")
             .tempdir()
             .expect("temp dir");
         let marker = format!("7{:07}{tag:02}.", std::process::id());
-        let template = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/tui")
-                .join(fixture),
-        )
-        .expect("fixture");
         let config = dir.path().join("jobs.toml");
-        std::fs::write(&config, template.replace("@MARK@", &marker)).expect("write config");
+        if let Some(fixture) = fixture {
+            let template = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/tui")
+                    .join(fixture),
+            )
+            .expect("fixture");
+            std::fs::write(&config, template.replace("@MARK@", &marker)).expect("write config");
+        }
+        let args = match fixture {
+            Some(_) => format!("--tui '{}'", config.display()),
+            None => "--tui".to_string(),
+        };
         let script = dir.path().join("run.sh");
         let d = dir.path().display();
         std::fs::write(
             &script,
             format!(
-                "stty -g > {d}/stty.before\n\
-                 {env}'{bin}' --tui '{cfg}'\n\
-                 echo \"EXIT=$?\"\n\
+                "trap '' HUP\n\
+                 cd {d}\n\
+                 stty -g > {d}/stty.before\n\
+                 {env}'{bin}' {args}\n\
+                 code=$?\n\
+                 echo $code > {d}/exit\n\
+                 echo \"EXIT=$code\"\n\
                  stty -g > {d}/stty.after\n\
                  stty -a > {d}/stty.all\n\
                  echo SCRIPT-DONE\n\
                  exec sleep 600\n",
                 bin = env!("CARGO_BIN_EXE_forkyard"),
-                cfg = config.display(),
             ),
         )
         .expect("write script");
@@ -90,17 +110,18 @@ impl Tmux {
             dir,
             marker,
         };
+        let (width, height) = (size.0.to_string(), size.1.to_string());
         let out = tmux.cmd(&[
             "new-session",
             "-d",
             "-x",
-            "120",
+            &width,
             "-y",
-            "40",
+            &height,
             &format!("sh {}", script.display()),
         ]);
         assert!(out.status.success(), "tmux new-session failed: {out:?}");
-        Some(tmux)
+        tmux
     }
 
     fn cmd(&self, args: &[&str]) -> Output {
@@ -116,6 +137,12 @@ impl Tmux {
         args.extend_from_slice(keys);
         let out = self.cmd(&args);
         assert!(out.status.success(), "send-keys failed: {out:?}");
+    }
+
+    /// The main screen with its scrollback.
+    fn history(&self) -> String {
+        let out = self.cmd(&["capture-pane", "-p", "-S", "-", "-t", "0"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn screen(&self) -> String {
@@ -172,10 +199,12 @@ impl Tmux {
         (!value.is_empty()).then_some(value)
     }
 
-    /// Our forkyard process: the one whose command line names this test's config.
+    /// Our forkyard process: the one whose command line names this test's config (or,
+    /// for the built-in demo, whose cwd is this test's folder).
     fn forkyard_pid(&self) -> Option<u32> {
         let config = self.path("jobs.toml");
         let config = config.to_string_lossy();
+        let dir = self.dir.path().canonicalize().ok();
         std::fs::read_dir("/proc")
             .ok()?
             .flatten()
@@ -186,9 +215,13 @@ impl Tmux {
                     .split(|b| *b == 0)
                     .map(|a| String::from_utf8_lossy(a).into_owned())
                     .collect();
+                let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
                 (args.first().map(String::as_str) == Some(env!("CARGO_BIN_EXE_forkyard"))
-                    && args.iter().any(|a| a == config.as_ref()))
-                .then_some(pid)
+                    && (args.iter().any(|a| a == config.as_ref())
+                        || (args.iter().filter(|a| !a.is_empty()).count() == 2
+                            && cwd.is_some()
+                            && cwd == dir)))
+                    .then_some(pid)
             })
     }
 
@@ -237,14 +270,33 @@ impl Tmux {
         self.dir.path().join(name)
     }
 
+    /// forkyard's exit status, from the file the script writes (it survives the
+    /// terminal); panics if forkyard has not exited within `within`.
+    fn wait_exit(&self, within: Duration) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Ok(code) = self.file("exit").trim().parse() {
+                return code;
+            }
+            assert!(
+                start.elapsed() < within,
+                "forkyard still running after {within:?}: {:?}",
+                self.forkyard_pid().map(cpu_and_state)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `#{name}` of the pane, as tmux formats it.
+    fn pane_format(&self, name: &str) -> String {
+        let out = self.cmd(&["display-message", "-p", "-t", "0", &format!("#{{{name}}}")]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// After forkyard exited: its exit code, every child gone, the terminal cooked.
     fn assert_clean_exit(&self) -> i32 {
         let screen = self.wait_text("SCRIPT-DONE");
-        let code = screen
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("EXIT="))
-            .and_then(|c| c.parse().ok())
-            .expect("exit code printed");
+        let code = self.wait_exit(DEADLINE);
         assert_eq!(
             self.survivors(),
             Vec::<String>::new(),
@@ -271,9 +323,7 @@ impl Tmux {
 
 #[test]
 fn terminate_shows_sigterm_then_quit_confirms_and_cleans_up() {
-    let Some(t) = Tmux::start("terminate", 1) else {
-        return;
-    };
+    let t = Tmux::start("terminate", 1);
     let row = t.wait_row("hung", "running", |r| r.contains("running"));
     assert!(
         row.split_whitespace().any(|w| w.parse::<u32>().is_ok()),
@@ -306,9 +356,7 @@ fn terminate_shows_sigterm_then_quit_confirms_and_cleans_up() {
 
 #[test]
 fn wait_with_a_short_deadline_stops_a_hung_job() {
-    let Some(t) = Tmux::start("wait", 2) else {
-        return;
-    };
+    let t = Tmux::start("wait", 2);
     t.wait_row("hung", "running", |r| r.contains("running"));
     t.keys(&["w"]);
     t.wait_text("wait for hung, then stop it: 5s");
@@ -336,9 +384,7 @@ fn wait_with_a_short_deadline_stops_a_hung_job() {
 
 #[test]
 fn restart_gives_a_new_pid_and_counts() {
-    let Some(t) = Tmux::start("restart", 3) else {
-        return;
-    };
+    let t = Tmux::start("restart", 3);
     let pid_of = |screen: &str| -> Option<u32> {
         Tmux::cell(screen, "hung", "PID").and_then(|p| p.parse().ok())
     };
@@ -370,9 +416,7 @@ fn restart_gives_a_new_pid_and_counts() {
 
 #[test]
 fn output_pane_search_follow_and_help() {
-    let Some(t) = Tmux::start("output", 4) else {
-        return;
-    };
+    let t = Tmux::start("output", 4);
     t.wait_row("chatter", "running", |r| r.contains("running"));
     t.keys(&["j", "j"]);
     t.wait_text("line 3");
@@ -391,9 +435,9 @@ fn output_pane_search_follow_and_help() {
     t.wait_text("following");
     t.keys(&["?"]);
     t.wait_text("keys");
-    t.wait_text("quit now (kills and reaps every job)");
+    t.wait_text("quit now: kills and reaps every job");
     t.keys(&["Escape"]);
-    t.wait_for("help to close", |s| !s.contains("quit now (kills"));
+    t.wait_for("help to close", |s| !s.contains("quit now: kills"));
     t.keys(&["c"]);
     t.wait_text("cleared the output of chatter");
     t.keys(&["Q"]);
@@ -402,9 +446,7 @@ fn output_pane_search_follow_and_help() {
 
 #[test]
 fn sigterm_stops_children_and_restores_the_terminal() {
-    let Some(t) = Tmux::start("sigterm", 5) else {
-        return;
-    };
+    let t = Tmux::start("sigterm", 5);
     t.wait_row("hung", "running", |r| r.contains("running"));
     t.wait_survivors(3);
     let ours = t.forkyard_pid().expect("forkyard is running").to_string();
@@ -423,32 +465,180 @@ fn sigterm_stops_children_and_restores_the_terminal() {
     assert_eq!(code, 128 + 15);
 }
 
+/// (CPU seconds so far, state letter) of a process, from /proc/PID/stat.
+fn cpu_and_state(pid: u32) -> (f64, char) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let state = fields.first().and_then(|f| f.chars().next()).unwrap_or('?');
+    // utime and stime, in clock ticks (USER_HZ is 100 on Linux).
+    ((ticks(11) + ticks(12)) / 100.0, state)
+}
+
+fn pid_of(pattern: &str) -> u32 {
+    let out = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no process matches {pattern}"))
+}
+
 #[test]
 fn closing_the_terminal_stops_every_child() {
-    let Some(t) = Tmux::start("hangup", 6) else {
-        return;
-    };
+    let t = Tmux::start("hangup", 6);
     t.wait_row("hung", "running", |r| r.contains("running"));
     t.wait_survivors(3);
-    // Killing the server closes the pane's terminal: forkyard gets SIGHUP.
+    // Killing the server closes the pane's terminal: reads fail, SIGHUP may come too.
     t.cmd(&["kill-server"]);
-    // stubborn ignores SIGTERM, so this takes the 5 s grace.
+    // stubborn ignores SIGTERM, so this takes the 5 s grace; a hangup counts once.
+    assert_eq!(t.wait_exit(DEADLINE), 129);
     t.wait_survivors(0);
 }
 
 #[test]
-fn a_panic_restores_the_terminal_and_kills_every_child() {
-    let Some(t) = Tmux::start_with_env("panic", 7, "FORKYARD_TEST_PANIC=1 RUST_BACKTRACE=0 ")
-    else {
-        return;
-    };
+fn killing_the_pane_stops_every_child_and_exits_129() {
+    let t = Tmux::start("killpane", 10);
     t.wait_row("hung", "running", |r| r.contains("running"));
     t.wait_survivors(3);
-    // F12 panics inside a spawned task, not the UI loop.
-    t.keys(&["F12"]);
-    let code = t.assert_clean_exit();
-    assert_eq!(code, 101);
-    t.wait_text("panicking on purpose");
+    t.cmd(&["kill-pane", "-t", "0"]);
+    assert_eq!(t.wait_exit(DEADLINE), 129);
+    t.wait_survivors(0);
+}
+
+/// The sequence after which a TUI once outlived its terminal for half an hour, spinning
+/// on a core and deaf to SIGTERM: a signal from the menu, a stopped job told to stop,
+/// a storm of resizes, the help, a dialog, and then the terminal goes away.
+#[test]
+fn after_signals_resizes_and_dialogs_a_lost_terminal_still_ends_the_tui() {
+    let t = Tmux::start("stress", 11);
+    t.wait_row("chatter", "running", |r| r.contains("running"));
+    t.wait_survivors(3);
+    let ours = t.forkyard_pid().expect("forkyard is running");
+    // x menu: SIGUSR1 (its 6th entry) to chatter, which dies of it.
+    t.keys(&["j", "j", "x"]);
+    t.wait_text("signal chatter");
+    t.keys(&["6"]);
+    t.wait_row("chatter", "SIGUSR1", |r| r.contains("SIGUSR1"));
+    // SIGSTOP to hung, then t on it.
+    let hung = pid_of(&format!("^sleep {}1$", t.pattern()));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hung as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("SIGSTOP");
+    t.keys(&["k", "k", "t"]);
+    t.wait_text("sent SIGTERM to hung");
+    // 500 SIGWINCH and odd sizes.
+    for _ in 0..500 {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(ours as i32),
+            nix::sys::signal::Signal::SIGWINCH,
+        );
+    }
+    for (w, h) in [("1", "1"), ("2", "200"), ("300", "3"), ("120", "40")] {
+        t.cmd(&["resize-window", "-t", "0", "-x", w, "-y", h]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.wait_text("hung");
+    t.keys(&["?"]);
+    t.wait_text("keys");
+    t.keys(&["Escape"]);
+    t.wait_for("help to close", |s| !s.contains("this help"));
+    t.keys(&["q"]);
+    t.wait_text("Stop them all");
+    t.cmd(&["kill-server"]);
+    // Stopping (stubborn takes its 5 s grace): forkyard must not spin meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    let (before, state) = cpu_and_state(ours);
+    if state != '?' {
+        std::thread::sleep(Duration::from_secs(1));
+        let (after, _) = cpu_and_state(ours);
+        assert!(
+            after - before < 0.3,
+            "forkyard used {:.2} s of CPU in 1 s after its terminal went away",
+            after - before
+        );
+        // And a signal still reaches it: kill everything at once.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(ours as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    assert_eq!(t.wait_exit(Duration::from_secs(5)), 129);
+    t.wait_survivors(0);
+}
+
+/// A panic (the F12 test hook, in a spawned task) while frames keep coming (a job that
+/// never stops writing) and the panic hook takes its time (a backtrace): the terminal
+/// is restored before the message prints, and no frame comes after it (one used to
+/// hide the cursor again). Three times, as it failed in some runs only.
+#[test]
+fn a_panic_restores_the_terminal_and_kills_every_child() {
+    for round in 0..3 {
+        let t = Tmux::start_fixture(
+            &format!("panic{round}"),
+            12 + round,
+            "flood.toml",
+            "FORKYARD_TEST_PANIC=1 RUST_BACKTRACE=1 ",
+        );
+        t.wait_row("hung", "running", |r| r.contains("running"));
+        t.wait_survivors(2);
+        t.wait_text("tick tick");
+        t.keys(&["F12"]);
+        let code = t.assert_clean_exit();
+        assert_eq!(code, 101);
+        let history = t.history();
+        assert!(history.contains("panicking on purpose"), "{history}");
+        // Nothing drew after the message, on the main screen.
+        assert!(
+            !history.contains("NAME"),
+            "a frame after the panic:\n{history}"
+        );
+        assert_eq!(
+            t.pane_format("alternate_on"),
+            "0",
+            "left the alternate screen"
+        );
+        assert_eq!(
+            t.pane_format("cursor_flag"),
+            "1",
+            "the cursor is shown again"
+        );
+    }
+}
+
+/// Escape sequences in the config's text (an argument, a program name, so the
+/// "command not found" notice too) are never written raw: the pane's title stays.
+#[test]
+fn escape_sequences_in_the_config_do_not_reach_the_terminal() {
+    let t = Tmux::start_fixture("hostile", 15, "hostile.toml", "");
+    let title = t.pane_format("pane_title");
+    assert!(!title.contains("pwned"));
+    t.wait_row("evil", "running", |r| r.contains("running"));
+    // The notice of the job that cannot start, the pipeline's stages, the timeline.
+    t.keys(&["Enter", "j", "j", "j"]);
+    t.wait_text("failed to start");
+    t.keys(&["v"]);
+    t.wait_text("TIMELINE");
+    t.keys(&["v", "x"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let now = t.pane_format("pane_title");
+    assert_eq!(now, title, "the title changed");
+    // What remains of the sequences is plain text.
+    assert!(t.screen().contains("]0;pwned"), "{}", t.screen());
+    t.keys(&["Escape", "Q"]);
+    t.assert_clean_exit();
+    assert_eq!(t.pane_format("pane_title"), title);
 }
 
 /// The wall time after `-j <label>: ` on the runs line, in seconds.
@@ -466,9 +656,7 @@ fn run_wall(screen: &str, label: &str) -> Option<f64> {
 
 #[test]
 fn timeline_view_and_rerun_with_another_limit() {
-    let Some(t) = Tmux::start_fixture("rerun", 8, "naps.toml", "") else {
-        return;
-    };
+    let t = Tmux::start_fixture("rerun", 8, "naps.toml", "");
     // Four 1 s naps at once; the header shows the figures and the limit.
     t.wait_text("-j unlimited");
     let screen = t.wait_text("✔ 4 done");
@@ -540,9 +728,7 @@ fn timeline_view_and_rerun_with_another_limit() {
 
 #[test]
 fn quitting_while_a_run_stops_for_a_rerun_cancels_the_rerun() {
-    let Some(t) = Tmux::start("rerunquit", 9) else {
-        return;
-    };
+    let t = Tmux::start("rerunquit", 9);
     t.wait_row("hung", "running", |r| r.contains("running"));
     t.wait_survivors(3);
     t.keys(&["p"]);
@@ -560,4 +746,58 @@ fn quitting_while_a_run_stops_for_a_rerun_cancels_the_rerun() {
     assert_eq!(code, 0);
     let screen = t.screen();
     assert!(!screen.contains("runs "), "no second run: {screen}");
+}
+
+/// Live processes started by the forkyard whose pid is `pid` (they carry its
+/// supervisor variable, `FORKYARD_SUPERVISOR=<pid>.<n>`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let marker = format!("FORKYARD_SUPERVISOR={pid}.");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var.starts_with(marker.as_bytes()))
+                .then_some(child)
+        })
+        .collect()
+}
+
+/// The README's first command: the built-in demo stays up, selects its guide, suggests
+/// what to try, and its tour works (the tree needs SIGKILL, the service restarts).
+#[test]
+fn the_built_in_demo_is_a_tour_that_stays_up_until_quit() {
+    let t = Tmux::launch("demo", 16, None, "", (80, 24));
+    let screen = t.wait_text("welcome to the demo");
+    let ours = t.forkyard_pid().expect("forkyard is running");
+    // The guide is the selected job's output.
+    assert!(screen.contains(" hello ─"), "{screen}");
+    t.wait_text("Every row is a real process");
+    // Hidden rows are counted at 80x24.
+    t.wait_text("more");
+    // Past the old demo's three seconds, the tree and the service still run.
+    std::thread::sleep(Duration::from_secs(4));
+    t.wait_row("tree", "running", |r| r.contains("running"));
+    t.wait_row("service", "running", |r| r.contains("running"));
+    // The tree ignores SIGTERM: stopping it counts down to SIGKILL.
+    t.keys(&["j"]);
+    t.keys(&["t"]);
+    t.wait_row("tree", "stopping countdown", |r| r.contains("stopping "));
+    t.wait_text("outlived its grace period: sent SIGKILL");
+    // The service restarts with a new pid.
+    t.keys(&["j", "r"]);
+    t.wait_row("service", "restarted", |r| {
+        r.contains("running") && r.contains(" 1 ")
+    });
+    assert!(!children_of(ours).is_empty());
+    t.keys(&["q"]);
+    t.wait_text("Stop them all");
+    t.keys(&["y"]);
+    // The tree was stopped by the user before quitting: a failure.
+    assert_eq!(t.assert_clean_exit(), 1);
+    assert_eq!(children_of(ours), Vec::<u32>::new(), "children left behind");
 }

@@ -12,10 +12,10 @@ use forkyard::output::{OutputBuffer, SharedBuffer, Stream};
 use forkyard::supervisor::{
     JobState, JobStatus, Outcome, PendingReason, Sample, StageState, StopReason,
 };
+use forkyard::ui;
 use forkyard::ui::model::{
     Focus, Model, Overlay, Prompt, PromptKind, Quitting, RowRef, Search, WaitTarget,
 };
-use forkyard::ui::{self, output};
 use nix::sys::signal::Signal;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -27,9 +27,13 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// The demo's jobs (names and argv from the built-in config), all queued.
+/// The classic demo's jobs (names and argv from its config), all queued.
 fn demo_jobs() -> Vec<(String, JobStatus)> {
-    let config = forkyard::config::builtin_demo().expect("demo parses");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tui/classic.toml"
+    );
+    let config = forkyard::config::load(std::path::Path::new(path)).expect("demo parses");
     config
         .jobs
         .iter()
@@ -258,7 +262,7 @@ fn finished_with_failures_snapshot() {
                 .starts_with("something went wrong")
         })
         .expect("stderr line shown");
-    assert_eq!(buffer[(0, row)].fg, output::STDERR_TINT);
+    assert_eq!(buffer[(0, row)].fg, ui::theme::STDERR_TINT);
 }
 
 #[test]
@@ -414,10 +418,22 @@ fn help_overlay_snapshot() {
     let mut f = running_demo();
     f.model.overlay = Some(Overlay::Help { scroll: 0 });
     let text = f.text(100, 30);
-    for (key, _) in ui::HELP {
+    insta::assert_snapshot!("help_overlay", text);
+    // Tall enough for all of it: every command is listed with its keys, from the keymap
+    // (h, l, Home, End, Esc and Shift-Tab included, which a hand-written list missed).
+    let text = f.text(100, 50);
+    let entries = f.model.keymap.help_entries();
+    assert!(entries.len() >= 36, "{entries:?}");
+    for entry in entries {
+        let line = text
+            .lines()
+            .find(|l| l.contains(entry.command.about()))
+            .unwrap_or_else(|| panic!("help lacks {entry:?}: {text}"));
+        assert!(line.contains(&entry.keys), "{entry:?} in {line}");
+    }
+    for key in ["→ l", "← h", "g Home", "G End", "Esc", "Tab Shift-Tab"] {
         assert!(text.contains(key), "help lacks {key}: {text}");
     }
-    insta::assert_snapshot!("help_overlay", text);
 }
 
 /// On the smallest screen the help is cut, says so, and scrolls to its last line.
@@ -427,8 +443,8 @@ fn help_overlay_scrolls_on_a_small_screen() {
     f.model.overlay = Some(Overlay::Help { scroll: 0 });
     let top = f.text(40, 10);
     // 10 rows: 8 lines inside the box's borders.
-    let hidden = ui::help_line_count() - 8;
-    assert!(top.contains("select a job"), "{top}");
+    let hidden = ui::help_line_count(&f.model) - 8;
+    assert!(top.contains("select the row"), "{top}");
     assert!(!top.contains("quit now"), "{top}");
     assert!(top.contains(&format!("↓ {hidden} more")), "{top}");
     // Scrolled past the end: clamped to the last page.
@@ -436,7 +452,7 @@ fn help_overlay_scrolls_on_a_small_screen() {
     let bottom = f.text(40, 10);
     assert!(bottom.contains("Esc or ? closes"), "{bottom}");
     assert!(bottom.contains(&format!("↑ {hidden} more")), "{bottom}");
-    assert!(!bottom.contains("select a job"), "{bottom}");
+    assert!(!bottom.contains("select the row"), "{bottom}");
 }
 
 #[test]
@@ -478,7 +494,7 @@ fn paused_view_counts_new_lines_and_marks_dropped() {
     }
     {
         let buf = forkyard::output::lock(&f.buffers[0]);
-        output::scroll_to_top(&buf, &mut f.model.views[0]);
+        ui::pane::scroll_to_top(&buf, &mut f.model.views[0]);
     }
     for i in 51..=57 {
         f.output("flood", 0, Stream::Stdout, format!("{i}\n").as_bytes());
@@ -537,4 +553,236 @@ fn finished_jobs_keep_a_dimmed_pid_and_the_selection_spans_the_table() {
     let f = running_demo();
     let (pid, _) = cell_of(&f, "cpu.1", "4162");
     assert_ne!(pid.fg, Color::DarkGray);
+}
+
+/// Jobs started a few milliseconds apart show the same elapsed time, at whatever moment
+/// within the second the frame is drawn (every clock is read at one instant).
+#[test]
+fn jobs_started_together_show_the_same_clock() {
+    let jobs = ["a", "b", "c", "d"]
+        .iter()
+        .map(|name| {
+            (
+                name.to_string(),
+                JobStatus::new(
+                    JobState::Pending(PendingReason::Queued),
+                    vec![vec!["sleep".into(), "100".into()]],
+                ),
+            )
+        })
+        .collect();
+    let mut f = Fixture::new(jobs);
+    // Started with the run, and restarted together later.
+    f.run("a", 100, ms(3));
+    f.run("b", 101, ms(9));
+    f.run("c", 102, ms(1_200));
+    f.run("d", 103, ms(1_207));
+    for at in [2_000, 2_005, 2_207, 2_499, 2_500, 2_999, 3_004, 3_205] {
+        f.model.now = f.t0 + ms(at);
+        let text = f.text(80, 24);
+        let clock = |name: &str| {
+            text.lines()
+                .find(|l| l.contains(&format!(" {name} ")))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .find(|w| w.ends_with('s'))
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| panic!("no row {name}: {text}"))
+        };
+        assert_eq!(clock("a"), clock("b"), "at {at} ms:\n{text}");
+        assert_eq!(clock("c"), clock("d"), "at {at} ms:\n{text}");
+    }
+}
+
+fn sleepers(n: usize) -> Fixture {
+    let jobs = (1..=n)
+        .map(|i| {
+            (
+                format!("job{i}"),
+                JobStatus::new(
+                    JobState::Pending(PendingReason::Queued),
+                    vec![vec!["sleep".into(), "100".into()]],
+                ),
+            )
+        })
+        .collect();
+    let mut f = Fixture::new(jobs);
+    for i in 1..=n {
+        f.run(&format!("job{i}"), 6000 + i as u32, ms(5));
+    }
+    f
+}
+
+/// The hint bar gives up its other hints before `? help` and `q quit`.
+#[test]
+fn the_hint_bar_keeps_help_and_quit_to_the_last() {
+    let f = sleepers(2);
+    for width in [120, 100, 80, 60, 40] {
+        let text = f.text(width, 20);
+        let bar = text.lines().last().expect("status bar");
+        assert!(
+            bar.contains("? help") && bar.contains("q quit"),
+            "{width}: {bar}"
+        );
+    }
+    // Wide enough: the others come first.
+    let text = f.text(120, 20);
+    let bar = text.lines().last().expect("status bar");
+    assert!(bar.contains("t stop") && bar.contains("/ search"), "{bar}");
+}
+
+/// 80×24 with 20 jobs shows 9 rows: the table says how many more there are.
+#[test]
+fn hidden_rows_are_counted_below_the_table() {
+    let mut f = sleepers(20);
+    let text = f.text(80, 24);
+    assert!(text.contains("↓ 12 more"), "{text}");
+    // Scrolled to the end: the rows above are counted instead.
+    f.model.selected = RowRef::Job(19);
+    f.model.table_offset = 12;
+    let text = f.text(80, 24);
+    assert!(text.contains("↑ 12 more"), "{text}");
+    assert!(text.contains(" job20 "), "{text}");
+    // Everything fits: no such line.
+    let text = sleepers(3).text(80, 24);
+    assert!(!text.contains("more"), "{text}");
+}
+
+/// With NO_COLOR no colour reaches the terminal: the selected row must still show.
+#[test]
+fn without_colour_the_selected_row_is_reverse_video() {
+    let mut f = sleepers(3);
+    f.model.theme.plain = true;
+    f.model.selected = RowRef::Job(1);
+    let terminal = f.render(80, 24);
+    let buffer = terminal.backend().buffer();
+    let row = (0..24u16)
+        .find(|y| {
+            (0..80u16)
+                .map(|x| buffer[(x, *y)].symbol())
+                .collect::<String>()
+                .contains(" job2 ")
+        })
+        .expect("job2's row");
+    for x in [0u16, 10, 79] {
+        assert!(
+            buffer[(x, row)]
+                .modifier
+                .contains(ratatui::style::Modifier::REVERSED),
+            "cell {x} of the selected row"
+        );
+    }
+    let other = row + 1;
+    assert!(
+        !buffer[(10, other)]
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED)
+    );
+}
+
+#[test]
+fn dialogs_and_counts_agree_with_their_numbers() {
+    // A dialog left open after the last job finished.
+    let mut f = finished_demo();
+    f.model.overlay = Some(Overlay::ConfirmRerun { limit: 1 });
+    let text = f.text(100, 30);
+    assert!(!text.contains("0 jobs"), "{text}");
+    assert!(text.contains("Every job has finished."), "{text}");
+    f.model.overlay = Some(Overlay::ConfirmQuit);
+    let text = f.text(100, 30);
+    assert!(
+        text.contains("Every job has finished.") && text.contains("Quit?"),
+        "{text}"
+    );
+    // One line arrived while paused.
+    let mut f = sleepers(1);
+    f.output("job1", 0, Stream::Stdout, b"one\ntwo\n");
+    {
+        let buf = forkyard::output::lock(&f.buffers[0]);
+        ui::pane::scroll_to_top(&buf, &mut f.model.views[0]);
+    }
+    f.output("job1", 0, Stream::Stdout, b"three\n");
+    let text = f.text(80, 24);
+    assert!(text.contains("paused · 1 new line ↓"), "{text}");
+}
+
+/// Two stages running the same program are told apart by their number.
+#[test]
+fn stage_tags_carry_the_stage_number() {
+    let mut f = Fixture::new(vec![(
+        "shells".to_string(),
+        JobStatus::new(
+            JobState::Pending(PendingReason::Queued),
+            vec![
+                vec!["/bin/sh".into(), "-c".into(), "seq 3".into()],
+                vec!["/bin/sh".into(), "-c".into(), "cat".into()],
+            ],
+        ),
+    )]);
+    f.run("shells", 7000, ms(5));
+    f.output("shells", 0, Stream::Stderr, b"from the first\n");
+    f.output("shells", 1, Stream::Stdout, b"from the second\n");
+    let text = f.text(80, 24);
+    assert!(text.contains("1 sh│from the first"), "{text}");
+    assert!(text.contains("2 sh│from the second"), "{text}");
+}
+
+/// Text from the config (names, argv, notices) never puts a control character into a
+/// cell, in any view: ratatui writes cell symbols to the terminal verbatim.
+#[test]
+fn config_text_never_reaches_the_terminal_as_control_characters() {
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\r\n";
+    let mut f = Fixture::new(vec![
+        (
+            format!("name{evil}"),
+            JobStatus::new(
+                JobState::Pending(PendingReason::Queued),
+                vec![
+                    vec![format!("prog{evil}"), format!("arg{evil}")],
+                    vec![format!("/x/{evil}"), evil.to_string()],
+                ],
+            ),
+        ),
+        (
+            "other".to_string(),
+            JobStatus::new(
+                JobState::Finished(Outcome::FailedToStart {
+                    reason: format!("command not found: {evil}"),
+                }),
+                vec![vec![evil.to_string()]],
+            ),
+        ),
+    ]);
+    f.run(&format!("name{evil}"), 7100, ms(5));
+    f.output(&format!("name{evil}"), 1, Stream::Stdout, b"child text\n");
+    f.model.expanded[0] = true;
+    f.model.set_message(
+        format!("failed to start: command not found: {evil}"),
+        forkyard::ui::model::MessageKind::Error,
+        f.model.now,
+    );
+    type View = Box<dyn Fn(&mut Model)>;
+    let views: Vec<View> = vec![
+        Box::new(|_| {}),
+        Box::new(|m| m.selected = RowRef::Stage(0, 1)),
+        Box::new(|m| m.timeline = true),
+        Box::new(|m| m.overlay = Some(Overlay::Signals { selected: 0 })),
+        Box::new(|m| m.overlay = Some(Overlay::ConfirmQuit)),
+        Box::new(|m| m.prompt = Some(Prompt::new(PromptKind::Wait(WaitTarget::Job(0)), "5s"))),
+        Box::new(|m| m.selected = RowRef::Job(1)),
+    ];
+    for (i, view) in views.iter().enumerate() {
+        view(&mut f.model);
+        for (w, h) in [(100, 30), (40, 10)] {
+            let terminal = f.render(w, h);
+            for cell in terminal.backend().buffer().content() {
+                assert!(
+                    !cell.symbol().chars().any(char::is_control),
+                    "view {i} at {w}x{h}: {:?} in a cell",
+                    cell.symbol()
+                );
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! that exists is runnable.
 
 mod error;
+pub mod keys;
 mod parse;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ pub struct Config {
     pub settings: Settings,
     /// Jobs in file order, replicas already expanded (`name.1` .. `name.N`).
     pub jobs: Vec<JobSpec>,
+    /// `[keys]`: the TUI's key bindings that differ from the defaults.
+    pub keys: keys::Keys,
 }
 
 #[derive(Debug, Clone, PartialEq)]

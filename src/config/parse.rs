@@ -42,6 +42,7 @@ const SIGNAL_EXAMPLES: &str =
 struct RawConfig {
     settings: Option<Spanned<RawSettings>>,
     job: Option<Spanned<Vec<Spanned<RawJob>>>>,
+    keys: Option<super::keys::RawKeys>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,10 +147,15 @@ pub fn parse(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config
         jobs.extend(parsed.specs);
     }
 
+    let keys = match &raw.keys {
+        Some(keys) => super::keys::parse(keys, &|span, key, m| cx.err(span, None, Some(key), m))?,
+        None => Default::default(),
+    };
     Ok(Config {
         origin: origin.to_string(),
         settings,
         jobs,
+        keys,
     })
 }
 
@@ -883,7 +889,7 @@ fn serde_message(message: &str) -> String {
 }
 
 /// The candidate closest to `word` by edit distance, if reasonably close.
-fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub(super) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let word = word.to_ascii_lowercase();
     candidates
         .iter()

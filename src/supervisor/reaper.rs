@@ -52,7 +52,7 @@ pub fn owns_all_children() -> bool {
 
 /// A child that can be reaped now (not reaped yet): its pid, and its process group and
 /// start time while its /proc entry can still be read (-1 and 0 otherwise).
-fn peek_waitable() -> Option<(i32, i32, u64, Duration)> {
+fn peek_waitable() -> Option<(i32, i32, Duration)> {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     let pid = match waitid(Id::All, flags).ok()? {
@@ -60,10 +60,10 @@ fn peek_waitable() -> Option<(i32, i32, u64, Duration)> {
         _ => return None,
     };
     // A zombie keeps its /proc entry, group included, until it is reaped.
-    let (pgid, start, wait) = read_stat(pid as u32).map_or((-1, 0, Duration::ZERO), |stat| {
-        (stat.pgid as i32, stat.start_ticks, stat.cpu_wait)
+    let (pgid, wait) = read_stat(pid as u32).map_or((-1, Duration::ZERO), |stat| {
+        (stat.pgid as i32, stat.cpu_wait)
     });
-    Some((pid, pgid, start, wait))
+    Some((pid, pgid, wait))
 }
 
 fn read_stat(pid: u32) -> Option<super::procfs::ProcStat> {
@@ -93,41 +93,24 @@ struct Registry {
     /// CPU time and CPU wait of reaped orphans per group, so they can be credited to the
     /// job.
     orphan_cpu: HashMap<i32, (Duration, Duration)>,
-    /// Single-stage spawns under way (see [`SpawnInFlight`]).
+    /// Single-stage spawns under way (see [`SpawnInFlight`]). While any is, a child
+    /// nobody registered is left a zombie: it may be one whose `exec` failed, which
+    /// `Command::spawn` reaps itself (and panics if someone else already has), or one
+    /// that exited before its registration, which then collects it.
     spawning: usize,
-    /// Children reaped while spawns were under way and nobody had registered yet: a
-    /// child that exits before `spawn()` returns in its parent thread. Claimed by
-    /// registration; what is left once no spawn is under way was an orphan. An entry is
-    /// claimed only if the registered child is gone or has the same start time, so an
-    /// orphan's exit never goes to a new process that got its pid back.
-    early_exits: HashMap<i32, EarlyExit>,
-}
-
-/// A child reaped before anyone registered it.
-struct EarlyExit {
-    pgid: i32,
-    /// Its start time (0 if unknown), to tell it from a later process with its pid.
-    start_ticks: u64,
-    info: ExitInfo,
 }
 
 impl Registry {
-    /// Registers `pid`, handing over its exit at once if it was already reaped.
+    /// Registers `pid`, handing over its exit at once if it has exited already (it was
+    /// left a zombie for this: see `spawning`).
     fn register_pid(&mut self, pid: u32) -> oneshot::Receiver<ExitInfo> {
         let (tx, rx) = oneshot::channel();
-        let held = self.early_exits.remove(&(pid as i32));
-        match held {
-            // The new child is gone (so this is its exit), or it is the same process.
-            Some(exit)
-                if read_stat(pid).is_none_or(|live| live.start_ticks == exit.start_ticks) =>
-            {
-                let _ = tx.send(exit.info);
+        let cpu_wait = super::procfs::cpu_wait_of(pid).unwrap_or_default();
+        match wait4_nohang(pid as i32) {
+            Some(info) => {
+                let _ = tx.send(ExitInfo { cpu_wait, ..info });
             }
-            stale => {
-                // An orphan that had this pid before; the new child is still alive.
-                if let Some(exit) = stale {
-                    self.credit_orphan(exit.pgid, exit.info);
-                }
+            None => {
                 self.waiters.insert(pid as i32, tx);
             }
         }
@@ -177,9 +160,9 @@ impl SpawnGuard<'_> {
 
 /// A single-process run being spawned without holding the reaper's lock, so that
 /// several threads spawn at once (`spawn()` returns only after the child's `exec`, which
-/// is most of its cost). A child that exits before it is registered is reaped into
-/// `early_exits` and handed over by registration; when the last spawn under way ends,
-/// whatever nobody claimed is booked as an orphan.
+/// is most of its cost). Meanwhile the reaper leaves unregistered children alone (see
+/// `Registry::spawning`); registration collects a child that has exited already, and
+/// the end of the last spawn under way collects whatever else waited (orphans).
 pub struct SpawnInFlight<'a> {
     reaper: &'a Reaper,
 }
@@ -195,23 +178,13 @@ impl SpawnInFlight<'_> {
 
 impl Drop for SpawnInFlight<'_> {
     fn drop(&mut self) {
-        let mut registry = lock(&self.reaper.registry);
-        registry.spawning = registry.spawning.saturating_sub(1);
-        let mut orphans = 0;
-        if registry.spawning == 0 {
-            let unclaimed: Vec<EarlyExit> =
-                registry.early_exits.drain().map(|(_, exit)| exit).collect();
-            for exit in unclaimed {
-                orphans += registry.credit_orphan(exit.pgid, exit.info);
-            }
-        }
-        drop(registry);
-        if orphans > 0 {
-            self.reaper.orphans_reaped.send_modify(|n| *n += orphans);
-        }
-        if !OWNS_ALL_CHILDREN.load(Ordering::Relaxed) {
-            // Only registered children are reaped here: one that exited before it was
-            // registered is still a zombie whose SIGCHLD has come and gone.
+        let last = {
+            let mut registry = lock(&self.reaper.registry);
+            registry.spawning = registry.spawning.saturating_sub(1);
+            registry.spawning == 0
+        };
+        if last {
+            // Children left as zombies while spawns were under way.
             self.reaper.reap_now();
         }
     }
@@ -292,10 +265,11 @@ impl Reaper {
     pub fn reap_now(&self) {
         let mut registry = lock(&self.registry);
         let mut reaped_orphans = 0u64;
-        while let Some((pid, pgid, start_ticks, cpu_wait)) = peek_waitable() {
+        while let Some((pid, pgid, cpu_wait)) = peek_waitable() {
+            // An unregistered child waits while spawns are under way (see `spawning`).
             let ours = registry.waiters.contains_key(&pid)
                 || registry.groups.contains_key(&pgid)
-                || OWNS_ALL_CHILDREN.load(Ordering::Relaxed);
+                || (OWNS_ALL_CHILDREN.load(Ordering::Relaxed) && registry.spawning == 0);
             if !ours {
                 // Someone else's child (e.g. a test harness's) sits first in line: fall
                 // back to asking for ours by name, below.
@@ -307,14 +281,6 @@ impl Reaper {
             info.cpu_wait = cpu_wait;
             if let Some(tx) = registry.waiters.remove(&pid) {
                 let _ = tx.send(info);
-            } else if registry.spawning > 0 {
-                // Perhaps a child whose `spawn()` has not returned yet.
-                let exit = EarlyExit {
-                    pgid,
-                    start_ticks,
-                    info,
-                };
-                registry.early_exits.insert(pid, exit);
             } else {
                 reaped_orphans += registry.credit_orphan(pgid, info);
             }
@@ -411,54 +377,42 @@ fn timeval(tv: libc::timeval) -> Duration {
 mod tests {
     use super::*;
 
-    fn exit(pid: u32, start_ticks: u64) -> EarlyExit {
-        EarlyExit {
-            pgid: 7,
-            start_ticks,
-            info: ExitInfo {
-                pid,
-                how: ExitHow::Code(3),
-                cpu_time: Duration::from_millis(5),
-                cpu_wait: Duration::ZERO,
-            },
+    /// A child that exited before it was registered (left a zombie while spawns were
+    /// under way) is collected by its registration, with its own exit status.
+    #[test]
+    fn registration_collects_a_child_that_already_exited() {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while read_stat(pid).is_some_and(|s| s.state != 'Z') {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never became a zombie"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
+        let mut registry = Registry::default();
+        let mut rx = registry.register_pid(pid);
+        assert_eq!(rx.try_recv().map(|i| i.how), Ok(ExitHow::Code(7)));
+        assert!(!registry.waiters.contains_key(&(pid as i32)));
+        std::mem::forget(child);
     }
 
-    /// A held exit goes to the registered child when it is that child's (the process is
-    /// gone, or has the same start time), and never to a live process that got an old
-    /// orphan's pid back.
+    /// A live child is waited for.
     #[test]
-    fn held_exits_go_only_to_the_process_they_belong_to() {
+    fn registration_of_a_live_child_waits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn sleep");
         let mut registry = Registry::default();
-        // A pid with no process behind it: the held exit is the new child's own.
-        let gone = {
-            let mut child = std::process::Command::new("true")
-                .spawn()
-                .expect("spawn true");
-            let pid = child.id();
-            child.wait().expect("wait");
-            pid
-        };
-        registry.early_exits.insert(gone as i32, exit(gone, 0));
-        let mut rx = registry.register_pid(gone);
-        assert_eq!(rx.try_recv().map(|i| i.how), Ok(ExitHow::Code(3)));
-
-        // A live process (this one) with the held start time: the same process.
-        let me = std::process::id();
-        let start = read_stat(me).expect("own stat").start_ticks;
-        registry.early_exits.insert(me as i32, exit(me, start));
-        let mut rx = registry.register_pid(me);
-        assert!(rx.try_recv().is_ok());
-
-        // A live process with another start time: the held exit was an earlier
-        // process's. It is booked as an orphan, and the new child waits for its own.
-        registry.early_exits.insert(me as i32, exit(me, start + 1));
-        let mut rx = registry.register_pid(me);
-        assert!(rx.try_recv().is_err(), "a recycled pid got an old exit");
-        assert!(registry.waiters.contains_key(&(me as i32)));
-        assert_eq!(
-            registry.orphan_cpu.get(&7),
-            Some(&(Duration::from_millis(5), Duration::ZERO))
-        );
+        let mut rx = registry.register_pid(child.id());
+        assert!(rx.try_recv().is_err());
+        assert!(registry.waiters.contains_key(&(child.id() as i32)));
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

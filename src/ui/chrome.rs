@@ -2,43 +2,16 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph};
 
+use crate::app::command::{Command, Mode};
 use crate::supervisor::signals::COMMON_SIGNALS;
 
 use super::format;
-use super::model::{
-    Focus, MessageKind, Model, Overlay, Prompt, PromptKind, Quitting, WaitTarget, counts,
-};
-
-const KEY: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
-const DIM: Style = Style::new().fg(Color::DarkGray);
-
-/// Every key, as the help overlay lists it.
-pub const HELP: &[(&str, &str)] = &[
-    ("↑ ↓  j k", "select a job (output pane: scroll)"),
-    ("Enter  →  ←", "expand / collapse a pipeline"),
-    ("Tab", "switch focus: jobs / output"),
-    ("PgUp PgDn", "scroll the output a page"),
-    ("g  G", "output: top / bottom (follow)"),
-    ("mouse", "wheel scrolls, click selects"),
-    ("t", "terminate: stop signal, SIGKILL after grace"),
-    ("K", "kill now (SIGKILL to the group)"),
-    ("w  W", "wait for the job / all, then stop it"),
-    ("r  R", "restart the job / all jobs"),
-    ("s", "start a pending or finished job"),
-    ("x", "send a signal (menu)"),
-    ("/  n  N", "search the output, next / previous"),
-    ("f", "toggle follow (tail) mode"),
-    ("v", "timeline: when each job ran, shaded by CPU"),
-    ("p", "rerun all with -j 1 / cores / unlimited"),
-    ("c", "clear the job's output"),
-    ("?", "this help"),
-    ("q", "quit (confirms, then stops every job)"),
-    ("Q  Ctrl-C Ctrl-C", "quit now (kills and reaps every job)"),
-];
+use super::model::{Focus, Model, Overlay, Prompt, PromptKind, Quitting, WaitTarget, counts};
+use super::theme::{self, ACCENT, DIM, KEY};
 
 /// Lines of the header: counts, figures, and the runs line once `p` reran the set (when
 /// the terminal is tall enough for it).
@@ -82,11 +55,7 @@ pub fn header(frame: &mut Frame, model: &Model, area: Rect) {
 fn counts_line(frame: &mut Frame, model: &Model, area: Rect) {
     let c = counts(model.jobs());
     let width = area.width as usize;
-    let failed_style = if c.failed > 0 {
-        Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
-    } else {
-        DIM
-    };
+    let failed_style = if c.failed > 0 { theme::FAILED } else { DIM };
     let build = |compact: bool| -> Vec<Span<'static>> {
         let (running, done, failed, pending) = if compact {
             ("", "", "", "")
@@ -94,20 +63,11 @@ fn counts_line(frame: &mut Frame, model: &Model, area: Rect) {
             (" running", " done", " failed", " pending")
         };
         let mut spans = vec![
-            Span::styled(
-                if compact { " fy " } else { " forkyard " },
-                Style::new()
-                    .fg(Color::Black)
-                    .bg(Color::Cyan)
-                    .add_modifier(Modifier::BOLD),
-            ),
+            Span::styled(if compact { " fy " } else { " forkyard " }, theme::BADGE),
             Span::raw(" "),
-            Span::styled(
-                format!("● {}{running}", c.running),
-                Style::new().fg(Color::Green),
-            ),
+            Span::styled(format!("● {}{running}", c.running), theme::GOOD),
             Span::raw("  "),
-            Span::styled(format!("✔ {}{done}", c.done), Style::new().fg(Color::Green)),
+            Span::styled(format!("✔ {}{done}", c.done), theme::GOOD),
             Span::raw("  "),
             Span::styled(format!("✘ {}{failed}", c.failed), failed_style),
         ];
@@ -131,10 +91,7 @@ fn counts_line(frame: &mut Frame, model: &Model, area: Rect) {
         let rest = format::fit(&rest, room - limit.chars().count());
         let used = limit.chars().count() + rest.chars().count();
         spans.push(Span::raw(" ".repeat(room - used + 1)));
-        spans.push(Span::styled(
-            limit,
-            Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
-        ));
+        spans.push(Span::styled(limit, ACCENT));
         spans.push(Span::styled(rest, DIM));
     }
     // Not a Paragraph (no per-frame grapheme buffering), and the gap is not drawn.
@@ -156,7 +113,11 @@ pub fn ratio(x: f64) -> String {
 fn wall_text(model: &Model) -> String {
     match model.tracker.settled_at {
         Some(end) => crate::fmt::duration(end.saturating_duration_since(model.tracker.started)),
-        None => crate::fmt::clock(model.now.saturating_duration_since(model.tracker.started)),
+        None => crate::fmt::clock(
+            model
+                .clock_now()
+                .saturating_duration_since(model.tracker.started),
+        ),
     }
 }
 
@@ -207,7 +168,7 @@ fn figures_line(model: &Model, width: usize) -> Line<'static> {
         widest.push(("machine ", format!("{:.0}% CPU", machine.cpu_percent)));
         variants.insert(0, widest);
     }
-    let value = Style::new().add_modifier(Modifier::BOLD);
+    let value = theme::BOLD;
     let build = |parts: &[(&str, String)]| {
         let mut spans = vec![Span::raw(" ")];
         for (i, (label, text)) in parts.iter().enumerate() {
@@ -282,11 +243,7 @@ pub fn runs_line(model: &Model, width: usize) -> Line<'static> {
             }
             let last = i + 1 == runs.len();
             let shown_base = base.filter(|_| base_index.is_some_and(|b| b != i));
-            let style = if last {
-                Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
-            } else {
-                Style::new()
-            };
+            let style = if last { ACCENT } else { Style::new() };
             spans.push(Span::styled(entry(run, shown_base, compact, last), style));
         }
         spans
@@ -304,107 +261,201 @@ pub fn runs_line(model: &Model, width: usize) -> Line<'static> {
     }
 }
 
-/// Keys that apply to the current state, as (key, label).
-fn hints(model: &Model) -> Vec<(&'static str, &'static str)> {
-    let mut hints = Vec::new();
-    let id = model.selected_job();
-    let Some(job) = model.job(id) else {
-        return vec![("q", "quit")];
-    };
-    match model.focus {
-        Focus::Jobs => hints.push(("↑↓", "select")),
-        Focus::Output => hints.push(("↑↓", "scroll")),
-    }
-    if model.is_pipeline(id) {
-        if model.is_expanded(id) {
-            hints.push(("←", "collapse"));
-        } else {
-            hints.push(("→", "expand"));
-        }
-    }
-    if job.status.is_active() {
-        hints.extend([
-            ("t", "stop"),
-            ("K", "kill"),
-            ("w", "wait"),
-            ("r", "restart"),
-            ("x", "signal"),
-        ]);
-    } else {
-        hints.extend([("s", "start"), ("r", "restart")]);
-    }
-    hints.push(("/", "search"));
-    if model.search.is_some() {
-        hints.push(("n/N", "next/prev"));
-    }
-    if !model.view(id).follow {
-        hints.push(("f", "follow"));
-    }
-    hints.extend([
-        ("v", if model.timeline { "output" } else { "timeline" }),
-        ("p", "rerun -j"),
-    ]);
-    if !model.timeline {
-        hints.push(("Tab", "focus"));
-    }
-    hints.extend([("?", "help"), ("q", "quit")]);
-    hints
+/// The first key of `command` in `mode`, as shown (None when unbound).
+fn key_of(model: &Model, mode: Mode, command: Command) -> Option<String> {
+    model.keymap.first_key(mode, command).map(|k| k.label())
 }
 
-fn hint_spans(hints: &[(&str, &str)], width: usize) -> Vec<Span<'static>> {
-    let mut spans = vec![Span::raw(" ")];
-    let mut used = 1;
-    for (key, label) in hints {
-        let need = key.chars().count() + label.chars().count() + 3;
-        if used + need > width {
+/// A hint: a key as shown and what it does.
+type Hint = (String, &'static str);
+
+/// Keys that apply now, most useful first; then those the hint bar drops last: help and
+/// quit (or, in a dialog, its answers).
+fn hints(model: &Model) -> (Vec<Hint>, Vec<Hint>) {
+    let mode = model.mode();
+    let mut hints: Vec<Hint> = Vec::new();
+    let add = |command: Command, label: &'static str, hints: &mut Vec<_>| {
+        if let Some(key) = key_of(model, mode, command) {
+            hints.push((key, label));
+        }
+    };
+    let up_down = |label: &'static str| -> Option<Hint> {
+        let up = key_of(model, mode, Command::SelectPrev)?;
+        let down = key_of(model, mode, Command::SelectNext)?;
+        Some((format!("{up}{down}"), label))
+    };
+    match mode {
+        Mode::Help => {
+            hints.extend(up_down("scroll"));
+            add(Command::PageDown, "page", &mut hints);
+            let mut last = Vec::new();
+            add(Command::Cancel, "close", &mut last);
+            return (hints, last);
+        }
+        Mode::ConfirmQuit | Mode::ConfirmRerun => {
+            let mut last = Vec::new();
+            if mode == Mode::ConfirmRerun {
+                add(Command::Rerun, "other -j", &mut hints);
+            }
+            add(Command::Confirm, "yes", &mut last);
+            add(Command::Cancel, "no", &mut last);
+            return (hints, last);
+        }
+        Mode::SignalMenu => {
+            hints.extend(up_down("choose"));
+            hints.push(("0-9".into(), "pick"));
+            let mut last = Vec::new();
+            add(Command::Confirm, "send", &mut last);
+            add(Command::Cancel, "close", &mut last);
+            return (hints, last);
+        }
+        Mode::Prompt | Mode::Normal => {}
+    }
+    let id = model.selected_job();
+    let Some(job) = model.job(id) else {
+        let mut last = Vec::new();
+        add(Command::Quit, "quit", &mut last);
+        return (hints, last);
+    };
+    hints.extend(up_down(match model.focus {
+        Focus::Jobs => "select",
+        Focus::Output => "scroll",
+    }));
+    if model.is_pipeline(id) {
+        if model.is_expanded(id) {
+            add(Command::Collapse, "collapse", &mut hints);
+        } else {
+            add(Command::Expand, "expand", &mut hints);
+        }
+    }
+    let job_keys: &[Command] = if job.status.is_active() {
+        &[
+            Command::Stop,
+            Command::Kill,
+            Command::Wait,
+            Command::Restart,
+            Command::Signal,
+        ]
+    } else {
+        &[Command::Start, Command::Restart]
+    };
+    for &command in job_keys {
+        add(command, command.hint(), &mut hints);
+    }
+    add(Command::Search, "search", &mut hints);
+    if model.search.is_some()
+        && let (Some(next), Some(prev)) = (
+            key_of(model, mode, Command::SearchNext),
+            key_of(model, mode, Command::SearchPrev),
+        )
+    {
+        hints.push((format!("{next}/{prev}"), "next/prev"));
+    }
+    if !model.view(id).follow {
+        add(Command::Follow, "follow", &mut hints);
+    }
+    let view = if model.timeline { "output" } else { "timeline" };
+    add(Command::Timeline, view, &mut hints);
+    add(Command::Rerun, Command::Rerun.hint(), &mut hints);
+    if !model.timeline {
+        add(Command::Focus, "focus", &mut hints);
+    }
+    let mut last = Vec::new();
+    add(Command::Help, "help", &mut last);
+    add(Command::Quit, "quit", &mut last);
+    (hints, last)
+}
+
+fn hint_width((key, label): &Hint) -> usize {
+    key.chars().count() + label.chars().count() + 3
+}
+
+/// The hints that fit in `width`: `last` (help and quit) are kept until nothing else is
+/// left, and of those the final one (quit) goes last.
+fn hint_spans(hints: &[Hint], last: &[Hint], width: usize) -> Vec<Span<'static>> {
+    let mut kept_last: Vec<&Hint> = last.iter().collect();
+    let mut budget = width.saturating_sub(1);
+    while kept_last.iter().map(|h| hint_width(h)).sum::<usize>() > budget && !kept_last.is_empty() {
+        kept_last.remove(0);
+    }
+    budget -= kept_last.iter().map(|h| hint_width(h)).sum::<usize>();
+    let mut shown: Vec<&Hint> = Vec::new();
+    for hint in hints {
+        let need = hint_width(hint);
+        if need > budget {
             break;
         }
-        spans.push(Span::styled(key.to_string(), KEY));
+        budget -= need;
+        shown.push(hint);
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for (key, label) in shown.into_iter().chain(kept_last) {
+        spans.push(Span::styled(key.clone(), KEY));
         spans.push(Span::styled(format!(" {label}  "), DIM));
-        used += need;
     }
     spans
+}
+
+/// The keys of `command` in `mode` joined with " or " (`Q or Ctrl-C`), for sentences.
+fn keys_or(model: &Model, mode: Mode, commands: &[Command]) -> Option<String> {
+    let keys: Vec<String> = commands
+        .iter()
+        .filter_map(|c| key_of(model, mode, *c))
+        .collect();
+    (!keys.is_empty()).then(|| keys.join(" or "))
 }
 
 /// The bottom line: a prompt, a quit notice, a message or the key hints.
 pub fn status_bar(frame: &mut Frame, model: &Model, area: Rect) {
     let width = area.width as usize;
+    let active = model.active_count() as u64;
     let line = if let Some(prompt) = &model.prompt {
         prompt_line(model, prompt)
     } else if let (Some(limit), None) = (model.rerun, model.quitting) {
-        Line::from(Span::styled(
-            format!(
-                " stopping {} job(s), then rerunning with -j {}…  Q: quit now",
-                model.active_count(),
-                crate::fmt::limit_label(limit, false)
-            ),
-            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
-        ))
+        let what = if active > 0 {
+            format!("stopping {}", format::count(active, "job", "jobs"))
+        } else {
+            "ending the run".to_string()
+        };
+        let mut text = format!(
+            " {what}, then rerunning with -j {}…",
+            crate::fmt::limit_label(limit, false)
+        );
+        if let Some(keys) = keys_or(model, Mode::Normal, &[Command::QuitNow]) {
+            text.push_str(&format!("  {keys}: quit now"));
+        }
+        Line::from(Span::styled(text, theme::BUSY))
     } else if let Some(quitting) = model.quitting {
         let text = match quitting {
-            Quitting::Graceful => format!(
-                " stopping {} job(s)…  Q or Ctrl-C: kill them now",
-                model.active_count()
-            ),
-            Quitting::Killing => format!(" killing {} job(s)…", model.active_count()),
+            Quitting::Graceful if active > 0 => {
+                let mut text = format!(" stopping {}…", format::count(active, "job", "jobs"));
+                let keys = keys_or(model, Mode::Normal, &[Command::QuitNow, Command::Interrupt]);
+                if let Some(keys) = keys {
+                    text.push_str(&format!("  {keys}: kill them now"));
+                }
+                text
+            }
+            Quitting::Killing if active > 0 => {
+                format!(" killing {}…", format::count(active, "job", "jobs"))
+            }
+            _ => " quitting…".to_string(),
         };
+        Line::from(Span::styled(text, theme::BUSY))
+    } else if let Some(message) = &model.message
+        && model.mode() == Mode::Normal
+    {
         Line::from(Span::styled(
-            text,
-            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            format!(" {}", message.text),
+            theme::message(message.kind),
         ))
-    } else if let Some(message) = &model.message {
-        let style = match message.kind {
-            MessageKind::Info => Style::new().fg(Color::White),
-            MessageKind::Error => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        };
-        Line::from(Span::styled(format!(" {}", message.text), style))
     } else {
-        Line::from(hint_spans(&hints(model), width))
+        let (hints, last) = hints(model);
+        Line::from(hint_spans(&hints, &last, width))
     };
     // The bar's background first, then its text without a Paragraph's per-frame
     // grapheme buffering (this line is redrawn with every clock frame).
     let buf = frame.buffer_mut();
-    buf.set_style(area, Style::new().bg(Color::Indexed(236)));
+    buf.set_style(area, theme::STATUS_BAR);
     super::render_lines(buf, area, &[line]);
 }
 
@@ -418,26 +469,35 @@ fn prompt_line(model: &Model, prompt: &Prompt) -> Line<'static> {
         PromptKind::Search => " /".to_string(),
     };
     let input_style = if prompt.fresh {
-        Style::new().add_modifier(Modifier::REVERSED)
+        theme::REVERSED
     } else {
-        Style::new().add_modifier(Modifier::BOLD)
+        theme::BOLD
     };
     let mut spans = vec![
-        Span::styled(label, Style::new().fg(Color::Yellow)),
+        Span::styled(label, theme::PROMPT_LABEL),
         Span::styled(prompt.input.clone(), input_style),
-        Span::styled(" ", Style::new().add_modifier(Modifier::REVERSED)),
+        Span::styled(" ", theme::REVERSED),
     ];
     match &prompt.error {
-        Some(error) => spans.push(Span::styled(
-            format!("  {error}"),
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        )),
+        Some(error) => spans.push(Span::styled(format!("  {error}"), theme::FAILED)),
         None => {
-            let help = match prompt.kind {
-                PromptKind::Wait(_) => "  Enter ok · Esc cancel · 30, 500ms, 2m",
-                PromptKind::Search => "  Enter find · Esc cancel",
-            };
-            spans.push(Span::styled(help, DIM));
+            let submit = key_of(model, Mode::Prompt, Command::PromptSubmit);
+            let cancel = key_of(model, Mode::Prompt, Command::PromptCancel);
+            let mut help = String::from(" ");
+            if let Some(key) = submit {
+                let what = match prompt.kind {
+                    PromptKind::Wait(_) => "ok",
+                    PromptKind::Search => "find",
+                };
+                help.push_str(&format!(" {key} {what} ·"));
+            }
+            if let Some(key) = cancel {
+                help.push_str(&format!(" {key} cancel"));
+            }
+            if matches!(prompt.kind, PromptKind::Wait(_)) {
+                help.push_str(" · 30, 500ms, 2m");
+            }
+            spans.push(Span::styled(help.trim_end_matches(" ·").to_string(), DIM));
         }
     }
     Line::from(spans)
@@ -458,49 +518,71 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 fn popup(title: &str) -> Block<'static> {
     Block::bordered()
         .border_type(BorderType::Rounded)
-        .border_style(Style::new().fg(Color::Cyan))
-        .title(Span::styled(
-            format!(" {title} "),
-            Style::new().add_modifier(Modifier::BOLD),
-        ))
+        .border_style(theme::POPUP_BORDER)
+        .title(Span::styled(format!(" {title} "), theme::BOLD))
 }
 
 pub fn overlay(frame: &mut Frame, model: &Model, overlay: Overlay, area: Rect) {
     match overlay {
-        Overlay::Help { scroll } => help(frame, area, scroll),
+        Overlay::Help { scroll } => help(frame, model, area, scroll),
         Overlay::Signals { selected } => signals(frame, model, selected, area),
         Overlay::ConfirmQuit => confirm_quit(frame, model, area),
         Overlay::ConfirmRerun { limit } => confirm_rerun(frame, model, limit, area),
     }
 }
 
-/// Lines of the help overlay (keys plus two notes).
-pub fn help_line_count() -> usize {
-    HELP.len() + 2
+/// The help's lines: every command with its keys (from the keymap in use: the user's
+/// `[keys]` show), the main screen's first, then those of dialogs, menus and prompts.
+fn help_lines(model: &Model) -> Vec<Line<'static>> {
+    let entries = model.keymap.help_entries();
+    let key_width = entries
+        .iter()
+        .map(|e| e.keys.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(18);
+    let mut lines = Vec::with_capacity(entries.len() + 4);
+    let mut in_dialogs = false;
+    for entry in entries {
+        if entry.mode != Mode::Normal && !in_dialogs {
+            in_dialogs = true;
+            lines.push(Line::from(Span::styled(
+                " in dialogs, menus and prompts:",
+                DIM,
+            )));
+        }
+        let keys = if entry.keys.is_empty() {
+            "(unbound)".to_string()
+        } else {
+            entry.keys
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {:<key_width$}  ", format::fit(&keys, 18)), KEY),
+            Span::raw(entry.command.about()),
+        ]));
+    }
+    lines.push(Line::from(Span::styled(
+        " stderr is tinted red; [2 sh│ tags mark each pipeline stage's output",
+        DIM,
+    )));
+    if let Some(keys) = keys_or(model, Mode::Help, &[Command::Cancel, Command::Help]) {
+        lines.push(Line::from(Span::styled(
+            format!(" {keys} closes this help"),
+            DIM,
+        )));
+    }
+    lines
+}
+
+/// Lines of the help overlay (the commands plus its notes).
+pub fn help_line_count(model: &Model) -> usize {
+    help_lines(model).len()
 }
 
 /// The keys, in a box as tall as the terminal allows; when it cuts the list, ↑ ↓ scroll
 /// it and the bottom border says what is hidden.
-fn help(frame: &mut Frame, area: Rect, scroll: usize) {
-    let key_width = HELP
-        .iter()
-        .map(|(k, _)| k.chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut lines: Vec<Line> = HELP
-        .iter()
-        .map(|(key, what)| {
-            Line::from(vec![
-                Span::styled(format!(" {key:<key_width$}  "), KEY),
-                Span::raw(what.to_string()),
-            ])
-        })
-        .collect();
-    lines.push(Line::from(Span::styled(
-        " stderr is tinted red; [stage│ tags mark pipeline output",
-        DIM,
-    )));
-    lines.push(Line::from(Span::styled(" Esc or ? closes this help", DIM)));
+fn help(frame: &mut Frame, model: &Model, area: Rect, scroll: usize) {
+    let lines = help_lines(model);
     let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 3;
     let rect = centered(area, width, lines.len() as u16 + 2);
     let shown = usize::from(rect.height.saturating_sub(2));
@@ -536,16 +618,24 @@ fn signals(frame: &mut Frame, model: &Model, selected: usize, area: Rect) {
                 *signal as i32
             );
             if i == selected {
-                Line::from(Span::styled(
-                    text,
-                    Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD),
-                ))
+                Line::from(Span::styled(text, theme::MENU_SELECTED))
             } else {
                 Line::from(text)
             }
         })
         .collect();
-    lines.push(Line::from(Span::styled(" Enter send · Esc cancel", DIM)));
+    let mode = Mode::SignalMenu;
+    let mut help = Vec::new();
+    if let Some(key) = key_of(model, mode, Command::Confirm) {
+        help.push(format!("{key} send"));
+    }
+    if let Some(key) = key_of(model, mode, Command::Cancel) {
+        help.push(format!("{key} cancel"));
+    }
+    lines.push(Line::from(Span::styled(
+        format!(" {}", help.join(" · ")),
+        DIM,
+    )));
     let title = format!("signal {}", format::fit(&name, 16));
     let width = (lines.iter().map(Line::width).max().unwrap_or(0) as u16)
         .max(title.chars().count() as u16 + 4)
@@ -555,22 +645,46 @@ fn signals(frame: &mut Frame, model: &Model, selected: usize, area: Rect) {
     frame.render_widget(Paragraph::new(lines).block(popup(&title)), rect);
 }
 
+/// ` y / Enter quit   n / Esc cancel`: a dialog's answers with their keys.
+fn answers(model: &Model, mode: Mode, choices: &[(Command, &'static str)]) -> Line<'static> {
+    let mut spans = Vec::new();
+    for (command, what) in choices {
+        let keys: Vec<String> = model
+            .keymap
+            .keys(mode, *command)
+            .map(|k| k.label())
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        spans.push(Span::raw(" "));
+        for (i, key) in keys.into_iter().take(2).enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(" / ", DIM));
+            }
+            spans.push(Span::styled(key, KEY));
+        }
+        spans.push(Span::raw(format!(" {what}  ")));
+    }
+    Line::from(spans)
+}
+
 fn confirm_quit(frame: &mut Frame, model: &Model, area: Rect) {
     let n = model.unsettled_count();
+    let question = if n > 0 {
+        " Stop them all (SIGKILL after grace) and quit?"
+    } else {
+        " Quit?"
+    };
     let lines = vec![
         still_running(n),
-        Line::from(" Stop them all (SIGKILL after grace) and quit?"),
+        Line::from(question),
         Line::from(""),
-        Line::from(vec![
-            Span::styled(" y", KEY),
-            Span::styled(" / ", DIM),
-            Span::styled("Enter", KEY),
-            Span::raw(" quit   "),
-            Span::styled("n", KEY),
-            Span::styled(" / ", DIM),
-            Span::styled("Esc", KEY),
-            Span::raw(" cancel"),
-        ]),
+        answers(
+            model,
+            Mode::ConfirmQuit,
+            &[(Command::Confirm, "quit"), (Command::Cancel, "cancel")],
+        ),
     ];
     dialog(frame, area, "quit?", lines);
 }
@@ -583,40 +697,40 @@ fn confirm_rerun(frame: &mut Frame, model: &Model, limit: usize, area: Rect) {
         n if n == model.cores => format!("{n} (one job per core)"),
         n => n.to_string(),
     };
+    let question = if n > 0 {
+        " Stop them all and rerun everything with"
+    } else {
+        " Rerun everything with"
+    };
     let lines = vec![
         still_running(n),
-        Line::from(" Stop them all and rerun everything with"),
+        Line::from(question),
         Line::from(vec![
             Span::raw("   -j "),
-            Span::styled(
-                what,
-                Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
-            ),
+            Span::styled(what, ACCENT),
             Span::raw("?"),
         ]),
         Line::from(""),
-        Line::from(vec![
-            Span::styled(" y", KEY),
-            Span::styled(" / ", DIM),
-            Span::styled("Enter", KEY),
-            Span::raw(" rerun   "),
-            Span::styled("p", KEY),
-            Span::raw(" other -j   "),
-            Span::styled("n", KEY),
-            Span::styled(" / ", DIM),
-            Span::styled("Esc", KEY),
-            Span::raw(" cancel"),
-        ]),
+        answers(
+            model,
+            Mode::ConfirmRerun,
+            &[
+                (Command::Confirm, "rerun"),
+                (Command::Rerun, "other -j"),
+                (Command::Cancel, "cancel"),
+            ],
+        ),
     ];
     dialog(frame, area, "rerun?", lines);
 }
 
-/// "3 jobs are still running or waiting to run."
+/// "3 jobs are still running or waiting to run." (or that none is any more).
 fn still_running(n: usize) -> Line<'static> {
-    Line::from(format!(
-        " {n} job{} still running or waiting to run.",
-        if n == 1 { " is" } else { "s are" }
-    ))
+    match n {
+        0 => Line::from(" Every job has finished."),
+        1 => Line::from(" 1 job is still running or waiting to run."),
+        n => Line::from(format!(" {n} jobs are still running or waiting to run.")),
+    }
 }
 
 /// A bordered dialog sized to its lines, centred over everything else.
@@ -646,7 +760,7 @@ pub fn too_small(frame: &mut Frame, area: Rect, min: (u16, u16)) {
     frame.render_widget(
         Paragraph::new(lines)
             .alignment(Alignment::Center)
-            .style(Style::new().fg(Color::Yellow)),
+            .style(theme::TOO_SMALL),
         rect,
     );
 }

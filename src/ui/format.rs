@@ -1,33 +1,4 @@
-//! Short, fixed-width texts for table cells and status lines.
-
-use ratatui::style::Color;
-
-use crate::supervisor::{JobState, JobStatus, Outcome, PendingReason, StageState};
-
-/// Status glyph and colour of a job.
-pub fn job_glyph(status: &JobStatus) -> (&'static str, Color) {
-    match &status.state {
-        JobState::Pending(PendingReason::Manual) => ("○", Color::DarkGray),
-        JobState::Pending(PendingReason::Queued) => ("◌", Color::DarkGray),
-        JobState::Pending(PendingReason::Backoff { .. }) => ("↻", Color::Yellow),
-        JobState::Running => ("●", Color::Green),
-        JobState::Stopping { .. } => ("◐", Color::Yellow),
-        JobState::Finished(Outcome::Exited { code: 0 }) => ("✔", Color::Green),
-        JobState::Finished(Outcome::TimedOut { .. }) => ("✘", Color::Magenta),
-        JobState::Finished(_) => ("✘", Color::Red),
-    }
-}
-
-pub fn stage_glyph(state: &StageState) -> (&'static str, Color) {
-    match state {
-        StageState::NotStarted => ("○", Color::DarkGray),
-        StageState::Running => ("●", Color::Green),
-        StageState::Exited(0) => ("✔", Color::Green),
-        StageState::Exited(_) | StageState::Killed(_) | StageState::FailedToStart(_) => {
-            ("✘", Color::Red)
-        }
-    }
-}
+//! Short, fixed-width texts for table cells, tags and status lines.
 
 /// Truncates to `width` columns (one column per char), marking the cut with `…`.
 pub fn fit(text: &str, width: usize) -> String {
@@ -62,10 +33,22 @@ pub fn cell(text: &str, width: usize, right: bool) -> String {
     out
 }
 
-/// Short name of a pipeline stage for output tags: the program's file name.
+/// `1 job`, `0 jobs`, `3 jobs`: a number with the noun that agrees with it.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Short name of a pipeline stage: the program's file name.
 pub fn stage_label(argv: &[String]) -> String {
     let program = argv.first().map(String::as_str).unwrap_or("?");
     program.rsplit('/').next().unwrap_or(program).to_string()
+}
+
+/// A stage's tag in a pipeline's output: its number (1-based, as headless tags
+/// `name[2]`) and its program, so two stages running the same program stay apart
+/// (`1 sh`, `2 sh`). At most `width` columns.
+pub fn stage_tag(stage: usize, argv: &[String], width: usize) -> String {
+    fit(&format!("{} {}", stage + 1, stage_label(argv)), width)
 }
 
 #[cfg(test)]
@@ -76,5 +59,16 @@ mod tests {
     fn cells_fit_and_pad() {
         assert_eq!(fit("abcdef", 4), "abc…");
         assert_eq!(cell("ab", 4, true), "  ab");
+        assert_eq!(count(1, "new line", "new lines"), "1 new line");
+        assert_eq!(count(0, "job", "jobs"), "0 jobs");
+    }
+
+    #[test]
+    fn stage_tags_tell_the_same_program_apart() {
+        let sh = vec!["/bin/sh".to_string(), "-c".into(), "x".into()];
+        assert_eq!(stage_tag(0, &sh, 12), "1 sh");
+        assert_eq!(stage_tag(1, &sh, 12), "2 sh");
+        let long = vec!["openssl-with-a-long-name".to_string()];
+        assert_eq!(stage_tag(9, &long, 12), "10 openssl-…");
     }
 }

@@ -9,7 +9,9 @@ mod chrome;
 pub mod format;
 pub mod model;
 pub mod output;
+pub mod pane;
 mod table;
+pub mod theme;
 pub mod timeline;
 
 use std::time::{Duration, Instant};
@@ -17,14 +19,14 @@ use std::time::{Duration, Instant};
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Widget};
 
 use crate::output::SharedBuffer;
 use crate::supervisor::{JobState, PendingReason};
 
-pub use chrome::{HELP, help_line_count};
+pub use chrome::help_line_count;
 
 /// The runs line as plain text (`-j 1: 10.03s · -j unlimited: 1.02s (9.8× faster)`),
 /// once `p` has rerun the set.
@@ -52,12 +54,15 @@ pub struct Areas {
     /// The output lines only (none in the timeline view).
     pub output_body: Rect,
     pub status: Rect,
+    /// Job rows shown (the title line, and the "↓ 11 more" line when not all fit,
+    /// excluded).
+    pub rows: usize,
 }
 
 impl Areas {
-    /// Table rows that fit (the title line excluded).
+    /// Job rows shown in the table (or the timeline).
     pub fn table_rows(&self) -> usize {
-        self.table.height.saturating_sub(1) as usize
+        self.rows
     }
 
     pub fn output_rows(&self) -> usize {
@@ -108,12 +113,18 @@ pub fn layout(area: Rect, model: &Model) -> Option<Areas> {
         height: 1,
         ..area
     };
+    let rows = if model.timeline {
+        usize::from(table.height.saturating_sub(1))
+    } else {
+        table::job_rows(model, table.height)
+    };
     Some(Areas {
         header,
         table,
         output,
         output_body,
         status,
+        rows,
     })
 }
 
@@ -150,10 +161,10 @@ fn output_pane(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer], areas
     let (rows, new_lines, dropped) = match buffers.get(id) {
         Some(buffer) => {
             let buf = crate::output::lock(buffer);
-            let items = output::window(&buf, stage, view, height);
+            let items = pane::window(&buf, stage, view, height);
             (
                 output::copy_rows(&buf, &items),
-                output::new_lines(&buf, view),
+                pane::new_lines(&buf, view),
                 buf.dropped(),
             )
         }
@@ -165,7 +176,8 @@ fn output_pane(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer], areas
             .status
             .stages
             .iter()
-            .map(|s| format::fit(&format::stage_label(&s.argv), 12))
+            .enumerate()
+            .map(|(i, s)| format::stage_tag(i, &s.argv, 12))
             .collect();
         let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
         output::Tags { labels, width }
@@ -175,46 +187,36 @@ fn output_pane(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer], areas
         query: model.highlight_query(),
         current: model.search.as_ref().and_then(|s| s.current),
         dropped,
+        theme: model.theme,
     };
     let lines: Vec<Line> = rows.iter().map(|r| output::render_row(r, &style)).collect();
 
-    let focused = model.focus == model::Focus::Output;
-    let border = if focused {
-        Style::new().fg(Color::Cyan)
-    } else {
-        Style::new().fg(Color::DarkGray)
-    };
-    let mut title = vec![Span::styled(
-        format!(" {} ", record.name),
-        Style::new().add_modifier(Modifier::BOLD),
-    )];
+    let border = model.theme.border(model.focus == model::Focus::Output);
+    let mut title = vec![Span::styled(format!(" {} ", record.name), theme::BOLD)];
     if let Some(stage) = stage
         && let Some(s) = record.status.stages.get(stage)
     {
         title.push(Span::styled(
             format!("stage {}: {} ", stage + 1, format::stage_label(&s.argv)),
-            Style::new().fg(Color::Gray),
+            theme::STAGE_NAME,
         ));
     }
     let mut right = Vec::new();
     if dropped > 0 {
-        right.push(Span::styled(
-            format!(" {dropped} dropped "),
-            Style::new().fg(Color::DarkGray),
-        ));
+        right.push(Span::styled(format!(" {dropped} dropped "), theme::DIM));
     }
     if view.follow {
-        right.push(Span::styled(" following ", Style::new().fg(Color::Green)));
+        right.push(Span::styled(" following ", theme::FOLLOWING));
     } else {
         let text = if new_lines > 0 {
-            format!(" paused · {new_lines} new lines ↓ ")
+            format!(
+                " paused · {} ↓ ",
+                format::count(new_lines, "new line", "new lines")
+            )
         } else {
             " paused ".to_string()
         };
-        right.push(Span::styled(
-            text,
-            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
-        ));
+        right.push(Span::styled(text, theme::BUSY));
     }
     let block = Block::new()
         .borders(Borders::TOP)
@@ -344,6 +346,8 @@ pub fn next_redraw(model: &Model) -> Option<Instant> {
 
 #[cfg(test)]
 mod tests {
+    use ratatui::style::Color;
+
     use super::*;
 
     /// Padding is not drawn grapheme by grapheme, but the row still reads the same:

@@ -4,10 +4,15 @@
 //! Only the app loop mutates a [`Model`]; [`super::draw`] reads it. Time is injected
 //! (`now`) so a render is a pure function of the model and the buffers.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::app::command::Mode;
+use crate::app::keymap::Keymap;
 use crate::supervisor::{JobId, JobState, JobStatus};
 use crate::tracker::{JobRecord, Tracker};
+
+use super::theme::Theme;
 
 /// How long a transient message stays in the status bar.
 pub const MESSAGE_TTL: Duration = Duration::from_secs(4);
@@ -122,6 +127,7 @@ pub enum Overlay {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
     Info,
+    Warn,
     Error,
 }
 
@@ -130,6 +136,8 @@ pub struct Message {
     pub text: String,
     pub kind: MessageKind,
     pub until: Instant,
+    /// Stays until it expires or a key is pressed: routine notices do not replace it.
+    pub sticky: bool,
 }
 
 /// forkyard is exiting: every job is being stopped.
@@ -193,6 +201,9 @@ pub struct Model {
     pub runs: Vec<PastRun>,
     /// The current run is being stopped; a new one with this `-j` follows.
     pub rerun: Option<usize>,
+    /// What the keys do (the help and the hint bar show it).
+    pub keymap: Arc<Keymap>,
+    pub theme: Theme,
 }
 
 impl Model {
@@ -217,7 +228,38 @@ impl Model {
             max_parallel: 0,
             runs: Vec::new(),
             rerun: None,
+            keymap: Arc::new(Keymap::default()),
+            theme: Theme::default(),
             tracker,
+        }
+    }
+
+    /// The instant every clock on screen is read at: the last whole second of the run
+    /// (the grid the frames tick on). One instant for all, so jobs that started together
+    /// show the same time whatever moment within the second the frame is drawn.
+    pub fn clock_now(&self) -> Instant {
+        let since = self.now.saturating_duration_since(self.tracker.started);
+        self.tracker.started + Duration::from_secs(since.as_secs())
+    }
+
+    /// A running clock that started at `start`, in whole seconds at [`Model::clock_now`],
+    /// rounded: jobs started within the same half second always agree.
+    pub fn clock_since(&self, start: Instant) -> Duration {
+        let d = self.clock_now().saturating_duration_since(start);
+        Duration::from_secs(d.as_secs() + u64::from(d.subsec_millis() >= 500))
+    }
+
+    /// Which keymap applies: a prompt, an overlay, or the main screen.
+    pub fn mode(&self) -> Mode {
+        if self.prompt.is_some() {
+            return Mode::Prompt;
+        }
+        match self.overlay {
+            None => Mode::Normal,
+            Some(Overlay::Help { .. }) => Mode::Help,
+            Some(Overlay::Signals { .. }) => Mode::SignalMenu,
+            Some(Overlay::ConfirmQuit) => Mode::ConfirmQuit,
+            Some(Overlay::ConfirmRerun { .. }) => Mode::ConfirmRerun,
         }
     }
 
@@ -393,7 +435,44 @@ impl Model {
             text: text.into(),
             kind,
             until: now + MESSAGE_TTL,
+            sticky: false,
         });
+    }
+
+    /// A message that stays `ttl`, or until a key is pressed: routine notices (info)
+    /// do not replace it meanwhile.
+    pub fn set_sticky_message(
+        &mut self,
+        text: impl Into<String>,
+        kind: MessageKind,
+        now: Instant,
+        ttl: Duration,
+    ) {
+        self.message = Some(Message {
+            text: text.into(),
+            kind,
+            until: now + ttl,
+            sticky: true,
+        });
+    }
+
+    /// A notice from the supervisor: shown unless it is routine and a sticky message is
+    /// up (the row shows what happened anyway).
+    pub fn notice(&mut self, text: impl Into<String>, kind: MessageKind, now: Instant) {
+        let sticky = self
+            .message
+            .as_ref()
+            .is_some_and(|m| m.sticky && m.until > now);
+        if !sticky || kind != MessageKind::Info {
+            self.set_message(text, kind, now);
+        }
+    }
+
+    /// A key was pressed: a sticky message has been seen.
+    pub fn unstick_message(&mut self) {
+        if self.message.as_ref().is_some_and(|m| m.sticky) {
+            self.message = None;
+        }
     }
 
     /// Drops an expired message; true if one was dropped.

@@ -1,314 +1,15 @@
-//! The output pane: which lines are visible, scrolling, search, and turning the visible
-//! lines (only those) into styled, escape-free text.
-//!
-//! Positions are absolute sequence numbers, so a paused view stays put while new lines
-//! arrive and old ones are evicted. A pane shows a virtual list: an optional "older lines
-//! dropped" marker, the retained lines (of one stage, when a stage row is selected), then
-//! the partial lines still being assembled (e.g. a `\r` progress bar).
+//! Turning the visible rows of the output pane (only those) into styled, escape-free
+//! text: sanitised, stderr tinted, stage-tagged, search matches highlighted. Which rows
+//! are visible is `pane.rs`.
 
-use memchr::memmem;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 
 use crate::output::sanitize::{self, StyledSpan, TextStyle};
-use crate::output::{LineRef, OutputBuffer, Stream};
+use crate::output::{OutputBuffer, Stream};
 
-use super::model::OutputView;
-
-/// One row of the output pane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Item {
-    /// "N older lines dropped" (shown above the first retained line).
-    Dropped,
-    Line(u64),
-    /// The `n`-th partial line (in [`OutputBuffer::partials`] order).
-    Partial(usize),
-}
-
-fn keep_line(line: &LineRef<'_>, stage: Option<usize>) -> bool {
-    stage.is_none_or(|s| line.stage == s)
-}
-
-fn partial_indices(buf: &OutputBuffer, stage: Option<usize>) -> Vec<usize> {
-    buf.partials()
-        .enumerate()
-        .filter(|(_, (s, _, _))| stage.is_none_or(|want| *s == want))
-        .map(|(i, _)| i)
-        .collect()
-}
-
-/// Whether a marker row sits above the first retained line.
-fn has_marker(buf: &OutputBuffer) -> bool {
-    buf.first_seq() > 0
-}
-
-/// Index (into the retained lines) of sequence number `seq`, clamped.
-fn index_of(buf: &OutputBuffer, seq: u64) -> usize {
-    usize::try_from(seq.saturating_sub(buf.first_seq()))
-        .unwrap_or(usize::MAX)
-        .min(buf.len())
-}
-
-/// The rows visible in a pane of `height` rows.
-pub fn window(
-    buf: &OutputBuffer,
-    stage: Option<usize>,
-    view: OutputView,
-    height: usize,
-) -> Vec<Item> {
-    let mut items = Vec::with_capacity(height);
-    if height == 0 {
-        return items;
-    }
-    if view.follow {
-        for p in partial_indices(buf, stage).into_iter().rev() {
-            if items.len() == height {
-                break;
-            }
-            items.push(Item::Partial(p));
-        }
-        for line in buf.iter().rev() {
-            if items.len() == height {
-                break;
-            }
-            if keep_line(&line, stage) {
-                items.push(Item::Line(line.seq));
-            }
-        }
-        if items.len() < height && has_marker(buf) {
-            items.push(Item::Dropped);
-        }
-        items.reverse();
-        return items;
-    }
-    if view.top < buf.first_seq() && has_marker(buf) {
-        items.push(Item::Dropped);
-    }
-    for line in buf.iter().skip(index_of(buf, view.top)) {
-        if items.len() == height {
-            return items;
-        }
-        if keep_line(&line, stage) {
-            items.push(Item::Line(line.seq));
-        }
-    }
-    for p in partial_indices(buf, stage) {
-        if items.len() == height {
-            break;
-        }
-        items.push(Item::Partial(p));
-    }
-    items
-}
-
-/// Sequence number of the position above the first retained line (the marker row).
-fn marker_position(buf: &OutputBuffer) -> u64 {
-    buf.first_seq().saturating_sub(1)
-}
-
-/// The top position of what is shown now (for switching from follow to paused).
-fn current_top(buf: &OutputBuffer, stage: Option<usize>, view: OutputView, height: usize) -> u64 {
-    if !view.follow {
-        return view.top;
-    }
-    match window(buf, stage, view, height).first() {
-        Some(Item::Dropped) => marker_position(buf),
-        Some(Item::Line(seq)) => *seq,
-        Some(Item::Partial(_)) | None => buf.total_lines(),
-    }
-}
-
-fn pause(buf: &OutputBuffer, view: &mut OutputView) {
-    if view.follow {
-        view.follow = false;
-        view.paused_total = buf.total_lines();
-    }
-}
-
-/// Scrolls up `n` rows; pauses follow. Does nothing when everything fits.
-pub fn scroll_up(
-    buf: &OutputBuffer,
-    stage: Option<usize>,
-    view: &mut OutputView,
-    height: usize,
-    n: usize,
-) {
-    if view.follow && window(buf, stage, *view, height + 1).len() <= height {
-        return; // nothing above the visible rows
-    }
-    let top = current_top(buf, stage, *view, height);
-    pause(buf, view);
-    let first = buf.first_seq();
-    if top < first {
-        view.top = top;
-        return;
-    }
-    let mut moved = 0;
-    let mut new_top = top;
-    for line in buf.iter().take(index_of(buf, top)).rev() {
-        if keep_line(&line, stage) {
-            moved += 1;
-            new_top = line.seq;
-            if moved == n {
-                break;
-            }
-        }
-    }
-    if moved < n && has_marker(buf) {
-        new_top = marker_position(buf);
-    }
-    view.top = new_top;
-}
-
-/// Scrolls down `n` rows; resumes follow once the end is in view.
-pub fn scroll_down(
-    buf: &OutputBuffer,
-    stage: Option<usize>,
-    view: &mut OutputView,
-    height: usize,
-    n: usize,
-) {
-    if view.follow {
-        return;
-    }
-    let first = buf.first_seq();
-    let marker = view.top < first && has_marker(buf);
-    let lines = buf
-        .iter()
-        .skip(index_of(buf, view.top))
-        .filter(|l| keep_line(l, stage))
-        .map(|l| Some(l.seq));
-    let mut positions = marker.then_some(None).into_iter().chain(lines);
-    for _ in 0..n {
-        if positions.next().is_none() {
-            break;
-        }
-    }
-    match positions.next() {
-        Some(position) => {
-            let remaining = 1 + positions.take(height).count() + partial_indices(buf, stage).len();
-            if remaining <= height {
-                view.follow = true;
-            } else {
-                view.top = position.unwrap_or_else(|| marker_position(buf));
-            }
-        }
-        None => view.follow = true,
-    }
-}
-
-/// Scrolls to the very first row (the marker, if lines were dropped).
-pub fn scroll_to_top(buf: &OutputBuffer, view: &mut OutputView) {
-    pause(buf, view);
-    view.top = if has_marker(buf) {
-        marker_position(buf)
-    } else {
-        buf.first_seq()
-    };
-}
-
-/// Lines that arrived since follow was paused.
-pub fn new_lines(buf: &OutputBuffer, view: OutputView) -> u64 {
-    if view.follow {
-        0
-    } else {
-        buf.total_lines().saturating_sub(view.paused_total)
-    }
-}
-
-/// Smart case: a query without capitals matches case-insensitively.
-pub fn case_insensitive(query: &str) -> bool {
-    !query.chars().any(char::is_uppercase)
-}
-
-/// Byte ranges of `query` in `text`.
-pub fn match_ranges(text: &str, query: &str) -> Vec<(usize, usize)> {
-    if query.is_empty() {
-        return Vec::new();
-    }
-    let ranges = |hay: &[u8], needle: &[u8]| -> Vec<(usize, usize)> {
-        memmem::find_iter(hay, needle)
-            .map(|start| (start, start + needle.len()))
-            .collect()
-    };
-    let mut found = if case_insensitive(query) {
-        // ASCII folding keeps byte offsets identical to the original text.
-        ranges(
-            text.to_ascii_lowercase().as_bytes(),
-            query.to_ascii_lowercase().as_bytes(),
-        )
-    } else {
-        ranges(text.as_bytes(), query.as_bytes())
-    };
-    // Overlapping hits (e.g. "aa" in "aaa") highlight as the first one only.
-    let mut end = 0;
-    found.retain(|(s, e)| {
-        let keep = *s >= end;
-        if keep {
-            end = *e;
-        }
-        keep
-    });
-    found.retain(|(s, e)| text.is_char_boundary(*s) && text.is_char_boundary(*e));
-    found
-}
-
-fn line_matches(line: &LineRef<'_>, query: &str) -> bool {
-    !match_ranges(&sanitize::plain_text(line.text), query).is_empty()
-}
-
-/// The nearest line containing `query` after (`forward`) or before `from`; with no
-/// `from`, the first (forward) or last line that matches.
-pub fn find(
-    buf: &OutputBuffer,
-    stage: Option<usize>,
-    query: &str,
-    from: Option<u64>,
-    forward: bool,
-) -> Option<u64> {
-    if query.is_empty() {
-        return None;
-    }
-    let hit = |line: &LineRef<'_>| keep_line(line, stage) && line_matches(line, query);
-    match (from, forward) {
-        (None, true) => buf.iter().find(hit),
-        (None, false) => buf.iter().rev().find(hit),
-        (Some(from), true) => {
-            let start = if from < buf.first_seq() {
-                0
-            } else {
-                index_of(buf, from).saturating_add(1)
-            };
-            buf.iter().skip(start).find(hit)
-        }
-        (Some(from), false) => buf.iter().take(index_of(buf, from)).rev().find(hit),
-    }
-    .map(|l| l.seq)
-}
-
-/// Pauses the view and scrolls so `seq` shows about a third of the way down.
-pub fn reveal(
-    buf: &OutputBuffer,
-    stage: Option<usize>,
-    view: &mut OutputView,
-    height: usize,
-    seq: u64,
-) {
-    if !view.follow && window(buf, stage, *view, height).contains(&Item::Line(seq)) {
-        return; // already on screen: do not jump around
-    }
-    pause(buf, view);
-    view.top = seq;
-    if height > 2 {
-        scroll_up(buf, stage, view, height, height / 3);
-    }
-    // Near the end, show a full last page rather than blank rows below it.
-    let tail = OutputView {
-        follow: true,
-        ..*view
-    };
-    view.top = view.top.min(current_top(buf, stage, tail, height));
-}
+use super::pane::{Item, match_ranges};
+use super::theme::{self, Theme};
 
 /// One visible row, copied out of the buffer so the lock is released before styling.
 #[derive(Debug, Clone)]
@@ -372,18 +73,6 @@ pub struct Tags {
     pub width: usize,
 }
 
-const TAG_COLORS: [Color; 6] = [
-    Color::Cyan,
-    Color::Magenta,
-    Color::Blue,
-    Color::Yellow,
-    Color::Green,
-    Color::LightCyan,
-];
-
-/// Style of text printed on stderr without its own colour.
-pub const STDERR_TINT: Color = Color::LightRed;
-
 pub fn convert_style(style: &TextStyle) -> Style {
     let color = |c: sanitize::Color| match c {
         sanitize::Color::Indexed(n) => Color::Indexed(n),
@@ -411,12 +100,6 @@ pub fn convert_style(style: &TextStyle) -> Style {
     }
     out
 }
-
-const MATCH_STYLE: Style = Style::new().fg(Color::Black).bg(Color::Yellow);
-const CURRENT_MATCH_STYLE: Style = Style::new()
-    .fg(Color::Black)
-    .bg(Color::LightRed)
-    .add_modifier(Modifier::BOLD);
 
 /// Splits styled spans so the byte ranges `ranges` (over their concatenated text) get
 /// `highlight` on top of their own style.
@@ -465,6 +148,7 @@ pub struct RowStyle<'a> {
     pub query: Option<&'a str>,
     pub current: Option<u64>,
     pub dropped: u64,
+    pub theme: Theme,
 }
 
 /// Turns one copied row into a styled line: sanitised, stderr tinted, tagged, matches
@@ -476,16 +160,11 @@ pub fn render_row(row: &RawRow, style: &RowStyle<'_>) -> Line<'static> {
         } else {
             "··· older lines cleared ···".to_string()
         };
-        return Line::from(Span::styled(
-            text,
-            Style::new()
-                .fg(Color::DarkGray)
-                .add_modifier(Modifier::ITALIC),
-        ));
+        return Line::from(Span::styled(text, theme::DROPPED_MARKER));
     }
     let base = match row.stream {
         Stream::Stdout => Style::new(),
-        Stream::Stderr => Style::new().fg(STDERR_TINT),
+        Stream::Stderr => Style::new().fg(theme::STDERR_TINT),
     };
     let mut spans = Vec::new();
     if let Some(tags) = style.tags {
@@ -494,10 +173,9 @@ pub fn render_row(row: &RawRow, style: &RowStyle<'_>) -> Line<'static> {
             .get(row.stage)
             .map(String::as_str)
             .unwrap_or("?");
-        let color = TAG_COLORS[row.stage % TAG_COLORS.len()];
         spans.push(Span::styled(
             format!("{label:<w$}│", w = tags.width),
-            Style::new().fg(color),
+            theme::stage_tag(row.stage),
         ));
     }
     let styled = sanitize::styled_line(&row.bytes);
@@ -509,109 +187,18 @@ pub fn render_row(row: &RawRow, style: &RowStyle<'_>) -> Line<'static> {
         None => Vec::new(),
     };
     let is_current = matches!(row.item, Item::Line(seq) if style.current == Some(seq));
-    let hl = if is_current {
-        CURRENT_MATCH_STYLE
-    } else {
-        MATCH_STYLE
-    };
+    let hl = style.theme.search_match(is_current);
     spans.extend(highlight(styled, &ranges, hl, base));
     if matches!(row.item, Item::Partial(_)) {
         // Still being written (no newline yet): a progress bar, a prompt.
-        spans.push(Span::styled("▏", Style::new().fg(Color::DarkGray)));
+        spans.push(Span::styled("▏", theme::DIM));
     }
     Line::from(spans)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
-
-    fn buffer(lines: usize, max: usize) -> OutputBuffer {
-        let mut buf = OutputBuffer::new(max, 1 << 20);
-        let now = Instant::now();
-        for i in 0..lines {
-            let stage = i % 2;
-            buf.push_line(stage, Stream::Stdout, now, format!("line {i}").as_bytes());
-        }
-        buf
-    }
-
-    fn seqs(items: &[Item]) -> Vec<Option<u64>> {
-        items
-            .iter()
-            .map(|i| match i {
-                Item::Line(s) => Some(*s),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn follow_shows_the_tail_and_marker_when_short() {
-        let buf = buffer(10, 4);
-        let items = window(&buf, None, OutputView::default(), 3);
-        assert_eq!(seqs(&items), [Some(7), Some(8), Some(9)]);
-        let items = window(&buf, None, OutputView::default(), 6);
-        assert_eq!(items[0], Item::Dropped);
-        assert_eq!(items.len(), 5);
-    }
-
-    #[test]
-    fn scrolling_pauses_counts_and_resumes() {
-        let mut buf = buffer(20, 100);
-        let mut view = OutputView::default();
-        scroll_up(&buf, None, &mut view, 5, 3);
-        assert!(!view.follow);
-        assert_eq!(view.top, 12);
-        buf.push_line(0, Stream::Stdout, Instant::now(), b"more");
-        assert_eq!(new_lines(&buf, view), 1);
-        // The paused view does not move when lines arrive.
-        assert_eq!(window(&buf, None, view, 5)[0], Item::Line(12));
-        scroll_down(&buf, None, &mut view, 5, 2);
-        assert_eq!(view.top, 14);
-        scroll_down(&buf, None, &mut view, 5, 10);
-        assert!(view.follow);
-    }
-
-    #[test]
-    fn stage_filter_and_top() {
-        let buf = buffer(20, 10);
-        let view = OutputView::default();
-        let items = window(&buf, Some(1), view, 3);
-        assert_eq!(seqs(&items), [Some(15), Some(17), Some(19)]);
-        let mut view = OutputView::default();
-        scroll_to_top(&buf, &mut view);
-        let items = window(&buf, Some(0), view, 3);
-        assert_eq!(seqs(&items), [None, Some(10), Some(12)]);
-    }
-
-    #[test]
-    fn nothing_to_scroll_keeps_following() {
-        let buf = buffer(3, 100);
-        let mut view = OutputView::default();
-        scroll_up(&buf, None, &mut view, 5, 1);
-        assert!(view.follow);
-    }
-
-    #[test]
-    fn search_finds_both_ways_with_smart_case() {
-        let mut buf = buffer(5, 100);
-        buf.push_line(
-            0,
-            Stream::Stderr,
-            Instant::now(),
-            b"\x1b[31mERROR\x1b[0m here",
-        );
-        assert_eq!(find(&buf, None, "error", Some(0), true), Some(5));
-        assert_eq!(find(&buf, None, "Error", None, true), None);
-        assert_eq!(find(&buf, None, "line 1", Some(5), false), Some(1));
-        assert_eq!(find(&buf, None, "line", Some(4), true), None);
-        assert_eq!(find(&buf, None, "line", None, true), Some(0));
-        assert_eq!(find(&buf, None, "line", None, false), Some(4));
-        assert_eq!(match_ranges("aXa xa", "xa"), [(1, 3), (4, 6)]);
-    }
 
     #[test]
     fn highlight_splits_styled_spans() {
@@ -628,6 +215,7 @@ mod tests {
                 query: Some("bcd"),
                 current: None,
                 dropped: 0,
+                theme: Theme::default(),
             },
         );
         let texts: Vec<&str> = line.spans.iter().map(|s| s.content.as_ref()).collect();

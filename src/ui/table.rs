@@ -1,185 +1,213 @@
-//! The job table: one row per job, plus one per stage of an expanded pipeline. Columns
-//! that do not fit are dropped, least useful first.
+//! The job table: one row per job, plus one per stage of an expanded pipeline. Its
+//! columns are one table of definitions ([`COLUMNS`]): title, width, alignment, when it
+//! gives way on a narrow terminal, its text for a job and for a stage, and its style.
+//! A new column is one entry there.
 
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Color, Style};
 
 use super::format;
 use super::model::{Model, RowRef};
+use super::theme;
+use crate::tracker::JobRecord;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Col {
-    Pid,
-    State,
-    Elapsed,
-    Exit,
-    Restarts,
-    Cpu,
-    Rss,
+/// What a cell is computed from: the row's job, the stage when it is a stage row.
+struct Cx<'a> {
+    model: &'a Model,
+    record: &'a JobRecord,
+    stage: Option<usize>,
+    /// The row's state colour (its glyph's).
+    color: Color,
+    /// The row's pid is that of a process that has ended.
+    gone: bool,
 }
 
-impl Col {
-    fn title(self) -> &'static str {
-        match self {
-            Col::Pid => "PID",
-            Col::State => "STATE",
-            Col::Elapsed => "ELAPSED",
-            Col::Exit => "EXIT",
-            Col::Restarts => "↻",
-            Col::Cpu => "CPU",
-            Col::Rss => "RSS",
-        }
-    }
+struct Column {
+    title: &'static str,
+    width: usize,
+    right: bool,
+    /// Narrow terminals drop columns with the lowest rank first; 0 never goes.
+    rank: u8,
+    text: fn(&Cx) -> String,
+    style: fn(&Cx, &str) -> Style,
+}
 
-    fn width(self) -> usize {
-        match self {
-            Col::Pid => 7,
-            Col::State => 16,
-            Col::Elapsed => 7,
-            Col::Exit => 7,
-            Col::Restarts => 2,
-            Col::Cpu => 5,
-            Col::Rss => 6,
-        }
-    }
+fn plain(_: &Cx, _: &str) -> Style {
+    Style::new()
+}
 
-    fn right(self) -> bool {
-        !matches!(self, Col::State | Col::Exit)
-    }
+fn state_colored(cx: &Cx, _: &str) -> Style {
+    Style::new().fg(cx.color)
 }
 
 /// Display order.
-const COLUMNS: [Col; 7] = [
-    Col::Pid,
-    Col::State,
-    Col::Elapsed,
-    Col::Exit,
-    Col::Restarts,
-    Col::Cpu,
-    Col::Rss,
+const COLUMNS: &[Column] = &[
+    Column {
+        title: "PID",
+        width: 7,
+        right: true,
+        rank: 5,
+        text: |cx| {
+            let status = &cx.record.status;
+            match cx.stage {
+                Some(s) => status.stages.get(s).and_then(|st| st.pid),
+                None => match status.stages.as_slice() {
+                    [single] => single.pid,
+                    // A pipeline's group id stands for the whole job.
+                    _ => status.pgid,
+                },
+            }
+            // Kept (dimmed) after the job ends: useful to match logs and reports.
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+        },
+        style: |cx, _| if cx.gone { theme::DIM } else { Style::new() },
+    },
+    Column {
+        title: "STATE",
+        width: 16,
+        right: false,
+        rank: 0,
+        text: |cx| match cx.stage {
+            Some(s) => cx
+                .record
+                .status
+                .stages
+                .get(s)
+                .map(|st| crate::fmt::stage_state(&st.state))
+                .unwrap_or_default(),
+            None => crate::fmt::job_state(&cx.record.status, cx.model.now),
+        },
+        style: state_colored,
+    },
+    Column {
+        title: "ELAPSED",
+        width: 7,
+        right: true,
+        rank: 6,
+        text: |cx| {
+            let status = &cx.record.status;
+            match (cx.stage, status.started_at, status.ended_at) {
+                (Some(_), _, _) => String::new(),
+                (None, Some(start), None) => crate::fmt::clock(cx.model.clock_since(start)),
+                (None, _, _) => crate::fmt::elapsed(cx.record, cx.model.now),
+            }
+        },
+        style: plain,
+    },
+    Column {
+        title: "EXIT",
+        width: 7,
+        right: false,
+        rank: 1,
+        text: |cx| match cx.stage {
+            Some(s) => cx
+                .record
+                .status
+                .stages
+                .get(s)
+                .map(|st| crate::fmt::stage_exit(&st.state))
+                .unwrap_or_default(),
+            None => crate::fmt::exit_text(&cx.record.status),
+        },
+        style: state_colored,
+    },
+    Column {
+        title: "↻",
+        width: 2,
+        right: true,
+        rank: 2,
+        text: |cx| match (cx.stage, cx.record.status.restarts) {
+            (None, n) if n > 0 => n.to_string(),
+            _ => String::new(),
+        },
+        style: |_, text| {
+            if text.is_empty() {
+                Style::new()
+            } else {
+                theme::RESTARTS
+            }
+        },
+    },
+    Column {
+        title: "CPU",
+        width: 5,
+        right: true,
+        rank: 4,
+        text: |cx| match cx.stage {
+            // The stage's own share while it runs, from its subtree's samples.
+            Some(s) => cx
+                .record
+                .history
+                .runs
+                .last()
+                .filter(|run| run.end.is_none())
+                .and_then(|run| run.stages.get(s)?.cpu_percent(run.start))
+                .map(|p| format!("{p:.0}%"))
+                .unwrap_or_default(),
+            None => crate::fmt::cpu(cx.record),
+        },
+        style: plain,
+    },
+    Column {
+        title: "RSS",
+        width: 6,
+        right: true,
+        rank: 3,
+        text: |cx| match cx.stage {
+            Some(_) => String::new(),
+            None => crate::fmt::rss_text(cx.record),
+        },
+        style: plain,
+    },
 ];
-/// The order in which columns give way on narrow terminals.
-const DROP_ORDER: [Col; 6] = [
-    Col::Exit,
-    Col::Restarts,
-    Col::Rss,
-    Col::Cpu,
-    Col::Pid,
-    Col::Elapsed,
-];
+
 /// Expand marker and status glyph, each followed by a space.
 const PREFIX: usize = 4;
 const MIN_NAME: usize = 8;
 const MAX_NAME: usize = 40;
 
-struct Columns {
+struct Layout {
     name: usize,
-    cols: Vec<Col>,
+    cols: Vec<&'static Column>,
 }
 
-fn columns(model: &Model, width: usize) -> Columns {
+fn layout(model: &Model, width: usize) -> Layout {
     // Stage rows show "├ argv…": let the column grow for them too, within reason.
     let longest = model
         .longest_row_label(|argv: &[String]| argv.join(" "))
         .clamp(MIN_NAME, MAX_NAME);
-    let mut cols: Vec<Col> = COLUMNS.to_vec();
-    let used = |cols: &[Col]| cols.iter().map(|c| c.width() + 1).sum::<usize>();
-    for drop in DROP_ORDER {
-        if PREFIX + MIN_NAME + used(&cols) <= width {
+    let mut cols: Vec<&Column> = COLUMNS.iter().collect();
+    let used = |cols: &[&Column]| cols.iter().map(|c| c.width + 1).sum::<usize>();
+    while PREFIX + MIN_NAME + used(&cols) > width {
+        let Some(drop) = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.rank > 0)
+            .min_by_key(|(_, c)| c.rank)
+            .map(|(i, _)| i)
+        else {
             break;
-        }
-        cols.retain(|c| *c != drop);
+        };
+        cols.remove(drop);
     }
     let name = width
         .saturating_sub(PREFIX + used(&cols))
         .min(longest)
         .max(MIN_NAME.min(width.saturating_sub(PREFIX)));
-    Columns { name, cols }
+    Layout { name, cols }
 }
 
-struct RowText {
-    marker: &'static str,
-    glyph: (&'static str, Color),
-    name: String,
-    cells: Vec<(Col, String)>,
-    /// The pid is that of a process that has ended.
-    pid_gone: bool,
-}
-
-fn row_text(model: &Model, row: RowRef, last_stage: bool) -> Option<RowText> {
-    let now = model.now;
-    match row {
-        RowRef::Job(id) => {
-            let record = model.job(id)?;
-            let status = &record.status;
-            let marker = if !model.is_pipeline(id) {
-                " "
-            } else if model.is_expanded(id) {
-                "▾"
-            } else {
-                "▸"
-            };
-            let pid = match status.stages.as_slice() {
-                // A pipeline's group id stands for the whole job.
-                [single] => single.pid,
-                _ => status.pgid,
-            }
-            // Kept (dimmed) after the job ends: useful to match logs and reports.
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-            let cells = vec![
-                (Col::Pid, pid),
-                (Col::State, crate::fmt::job_state(status, now)),
-                (Col::Elapsed, crate::fmt::elapsed(record, now)),
-                (Col::Exit, crate::fmt::exit_text(status)),
-                (
-                    Col::Restarts,
-                    if status.restarts > 0 {
-                        status.restarts.to_string()
-                    } else {
-                        String::new()
-                    },
-                ),
-                (Col::Cpu, crate::fmt::cpu(record)),
-                (Col::Rss, crate::fmt::rss_text(record)),
-            ];
-            Some(RowText {
-                marker,
-                glyph: format::job_glyph(status),
-                name: record.name.clone(),
-                cells,
-                pid_gone: !status.is_active(),
-            })
-        }
-        RowRef::Stage(id, index) => {
-            let record = model.job(id)?;
-            let stage = record.status.stages.get(index)?;
-            // The stage's own share while it runs, from its subtree's samples.
-            let cpu = record
-                .history
-                .runs
-                .last()
-                .filter(|run| run.end.is_none())
-                .and_then(|run| run.stages.get(index)?.cpu_percent(run.start))
-                .map(|p| format!("{p:.0}%"))
-                .unwrap_or_default();
-            let branch = if last_stage { "└ " } else { "├ " };
-            let pid = stage.pid.map(|p| p.to_string()).unwrap_or_default();
-            Some(RowText {
-                marker: " ",
-                glyph: format::stage_glyph(&stage.state),
-                name: format!("{branch}{}", stage.argv.join(" ")),
-                cells: vec![
-                    (Col::Pid, pid),
-                    (Col::State, crate::fmt::stage_state(&stage.state)),
-                    (Col::Exit, crate::fmt::stage_exit(&stage.state)),
-                    (Col::Cpu, cpu),
-                ],
-                pid_gone: stage.state != crate::supervisor::StageState::Running,
-            })
-        }
+/// Job rows that fit in a table `height` lines tall (its title line excluded): one
+/// fewer when not every row fits, for the "↓ 11 more" line.
+pub fn job_rows(model: &Model, height: u16) -> usize {
+    let capacity = usize::from(height.saturating_sub(1));
+    if model.rows().len() > capacity {
+        capacity.saturating_sub(1).max(1.min(capacity))
+    } else {
+        capacity
     }
 }
 
@@ -192,48 +220,79 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
     if area.height == 0 || area.width == 0 {
         return;
     }
-    let layout = columns(model, area.width as usize);
+    let layout = layout(model, area.width as usize);
     let buf = frame.buffer_mut();
-    let title_style = Style::new()
-        .fg(Color::DarkGray)
-        .add_modifier(Modifier::BOLD);
     let mut x = area.x.saturating_add(PREFIX as u16);
     x = put(
         buf,
         area,
         (x, area.y),
         ("NAME", layout.name, false),
-        title_style,
+        theme::TITLES,
     );
     for col in &layout.cols {
-        let cell = (col.title(), col.width(), col.right());
-        x = put(buf, area, (x.saturating_add(1), area.y), cell, title_style);
+        let cell = (col.title, col.width, col.right);
+        x = put(
+            buf,
+            area,
+            (x.saturating_add(1), area.y),
+            cell,
+            theme::TITLES,
+        );
     }
 
     let rows = model.rows();
-    let visible = area.height.saturating_sub(1) as usize;
+    let visible = job_rows(model, area.height);
     let selected = model.selected_index();
     let offset = model.visible_offset(visible);
     let mut y = area.y;
     for (index, row) in rows.iter().enumerate().skip(offset).take(visible) {
-        let last_stage = match row {
-            RowRef::Stage(id, s) => model
-                .job(*id)
-                .is_some_and(|j| *s + 1 == j.status.stages.len()),
-            RowRef::Job(_) => false,
-        };
-        let Some(text) = row_text(model, *row, last_stage) else {
+        let Some(record) = model.job(row.job()) else {
             continue;
         };
         y += 1;
-        let (glyph, color) = text.glyph;
-        let name_style = if matches!(row, RowRef::Stage(..)) {
-            Style::new().fg(Color::Gray)
-        } else {
-            Style::new().add_modifier(Modifier::BOLD)
+        let stage = row.stage();
+        let (marker, (glyph, color), name, name_style, gone) = match *row {
+            RowRef::Job(id) => {
+                let marker = if !model.is_pipeline(id) {
+                    " "
+                } else if model.is_expanded(id) {
+                    "▾"
+                } else {
+                    "▸"
+                };
+                let status = &record.status;
+                (
+                    marker,
+                    theme::job_glyph(status),
+                    record.name.clone(),
+                    theme::BOLD,
+                    !status.is_active(),
+                )
+            }
+            RowRef::Stage(_, s) => {
+                let Some(st) = record.status.stages.get(s) else {
+                    continue;
+                };
+                let last = s + 1 == record.status.stages.len();
+                let branch = if last { "└ " } else { "├ " };
+                (
+                    " ",
+                    theme::stage_glyph(&st.state),
+                    format!("{branch}{}", st.argv.join(" ")),
+                    theme::STAGE_NAME,
+                    st.state != crate::supervisor::StageState::Running,
+                )
+            }
         };
-        let dim = Style::new().fg(Color::DarkGray);
-        put(buf, area, (area.x, y), (text.marker, 1, false), dim);
+        let cx = Cx {
+            model,
+            record,
+            stage,
+            color,
+            gone,
+        };
+        put(buf, area, (area.x, y), (marker, 1, false), theme::DIM);
         put(
             buf,
             area,
@@ -242,27 +301,11 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
             Style::new().fg(color),
         );
         let mut x = area.x.saturating_add(PREFIX as u16);
-        x = put(
-            buf,
-            area,
-            (x, y),
-            (&text.name, layout.name, false),
-            name_style,
-        );
+        x = put(buf, area, (x, y), (&name, layout.name, false), name_style);
         for col in &layout.cols {
-            let value = text
-                .cells
-                .iter()
-                .find(|(c, _)| c == col)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("");
-            let style = match col {
-                Col::State | Col::Exit => Style::new().fg(color),
-                Col::Restarts if !value.is_empty() => Style::new().fg(Color::Yellow),
-                Col::Pid if text.pid_gone => dim,
-                _ => Style::new(),
-            };
-            let cell = (value, col.width(), col.right());
+            let value = (col.text)(&cx);
+            let style = (col.style)(&cx, &value);
+            let cell = (value.as_str(), col.width, col.right);
             x = put(buf, area, (x.saturating_add(1), y), cell, style);
         }
         if index == selected {
@@ -272,8 +315,25 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
                 height: 1,
                 ..area
             };
-            buf.set_style(row, super::timeline::selection_style(model));
+            buf.set_style(row, model.theme.selection(model.focus));
         }
+    }
+    let above = offset;
+    let below = rows.len().saturating_sub(offset + visible);
+    if (above > 0 || below > 0) && y + 1 < area.bottom() {
+        let text = match (above, below) {
+            (0, below) => format!("↓ {below} more"),
+            (above, 0) => format!("↑ {above} more"),
+            (above, below) => format!("↑ {above} · ↓ {below} more"),
+        };
+        let width = usize::from(area.width.saturating_sub(PREFIX as u16));
+        put(
+            buf,
+            area,
+            (area.x.saturating_add(PREFIX as u16), y + 1),
+            (&text, width, false),
+            theme::DIM,
+        );
     }
 }
 
@@ -301,7 +361,7 @@ fn put(
     } else {
         x
     };
-    if start < area.right() && !text.is_empty() {
+    if start < area.right() && y < area.bottom() && !text.is_empty() {
         buf.set_stringn(start, y, text, usize::from(area.right() - start), style);
     }
     end

@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::format;
-use super::model::{Focus, Model, RowRef};
-use crate::supervisor::{JobState, Outcome};
-use crate::tracker::{JobRecord, RunSpan};
+use super::model::{Model, RowRef};
+use crate::supervisor::JobState;
+use crate::tracker::JobRecord;
 
-const DIM: Style = Style::new().fg(Color::DarkGray);
+use super::theme::{self, DIM};
 /// Expand marker and status glyph, as in the table.
 const PREFIX: usize = 4;
 const MIN_NAME: usize = 8;
@@ -195,17 +195,6 @@ const RESTART: char = '▏';
 const NOW: char = '│';
 const GRID: char = '┊';
 
-/// Colour of a run: by outcome, like the table's glyphs.
-fn run_color(run: &RunSpan, stopping: bool) -> Color {
-    match &run.outcome {
-        None if stopping => Color::Yellow,
-        None => Color::Cyan,
-        Some(Outcome::Exited { code: 0 }) => Color::Green,
-        Some(Outcome::TimedOut { .. }) => Color::Magenta,
-        Some(_) => Color::Red,
-    }
-}
-
 /// One cell's accumulated coverage.
 #[derive(Debug, Clone, Copy, Default)]
 struct Acc {
@@ -224,7 +213,7 @@ impl Acc {
         if !self.touched {
             return None;
         }
-        let color = self.color.unwrap_or(Color::Gray);
+        let color = self.color.unwrap_or(theme::RUN_UNKNOWN);
         if self.restart {
             return Some((RESTART, color));
         }
@@ -292,7 +281,7 @@ fn job_cells(record: &JobRecord, axis: &Axis) -> Vec<Acc> {
             && runs[i - 1]
                 .end
                 .is_some_and(|prev| axis.col(run.start).saturating_sub(axis.col(prev)) <= 1);
-        let color = run_color(run, stopping && i + 1 == runs.len());
+        let color = theme::run_color(run, stopping && i + 1 == runs.len());
         paint(&mut cells, axis, (run.start, end), color, restart, |ts| {
             run.cpu_at_each(ts)
                 .into_iter()
@@ -316,7 +305,7 @@ fn stage_cells(record: &JobRecord, stage: usize, axis: &Axis) -> Vec<Acc> {
         };
         let ended = span.end.or(run.end);
         let end = ended.unwrap_or(axis.end);
-        let color = run_color(run, stopping && i + 1 == runs.len());
+        let color = theme::run_color(run, stopping && i + 1 == runs.len());
         paint(&mut cells, axis, (run.start, end), color, false, |ts| {
             span.cpu_at_each(run.start, ended, ts)
                 .into_iter()
@@ -365,7 +354,7 @@ fn ruler(axis: &Axis) -> Vec<Span<'static>> {
     for (col, c) in chars.iter().enumerate() {
         if Some(col) == now_col && *c == ' ' {
             spans.push(Span::styled(std::mem::take(&mut text), DIM));
-            spans.push(Span::styled("▾", Style::new().fg(Color::Yellow)));
+            spans.push(Span::styled("▾", Style::new().fg(theme::NOW)));
         } else {
             text.push(*c);
         }
@@ -393,10 +382,8 @@ fn bar_spans(cells: &[Acc], grid: &[bool], now_col: Option<usize>) -> Vec<Span<'
     for (col, cell) in cells.iter().enumerate() {
         let (c, s) = match cell.glyph() {
             Some((c, color)) => (c, Style::new().fg(color)),
-            None if Some(col) == now_col => (NOW, Style::new().fg(Color::Yellow)),
-            None if grid.get(col).copied().unwrap_or(false) => {
-                (GRID, Style::new().fg(Color::Indexed(238)))
-            }
+            None if Some(col) == now_col => (NOW, Style::new().fg(theme::NOW)),
+            None if grid.get(col).copied().unwrap_or(false) => (GRID, theme::GRID),
             None => (' ', Style::new()),
         };
         if s != style && !text.is_empty() {
@@ -426,7 +413,7 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect, legend: Rect) {
     let mut lines = Vec::with_capacity(area.height as usize);
     let mut title = vec![Span::styled(
         format!("{:PREFIX$}{} ", "", format::cell("TIMELINE", name_w, false)),
-        DIM.add_modifier(Modifier::BOLD),
+        theme::TITLES,
     )];
     title.extend(ruler(&axis));
     lines.push(Line::from(title));
@@ -451,10 +438,10 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect, legend: Rect) {
                 };
                 (
                     marker,
-                    format::job_glyph(&record.status),
+                    theme::job_glyph(&record.status),
                     record.name.clone(),
                     job_cells(record, &axis),
-                    Style::new().add_modifier(Modifier::BOLD),
+                    theme::BOLD,
                 )
             }
             RowRef::Stage(id, s) => {
@@ -466,14 +453,14 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect, legend: Rect) {
                     .is_some_and(|j| s + 1 == j.status.stages.len());
                 (
                     " ",
-                    format::stage_glyph(&stage.state),
+                    theme::stage_glyph(&stage.state),
                     format!(
                         "{}{}",
                         if last { "└ " } else { "├ " },
                         format::stage_label(&stage.argv)
                     ),
                     stage_cells(record, s, &axis),
-                    Style::new().fg(Color::Gray),
+                    theme::STAGE_NAME,
                 )
             }
         };
@@ -498,17 +485,11 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect, legend: Rect) {
             height: 1,
             ..area
         };
-        frame.buffer_mut().set_style(row, selection_style(model));
+        frame
+            .buffer_mut()
+            .set_style(row, model.theme.selection(model.focus));
     }
     draw_legend(frame, model, &axis, legend);
-}
-
-/// The selected row's background, as in the table.
-pub fn selection_style(model: &Model) -> Style {
-    match model.focus {
-        Focus::Jobs => Style::new().bg(Color::Indexed(238)),
-        Focus::Output => Style::new().bg(Color::Indexed(235)),
-    }
 }
 
 fn draw_legend(frame: &mut Frame, model: &Model, axis: &Axis, area: Rect) {
@@ -526,13 +507,13 @@ fn draw_legend(frame: &mut Frame, model: &Model, axis: &Axis, area: Rect) {
     let mut parts: Vec<Vec<Span<'static>>> = vec![
         [
             vec![Span::raw(" ")],
-            key("─".into(), Color::Green, "idle"),
-            key("░▒▓█".into(), Color::Green, "CPU (█ one core)"),
+            key("─".into(), theme::LEGEND, "idle"),
+            key("░▒▓█".into(), theme::LEGEND, "CPU (█ one core)"),
         ]
         .concat(),
     ];
     if axis.now.is_some() {
-        parts.push(key(NOW.to_string(), Color::Yellow, "now"));
+        parts.push(key(NOW.to_string(), theme::NOW, "now"));
     }
     // The selected job's share: its CPU over its time in flight.
     if let Some(record) = model.job(model.selected_job()) {
@@ -547,12 +528,12 @@ fn draw_legend(frame: &mut Frame, model: &Model, axis: &Axis, area: Rect) {
                     crate::fmt::duration(elapsed),
                     cpu.as_secs_f64() / elapsed.as_secs_f64() * 100.0
                 ),
-                Style::new().fg(Color::Gray),
+                theme::STAGE_NAME,
             )]);
         }
     }
     if model.jobs().iter().any(|j| j.history.runs.len() > 1) {
-        parts.push(key(RESTART.to_string(), Color::Green, "restart"));
+        parts.push(key(RESTART.to_string(), theme::LEGEND, "restart"));
     }
     let per_col = axis.span / u32::try_from(axis.cols).unwrap_or(u32::MAX).max(1);
     parts.push(vec![Span::styled(

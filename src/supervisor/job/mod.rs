@@ -213,10 +213,12 @@ impl Job {
                     self.report_signal(signal, run.pgid, result);
                 }
             }
-            Effect::KillAll => {
+            Effect::KillAll { announce } => {
                 if let Some(run) = run {
                     let result = run.kill_all();
-                    self.report_signal(Signal::SIGKILL, run.pgid, result);
+                    if announce || result.is_err() {
+                        self.report_signal(Signal::SIGKILL, run.pgid, result);
+                    }
                 }
             }
         }

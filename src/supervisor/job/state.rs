@@ -78,8 +78,9 @@ pub enum Effect {
     SignalGroup(Signal),
     /// The stop signal to every process of the run: the group and what left it.
     StopAll(Signal),
-    /// SIGKILL to every process of the run.
-    KillAll,
+    /// SIGKILL to every process of the run; `announce`: say so (a deadline's own
+    /// notice already does).
+    KillAll { announce: bool },
     /// A notice for the user.
     Say(Level, String),
 }
@@ -200,7 +201,7 @@ pub fn on_control(state: State, control: Control, facts: &Facts<'_>) -> Transiti
             kill_at: None,
             then: Then::Idle,
         })
-        .with(Effect::KillAll),
+        .with(Effect::KillAll { announce: true }),
         (S::Running { .. }, C::Restart) => stopping(StopReason::Restart, Then::Restart),
         (S::Running { .. }, C::Wait(within)) => Transition::to(S::Running {
             wait_until: Some(deadline_after(facts.now, within)),
@@ -252,7 +253,7 @@ pub fn on_control(state: State, control: Control, facts: &Facts<'_>) -> Transiti
                     kill_at: None,
                     then,
                 })
-                .with(Effect::KillAll),
+                .with(Effect::KillAll { announce: true }),
                 C::Wait(_) => same.say(
                     Level::Warn,
                     format!("cannot wait for `{name}`: it is already stopping"),
@@ -309,11 +310,11 @@ pub fn on_deadline(state: State, timeout_at: Option<Instant>, facts: &Facts<'_>)
             kill_at: None,
             then,
         })
-        .with(Effect::KillAll)
+        .with(Effect::KillAll { announce: false })
         .say(
             Level::Warn,
             format!(
-                "{} outlived its grace period of {}",
+                "{} outlived its grace period of {}: sent SIGKILL",
                 facts.name,
                 humantime::format_duration(facts.grace)
             ),
@@ -630,7 +631,7 @@ mod tests {
             None,
             &f,
         );
-        assert!(t.effects.contains(&Effect::KillAll));
+        assert!(t.effects.contains(&Effect::KillAll { announce: false }));
         assert!(matches!(t.next, State::Stopping { kill_at: None, .. }));
         // Not due yet: nothing happens.
         let later = now + Duration::from_secs(1);

@@ -1,27 +1,32 @@
-//! Keys and mouse: how input changes the model, and which commands it sends.
+//! What a command does: [`update`] changes the model for one [`Command`] in the current
+//! mode and returns what the loop must tell the supervisor (or itself) as [`Action`]s.
+//! [`key`] turns a key press into a command through the model's keymap first (or into
+//! text, in a prompt; or a signal's number, in the menu).
 //!
-//! Handlers mutate only the model (and clear a buffer on `c`); anything for the
-//! supervisor comes back as an [`Action`] for the loop to send.
+//! Handlers mutate only the model (and clear a buffer on `clear`); nothing here does I/O.
 
 use std::time::{Duration, Instant};
 
-use crossterm::event::{
-    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
-};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::output::SharedBuffer;
 use crate::supervisor::signals::COMMON_SIGNALS;
 use crate::supervisor::{Control, JobId};
 use crate::ui::Areas;
 use crate::ui::model::{
-    Focus, MessageKind, Model, Overlay, Prompt, PromptKind, RowRef, Search, WaitTarget,
+    Focus, MessageKind, Model, Overlay, Prompt, PromptKind, Search, WaitTarget,
 };
-use crate::ui::output;
+use crate::ui::pane;
+
+use super::command::{Command, Mode};
+use super::keymap::Key;
 
 /// The `w` prompt's suggestion.
 pub const DEFAULT_WAIT: &str = "5s";
-/// Rows moved per mouse wheel notch.
-const WHEEL_ROWS: usize = 3;
+/// The longest `w` deadline: past that, a typo (`1e19`) rather than a plan.
+pub const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Longest prompt input, in characters.
+const MAX_INPUT: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -52,56 +57,106 @@ impl Ctx<'_> {
 }
 
 /// Parses a wait deadline: a bare number is seconds (`30`, `1.5`); otherwise humantime
-/// (`500ms`, `2m`, `1m30s`).
+/// (`500ms`, `2m`, `1m30s`). At most [`MAX_WAIT`].
 pub fn parse_deadline(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("enter a duration, e.g. 30, 500ms, 2m".into());
     }
+    let too_long = || "at most 365 days".to_string();
     if let Ok(secs) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| format!("not a duration: {text}"));
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(format!("not a duration: {text}"));
+        }
+        if secs > MAX_WAIT.as_secs_f64() {
+            return Err(too_long());
+        }
+        return Ok(Duration::from_secs_f64(secs));
     }
-    humantime::parse_duration(text).map_err(|_| format!("not a duration: {text}"))
+    match humantime::parse_duration(text) {
+        Ok(d) if d <= MAX_WAIT => Ok(d),
+        Ok(_) | Err(humantime::DurationError::NumberOverflow) => Err(too_long()),
+        Err(_) => Err(format!("not a duration: {text}")),
+    }
 }
 
-pub fn on_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
-    if key.kind == KeyEventKind::Release {
+/// A key press: through the keymap of the current mode to a command; in a prompt,
+/// printable keys are text; in the signal menu, digits pick a signal.
+pub fn key(model: &mut Model, event: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
+    let Some(key) = Key::of(&event) else {
         return Vec::new();
+    };
+    let mode = model.mode();
+    if let Some(command) = model.keymap.lookup(mode, key) {
+        return update(model, command, ctx);
     }
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    if ctrl && matches!(key.code, KeyCode::Char('c')) {
-        // First Ctrl-C: stop everything gracefully; a second one kills.
+    if key.mods.contains(KeyModifiers::ALT) {
+        // A terminal sends Alt-x as ESC x, and Esc then x typed fast look the same: an
+        // unbound Alt key is the two keys.
+        let mut actions = self::key(model, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE), ctx);
+        let rest = KeyEvent::new(key.code, key.mods.difference(KeyModifiers::ALT));
+        actions.extend(self::key(model, rest, ctx));
+        return actions;
+    }
+    if mode.reserves(key)
+        && let KeyCode::Char(c) = key.code
+    {
+        match mode {
+            Mode::Prompt => type_char(model, c),
+            Mode::SignalMenu => {
+                // The menu numbers its entries 1..9, 0.
+                if let Some(digit) = c.to_digit(10) {
+                    return pick_signal(model, (digit as usize + 9) % 10);
+                }
+            }
+            _ => {}
+        }
+    }
+    Vec::new()
+}
+
+/// Applies one command in the model's current mode.
+pub fn update(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
+    if command == Command::Interrupt {
+        // First: stop everything gracefully; a second time kills.
         return vec![Action::Quit {
             kill: model.quitting.is_some(),
         }];
     }
     if model.quitting.is_some() || model.rerun.is_some() {
-        return match key.code {
-            KeyCode::Char('Q') => vec![Action::Quit { kill: true }],
-            // While a run stops before the next one, q still quits (gracefully).
-            KeyCode::Char('q') if model.quitting.is_none() => vec![Action::Quit { kill: false }],
-            _ => {
-                navigate(model, key, ctx);
-                Vec::new()
-            }
-        };
+        return ending(model, command, ctx);
     }
-    if model.prompt.is_some() {
-        return prompt_key(model, key, ctx);
+    match model.mode() {
+        Mode::Normal => normal(model, command, ctx),
+        Mode::Prompt => prompt(model, command, ctx),
+        Mode::Help => help(model, command),
+        Mode::ConfirmQuit => confirm_quit(model, command),
+        Mode::ConfirmRerun => confirm_rerun(model, command),
+        Mode::SignalMenu => signal_menu(model, command),
     }
-    if let Some(overlay) = model.overlay {
-        return overlay_key(model, overlay, key);
-    }
-    main_key(model, key, ctx)
 }
 
-fn main_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
+/// While the run stops (to quit, or before a rerun): looking around is allowed, job
+/// commands are not; quit still works (Q kills what is left).
+fn ending(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
+    match command {
+        Command::QuitNow => vec![Action::Quit { kill: true }],
+        // While a run stops before the next one, q still quits (gracefully).
+        Command::Quit if model.quitting.is_none() => vec![Action::Quit { kill: false }],
+        _ => {
+            navigate(model, command, ctx);
+            Vec::new()
+        }
+    }
+}
+
+fn normal(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
     let id = model.selected_job();
     let name = model.job(id).map(|j| j.name.clone()).unwrap_or_default();
     let active = model.job(id).is_some_and(|j| j.status.is_active());
     let now = ctx.now;
-    match key.code {
-        KeyCode::Char('q') => {
+    match command {
+        Command::Quit => {
             if model.unsettled_count() > 0 {
                 model.overlay = Some(Overlay::ConfirmQuit);
                 Vec::new()
@@ -109,12 +164,12 @@ fn main_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
                 vec![Action::Quit { kill: false }]
             }
         }
-        KeyCode::Char('Q') => vec![Action::Quit { kill: true }],
-        KeyCode::Char('?') => {
+        Command::QuitNow => vec![Action::Quit { kill: true }],
+        Command::Help => {
             model.overlay = Some(Overlay::Help { scroll: 0 });
             Vec::new()
         }
-        KeyCode::Char('p') => {
+        Command::Rerun => {
             let limit = model.next_limit(model.max_parallel);
             if model.unsettled_count() > 0 {
                 model.overlay = Some(Overlay::ConfirmRerun { limit });
@@ -125,19 +180,19 @@ fn main_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
                 }]
             }
         }
-        KeyCode::Char('t') => vec![Action::Control(id, Control::Stop)],
-        KeyCode::Char('K') => vec![Action::Control(id, Control::Kill)],
-        KeyCode::Char('r') => {
+        Command::Stop => vec![Action::Control(id, Control::Stop)],
+        Command::Kill => vec![Action::Control(id, Control::Kill)],
+        Command::Restart => {
             model.set_message(format!("restarting {name}"), MessageKind::Info, now);
             vec![Action::Control(id, Control::Restart)]
         }
-        KeyCode::Char('R') => {
+        Command::RestartAll => {
             model.set_message("restarting every job", MessageKind::Info, now);
             (0..model.jobs().len())
                 .map(|id| Action::Control(id, Control::Restart))
                 .collect()
         }
-        KeyCode::Char('s') => {
+        Command::Start => {
             if active {
                 model.set_message(format!("{name} is already running"), MessageKind::Info, now);
                 Vec::new()
@@ -146,26 +201,20 @@ fn main_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
                 vec![Action::Control(id, Control::Start)]
             }
         }
-        KeyCode::Char('w') => {
-            if active {
-                model.prompt = Some(Prompt::new(
-                    PromptKind::Wait(WaitTarget::Job(id)),
-                    DEFAULT_WAIT,
-                ));
+        Command::Wait | Command::WaitAll => {
+            // The prompt opens even when there is nothing to wait for, saying so: what
+            // the user types next (a deadline) must land in it, not act as commands.
+            let target = if command == Command::Wait {
+                WaitTarget::Job(id)
             } else {
-                model.set_message(format!("{name} is not running"), MessageKind::Error, now);
-            }
+                WaitTarget::All
+            };
+            let mut prompt = Prompt::new(PromptKind::Wait(target), DEFAULT_WAIT);
+            prompt.error = nothing_to_wait_for(model, target);
+            model.prompt = Some(prompt);
             Vec::new()
         }
-        KeyCode::Char('W') => {
-            if model.active_count() > 0 {
-                model.prompt = Some(Prompt::new(PromptKind::Wait(WaitTarget::All), DEFAULT_WAIT));
-            } else {
-                model.set_message("no job is running", MessageKind::Error, now);
-            }
-            Vec::new()
-        }
-        KeyCode::Char('x') => {
+        Command::Signal => {
             if active {
                 model.overlay = Some(Overlay::Signals { selected: 0 });
             } else {
@@ -173,7 +222,7 @@ fn main_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
             }
             Vec::new()
         }
-        KeyCode::Char('/') => {
+        Command::Search => {
             let current = model
                 .search
                 .as_ref()
@@ -183,19 +232,19 @@ fn main_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
             model.prompt = Some(Prompt::new(PromptKind::Search, &current));
             Vec::new()
         }
-        KeyCode::Char('n') => {
+        Command::SearchNext => {
             search_step(model, ctx, true);
             Vec::new()
         }
-        KeyCode::Char('N') => {
+        Command::SearchPrev => {
             search_step(model, ctx, false);
             Vec::new()
         }
-        KeyCode::Char('f') => {
+        Command::Follow => {
             toggle_follow(model, ctx);
             Vec::new()
         }
-        KeyCode::Char('c') => {
+        Command::Clear => {
             if let Some(buffer) = ctx.buffers.get(id) {
                 crate::output::lock(buffer).clear();
             }
@@ -212,54 +261,67 @@ fn main_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
             );
             Vec::new()
         }
-        KeyCode::Esc => {
-            // Esc drops a finished search's highlights.
+        Command::Dismiss => {
             model.search = None;
             Vec::new()
         }
         _ => {
-            navigate(model, key, ctx);
+            navigate(model, command, ctx);
             Vec::new()
         }
     }
 }
 
-/// Selection, expansion, focus and scrolling: allowed at any time (even while quitting).
-fn navigate(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) {
+/// Why a wait cannot start (the prompt shows it), or None.
+fn nothing_to_wait_for(model: &Model, target: WaitTarget) -> Option<String> {
+    match target {
+        WaitTarget::Job(id) => {
+            let job = model.job(id)?;
+            (!job.status.is_active())
+                .then(|| format!("{} is not running: nothing to wait for", job.name))
+        }
+        WaitTarget::All => (model.active_count() == 0)
+            .then(|| "no job is running: nothing to wait for".to_string()),
+    }
+}
+
+/// Selection, expansion, focus, views and scrolling: allowed at any time (even while
+/// quitting).
+fn navigate(model: &mut Model, command: Command, ctx: &Ctx<'_>) {
     let rows = ctx.output_rows();
     let page = rows.saturating_sub(1).max(1);
-    match key.code {
-        KeyCode::Up | KeyCode::Char('k') => match model.focus {
+    match command {
+        Command::SelectPrev => match model.focus {
             Focus::Jobs => select(model, -1),
             Focus::Output => scroll(model, ctx, -1),
         },
-        KeyCode::Down | KeyCode::Char('j') => match model.focus {
+        Command::SelectNext => match model.focus {
             Focus::Jobs => select(model, 1),
             Focus::Output => scroll(model, ctx, 1),
         },
-        KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => {
+        Command::Expand => {
             model.set_expanded(true);
         }
-        KeyCode::Left | KeyCode::Char('h') => collapse(model),
+        Command::Collapse => collapse(model),
         // The timeline has no output pane to focus.
-        KeyCode::Tab | KeyCode::BackTab if !model.timeline => {
+        Command::Focus if !model.timeline => {
             model.focus = match model.focus {
                 Focus::Jobs => Focus::Output,
                 Focus::Output => Focus::Jobs,
             };
         }
-        KeyCode::Char('v') => {
+        Command::Timeline => {
             model.timeline = !model.timeline;
             if model.timeline {
                 model.focus = Focus::Jobs;
             }
         }
-        KeyCode::PageUp => scroll(model, ctx, -(page as isize)),
-        KeyCode::PageDown => scroll(model, ctx, page as isize),
-        KeyCode::Char('g') | KeyCode::Home => with_buffer(model, ctx, |buf, _, view, _| {
-            output::scroll_to_top(buf, view);
+        Command::PageUp => scroll(model, ctx, -(page as isize)),
+        Command::PageDown => scroll(model, ctx, page as isize),
+        Command::Top => with_buffer(model, ctx, |buf, _, view, _| {
+            pane::scroll_to_top(buf, view);
         }),
-        KeyCode::Char('G') | KeyCode::End => {
+        Command::Bottom => {
             let id = model.selected_job();
             if let Some(view) = model.view_mut(id) {
                 view.follow = true;
@@ -276,7 +338,7 @@ fn collapse(model: &mut Model) {
     }
 }
 
-fn select(model: &mut Model, delta: isize) {
+pub(crate) fn select(model: &mut Model, delta: isize) {
     let before = model.selected;
     model.select_relative(delta);
     if model.selected != before {
@@ -285,7 +347,7 @@ fn select(model: &mut Model, delta: isize) {
 }
 
 /// The current match refers to a line of the previously shown output.
-fn clear_current_match(model: &mut Model) {
+pub(crate) fn clear_current_match(model: &mut Model) {
     if let Some(search) = &mut model.search {
         search.current = None;
     }
@@ -313,12 +375,12 @@ fn with_buffer(
 }
 
 /// Scrolls the output by `delta` rows (negative: up).
-fn scroll(model: &mut Model, ctx: &Ctx<'_>, delta: isize) {
+pub(crate) fn scroll(model: &mut Model, ctx: &Ctx<'_>, delta: isize) {
     with_buffer(model, ctx, |buf, stage, view, rows| {
         if delta < 0 {
-            output::scroll_up(buf, stage, view, rows, delta.unsigned_abs());
+            pane::scroll_up(buf, stage, view, rows, delta.unsigned_abs());
         } else {
-            output::scroll_down(buf, stage, view, rows, delta.unsigned_abs());
+            pane::scroll_down(buf, stage, view, rows, delta.unsigned_abs());
         }
     });
 }
@@ -328,13 +390,11 @@ fn toggle_follow(model: &mut Model, ctx: &Ctx<'_>) {
     if model.view(id).follow {
         // Pause where we are: scrolling up zero rows freezes the current page.
         with_buffer(model, ctx, |buf, stage, view, rows| {
-            output::scroll_up(buf, stage, view, rows, 0);
+            pane::scroll_up(buf, stage, view, rows, 0);
         });
         if model.view(id).follow {
             // Everything fits on one page: still pause, at the first row.
-            with_buffer(model, ctx, |buf, _, view, _| {
-                output::scroll_to_top(buf, view)
-            });
+            with_buffer(model, ctx, |buf, _, view, _| pane::scroll_to_top(buf, view));
         }
     } else if let Some(view) = model.view_mut(id) {
         view.follow = true;
@@ -344,7 +404,11 @@ fn toggle_follow(model: &mut Model, ctx: &Ctx<'_>) {
 /// `n` / `N`: the next match below / above the current one, wrapping around.
 fn search_step(model: &mut Model, ctx: &Ctx<'_>, forward: bool) {
     let Some(search) = model.search.clone() else {
-        model.set_message("no search: press / to search", MessageKind::Error, ctx.now);
+        let hint = match model.keymap.first_key(Mode::Normal, Command::Search) {
+            Some(key) => format!("no search: press {key} to search"),
+            None => "no search".to_string(),
+        };
+        model.set_message(hint, MessageKind::Error, ctx.now);
         return;
     };
     let id = model.selected_job();
@@ -358,16 +422,16 @@ fn search_step(model: &mut Model, ctx: &Ctx<'_>, forward: bool) {
             (None, true) => view.top.checked_sub(1),
             (None, false) => Some(view.top),
         };
-        let mut hit = output::find(buf, stage, &search.query, from, forward);
+        let mut hit = pane::find(buf, stage, &search.query, from, forward);
         if hit.is_none() && from.is_some() {
-            hit = output::find(buf, stage, &search.query, None, forward);
+            hit = pane::find(buf, stage, &search.query, None, forward);
             wrapped = hit.is_some();
         }
         found = hit;
     });
     if let Some(seq) = found {
         with_buffer(model, ctx, |buf, stage, view_mut, rows| {
-            output::reveal(buf, stage, view_mut, rows, seq);
+            pane::reveal(buf, stage, view_mut, rows, seq);
         });
     }
     match found {
@@ -387,44 +451,50 @@ fn search_step(model: &mut Model, ctx: &Ctx<'_>, forward: bool) {
     }
 }
 
-fn prompt_key(model: &mut Model, key: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
+fn type_char(model: &mut Model, c: char) {
+    let Some(prompt) = model.prompt.as_mut() else {
+        return;
+    };
+    if prompt.fresh {
+        prompt.input.clear();
+        prompt.fresh = false;
+    }
+    if prompt.input.chars().count() < MAX_INPUT {
+        prompt.input.push(c);
+    }
+    if matches!(prompt.kind, PromptKind::Search) || !nothing_running(prompt) {
+        prompt.error = None;
+    }
+}
+
+/// The prompt's error says there is nothing to wait for: typing does not change that.
+fn nothing_running(prompt: &Prompt) -> bool {
+    prompt
+        .error
+        .as_deref()
+        .is_some_and(|e| e.ends_with("nothing to wait for"))
+}
+
+fn prompt(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
     let Some(prompt) = model.prompt.as_mut() else {
         return Vec::new();
     };
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    match key.code {
-        KeyCode::Esc => {
-            model.prompt = None;
-        }
-        KeyCode::Enter => return submit_prompt(model, ctx),
-        KeyCode::Backspace => {
-            if prompt.fresh {
+    match command {
+        Command::PromptCancel => model.prompt = None,
+        Command::PromptSubmit => return submit_prompt(model, ctx),
+        Command::PromptDelete | Command::PromptClear => {
+            if prompt.fresh || command == Command::PromptClear {
                 prompt.input.clear();
             } else {
                 prompt.input.pop();
             }
             prompt.fresh = false;
-            prompt.error = None;
-        }
-        KeyCode::Char('u') if ctrl => {
-            prompt.input.clear();
-            prompt.fresh = false;
-            prompt.error = None;
-        }
-        KeyCode::Char(c) if !ctrl => {
-            if prompt.fresh {
-                prompt.input.clear();
-                prompt.fresh = false;
+            if !nothing_running(prompt) {
+                prompt.error = None;
             }
-            if prompt.input.chars().count() < 200 {
-                prompt.input.push(c);
-            }
-            prompt.error = None;
         }
-        KeyCode::Left | KeyCode::Right | KeyCode::End | KeyCode::Home => {
-            // Keep the suggestion but edit it instead of replacing it.
-            prompt.fresh = false;
-        }
+        // Keep the suggestion but edit it instead of replacing it.
+        Command::PromptEdit => prompt.fresh = false,
         _ => {}
     }
     Vec::new()
@@ -436,11 +506,13 @@ fn submit_prompt(model: &mut Model, ctx: &Ctx<'_>) -> Vec<Action> {
     };
     match prompt.kind {
         PromptKind::Wait(target) => {
-            let within = match parse_deadline(&prompt.input) {
-                Ok(d) => d,
-                Err(error) => {
+            let error =
+                nothing_to_wait_for(model, target).or_else(|| parse_deadline(&prompt.input).err());
+            let within = match (error, parse_deadline(&prompt.input)) {
+                (None, Ok(within)) => within,
+                (error, _) => {
                     if let Some(p) = model.prompt.as_mut() {
-                        p.error = Some(error);
+                        p.error = error;
                     }
                     return Vec::new();
                 }
@@ -487,185 +559,129 @@ fn submit_prompt(model: &mut Model, ctx: &Ctx<'_>) -> Vec<Action> {
     }
 }
 
-fn overlay_key(model: &mut Model, overlay: Overlay, key: KeyEvent) -> Vec<Action> {
-    match overlay {
-        Overlay::Help { scroll } => {
-            // The view clamps the scroll to what the terminal shows; this only keeps it
-            // from running off.
-            let last = crate::ui::help_line_count();
-            match key.code {
-                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') | KeyCode::Enter => {
-                    model.overlay = None;
-                }
-                KeyCode::Down | KeyCode::Char('j') => {
-                    let scroll = (scroll + 1).min(last);
-                    model.overlay = Some(Overlay::Help { scroll });
-                }
-                KeyCode::PageDown | KeyCode::Char(' ') => {
-                    let scroll = (scroll + 5).min(last);
-                    model.overlay = Some(Overlay::Help { scroll });
-                }
-                KeyCode::Up | KeyCode::Char('k') => {
-                    let scroll = scroll.saturating_sub(1);
-                    model.overlay = Some(Overlay::Help { scroll });
-                }
-                KeyCode::PageUp => {
-                    let scroll = scroll.saturating_sub(5);
-                    model.overlay = Some(Overlay::Help { scroll });
-                }
-                _ => {}
-            }
+fn help(model: &mut Model, command: Command) -> Vec<Action> {
+    let Some(Overlay::Help { scroll }) = model.overlay else {
+        return Vec::new();
+    };
+    // The view clamps the scroll to what the terminal shows; this only keeps it from
+    // running off.
+    let last = crate::ui::help_line_count(model);
+    let scroll = match command {
+        Command::Cancel | Command::Help => {
+            model.overlay = None;
+            return Vec::new();
+        }
+        Command::SelectNext => (scroll + 1).min(last),
+        Command::PageDown => (scroll + 5).min(last),
+        Command::SelectPrev => scroll.saturating_sub(1),
+        Command::PageUp => scroll.saturating_sub(5),
+        _ => scroll,
+    };
+    model.overlay = Some(Overlay::Help { scroll });
+    Vec::new()
+}
+
+fn confirm_quit(model: &mut Model, command: Command) -> Vec<Action> {
+    match command {
+        Command::Confirm | Command::Quit => {
+            model.overlay = None;
+            vec![Action::Quit { kill: false }]
+        }
+        Command::QuitNow => {
+            model.overlay = None;
+            vec![Action::Quit { kill: true }]
+        }
+        Command::Cancel => {
+            model.overlay = None;
             Vec::new()
         }
-        Overlay::ConfirmQuit => match key.code {
-            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter | KeyCode::Char('q') => {
-                model.overlay = None;
-                vec![Action::Quit { kill: false }]
-            }
-            KeyCode::Char('Q') => {
-                model.overlay = None;
-                vec![Action::Quit { kill: true }]
-            }
-            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
-                model.overlay = None;
-                Vec::new()
-            }
-            _ => Vec::new(),
-        },
-        Overlay::ConfirmRerun { limit } => match key.code {
-            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
-                model.overlay = None;
-                vec![Action::Rerun {
-                    max_parallel: limit,
-                }]
-            }
-            // Cycle the offered limit in place.
-            KeyCode::Char('p') => {
-                model.overlay = Some(Overlay::ConfirmRerun {
-                    limit: model.next_limit(limit),
-                });
-                Vec::new()
-            }
-            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => {
-                model.overlay = None;
-                Vec::new()
-            }
-            _ => Vec::new(),
-        },
-        Overlay::Signals { selected } => {
-            let n = COMMON_SIGNALS.len();
-            let pick = |index: usize, model: &mut Model| {
-                model.overlay = None;
-                match COMMON_SIGNALS.get(index) {
-                    Some(signal) => vec![Action::Control(
-                        model.selected_job(),
-                        Control::Signal(*signal),
-                    )],
-                    None => Vec::new(),
-                }
-            };
-            match key.code {
-                KeyCode::Esc | KeyCode::Char('x') | KeyCode::Char('q') => {
-                    model.overlay = None;
-                    Vec::new()
-                }
-                KeyCode::Up | KeyCode::Char('k') => {
-                    model.overlay = Some(Overlay::Signals {
-                        selected: (selected + n - 1) % n,
-                    });
-                    Vec::new()
-                }
-                KeyCode::Down | KeyCode::Char('j') => {
-                    model.overlay = Some(Overlay::Signals {
-                        selected: (selected + 1) % n,
-                    });
-                    Vec::new()
-                }
-                KeyCode::Enter => pick(selected, model),
-                // The menu numbers its entries 1..9, 0.
-                KeyCode::Char(c @ '0'..='9') => {
-                    let digit = c as usize - '0' as usize;
-                    pick((digit + 9) % 10, model)
-                }
-                _ => Vec::new(),
-            }
-        }
+        _ => Vec::new(),
     }
 }
 
-pub fn on_mouse(model: &mut Model, mouse: MouseEvent, ctx: &Ctx<'_>) -> Vec<Action> {
-    let Some(areas) = ctx.areas else {
+fn confirm_rerun(model: &mut Model, command: Command) -> Vec<Action> {
+    let Some(Overlay::ConfirmRerun { limit }) = model.overlay else {
         return Vec::new();
     };
-    if model.overlay.is_some() || model.prompt.is_some() {
+    match command {
+        Command::Confirm => {
+            model.overlay = None;
+            vec![Action::Rerun {
+                max_parallel: limit,
+            }]
+        }
+        // Cycle the offered limit in place.
+        Command::Rerun => {
+            model.overlay = Some(Overlay::ConfirmRerun {
+                limit: model.next_limit(limit),
+            });
+            Vec::new()
+        }
+        Command::Cancel => {
+            model.overlay = None;
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn signal_menu(model: &mut Model, command: Command) -> Vec<Action> {
+    let Some(Overlay::Signals { selected }) = model.overlay else {
         return Vec::new();
-    }
-    let inside = |r: ratatui::layout::Rect| {
-        mouse.column >= r.x
-            && mouse.column < r.x + r.width
-            && mouse.row >= r.y
-            && mouse.row < r.y + r.height
     };
-    // In the timeline every row is a job row; the wheel moves the selection anywhere.
-    let over_table = inside(areas.table) || model.timeline;
-    match mouse.kind {
-        MouseEventKind::ScrollUp if over_table => select(model, -1),
-        MouseEventKind::ScrollDown if over_table => select(model, 1),
-        MouseEventKind::ScrollUp => scroll(model, ctx, -(WHEEL_ROWS as isize)),
-        MouseEventKind::ScrollDown => scroll(model, ctx, WHEEL_ROWS as isize),
-        MouseEventKind::Down(MouseButton::Left) if inside(areas.table) => {
-            let Some(line) = (mouse.row - areas.table.y).checked_sub(1) else {
-                return Vec::new(); // the column titles
-            };
-            let index = model.visible_offset(areas.table_rows()) + line as usize;
-            let before = model.selected;
-            if model.select_row(index) {
-                model.focus = Focus::Jobs;
-                if model.selected != before {
-                    clear_current_match(model);
-                } else if mouse.column < areas.table.x + 2
-                    && let RowRef::Job(id) = model.selected
-                {
-                    // A click on the ▸/▾ marker of the selected pipeline toggles it.
-                    let expanded = model.is_expanded(id);
-                    model.set_expanded(!expanded);
-                }
-            }
+    let n = COMMON_SIGNALS.len();
+    match command {
+        Command::Cancel | Command::Signal => {
+            model.overlay = None;
+            Vec::new()
         }
-        MouseEventKind::Down(MouseButton::Left) if inside(areas.output) && !model.timeline => {
-            model.focus = Focus::Output;
+        Command::SelectPrev => {
+            model.overlay = Some(Overlay::Signals {
+                selected: (selected + n - 1) % n,
+            });
+            Vec::new()
         }
-        _ => {}
+        Command::SelectNext => {
+            model.overlay = Some(Overlay::Signals {
+                selected: (selected + 1) % n,
+            });
+            Vec::new()
+        }
+        Command::Confirm => pick_signal(model, selected),
+        _ => Vec::new(),
     }
-    Vec::new()
+}
+
+fn pick_signal(model: &mut Model, index: usize) -> Vec<Action> {
+    model.overlay = None;
+    match COMMON_SIGNALS.get(index) {
+        Some(signal) => vec![Action::Control(
+            model.selected_job(),
+            Control::Signal(*signal),
+        )],
+        None => Vec::new(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use crossterm::event::KeyEventState;
     use nix::sys::signal::Signal;
     use ratatui::layout::Rect;
 
     use super::*;
+    use crate::app::keymap::{Keymap, Override};
     use crate::output::{OutputBuffer, Stream};
     use crate::supervisor::{JobState, JobStatus};
+    use crate::ui::model::{Quitting, RowRef};
 
-    fn key(code: KeyCode) -> KeyEvent {
-        KeyEvent {
-            code,
-            modifiers: KeyModifiers::NONE,
-            kind: KeyEventKind::Press,
-            state: KeyEventState::NONE,
-        }
+    fn press_key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
     }
 
     fn ctrl_c() -> KeyEvent {
-        KeyEvent {
-            modifiers: KeyModifiers::CONTROL,
-            ..key(KeyCode::Char('c'))
-        }
+        KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
     }
 
     /// Two running jobs (the second a pipeline) with 100 lines of output each.
@@ -701,17 +717,31 @@ mod tests {
         (model, buffers)
     }
 
-    fn press(model: &mut Model, buffers: &[SharedBuffer], codes: &[KeyCode]) -> Vec<Action> {
-        let areas = crate::ui::layout(Rect::new(0, 0, 100, 30), model);
-        let ctx = Ctx {
+    fn ctx_for<'a>(model: &Model, buffers: &'a [SharedBuffer]) -> Ctx<'a> {
+        Ctx {
             buffers,
-            areas,
+            areas: crate::ui::layout(Rect::new(0, 0, 100, 30), model),
             now: Instant::now(),
-        };
-        codes
-            .iter()
-            .flat_map(|c| on_key(model, key(*c), &ctx))
-            .collect()
+        }
+    }
+
+    fn press(model: &mut Model, buffers: &[SharedBuffer], codes: &[KeyCode]) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for code in codes {
+            let ctx = ctx_for(model, buffers);
+            actions.extend(key(model, press_key(*code), &ctx));
+        }
+        actions
+    }
+
+    fn chars(s: &str) -> Vec<KeyCode> {
+        s.chars().map(KeyCode::Char).collect()
+    }
+
+    fn finish_all(model: &mut Model) {
+        for job in &mut model.tracker.jobs {
+            job.status.state = JobState::Finished(crate::supervisor::Outcome::Exited { code: 0 });
+        }
     }
 
     #[test]
@@ -733,28 +763,40 @@ mod tests {
         assert_eq!(
             model.overlay,
             Some(Overlay::Help {
-                scroll: crate::ui::help_line_count()
+                scroll: crate::ui::help_line_count(&model)
             })
         );
         press(&mut model, &buffers, &[KeyCode::Esc]);
         assert_eq!(model.overlay, None);
+        // ? toggles it, q closes it (and does not quit).
+        press(&mut model, &buffers, &[KeyCode::Char('?')]);
+        assert!(press(&mut model, &buffers, &[KeyCode::Char('q')]).is_empty());
+        assert_eq!(model.overlay, None);
     }
 
     #[test]
-    fn deadlines_parse_bare_seconds_and_humantime() {
+    fn deadlines_parse_bare_seconds_and_humantime_up_to_a_year() {
         assert_eq!(parse_deadline("1"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_deadline(" 1.5 "), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_deadline("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_deadline("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_deadline("soon").is_err());
-        assert!(parse_deadline("-1").is_err());
-        assert!(parse_deadline("").is_err());
+        assert_eq!(parse_deadline("365d"), Ok(MAX_WAIT));
+        for bad in ["soon", "-1", "", "NaN", "inf", "1x"] {
+            let err = parse_deadline(bad).expect_err(bad);
+            assert!(!err.contains("365"), "{bad}: {err}");
+        }
+        for huge in ["1e19", "1e300", "366d", "99999999999999999999s", "31622400"] {
+            assert_eq!(
+                parse_deadline(huge),
+                Err("at most 365 days".to_string()),
+                "{huge}"
+            );
+        }
     }
 
     #[test]
     fn wait_prompt_replaces_the_suggestion_and_sends_the_deadline() {
         let (mut model, buffers) = setup();
-        let chars = |s: &str| s.chars().map(KeyCode::Char).collect::<Vec<_>>();
         press(&mut model, &buffers, &[KeyCode::Char('w')]);
         assert_eq!(model.prompt.as_ref().map(|p| p.input.as_str()), Some("5s"));
         let actions = press(
@@ -782,6 +824,48 @@ mod tests {
             actions,
             [Action::Control(0, Control::Wait(Duration::from_secs(2)))]
         );
+        // A deadline of 1e19 seconds is refused in the prompt, not sent.
+        let actions = press(
+            &mut model,
+            &buffers,
+            &[chars("w1e19"), vec![KeyCode::Enter]].concat(),
+        );
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(
+            model.prompt.as_ref().and_then(|p| p.error.as_deref()),
+            Some("at most 365 days")
+        );
+    }
+
+    #[test]
+    fn wait_with_nothing_to_wait_for_keeps_typed_keys_in_the_prompt() {
+        let (mut model, buffers) = setup();
+        finish_all(&mut model);
+        // `w` then `abc`: before, `c` cleared the job's output.
+        let actions = press(
+            &mut model,
+            &buffers,
+            &[vec![KeyCode::Char('w')], chars("abc")].concat(),
+        );
+        assert!(actions.is_empty(), "{actions:?}");
+        assert!(!crate::output::lock(&buffers[0]).is_empty(), "output kept");
+        let prompt = model.prompt.clone().expect("the prompt is open");
+        assert_eq!(prompt.input, "abc");
+        assert_eq!(
+            prompt.error.as_deref(),
+            Some("one is not running: nothing to wait for")
+        );
+        // Enter does not send a wait; Esc closes.
+        assert!(press(&mut model, &buffers, &[KeyCode::Enter]).is_empty());
+        assert!(model.prompt.is_some());
+        press(&mut model, &buffers, &[KeyCode::Esc]);
+        assert!(model.prompt.is_none());
+        // W likewise.
+        press(&mut model, &buffers, &[KeyCode::Char('W')]);
+        assert_eq!(
+            model.prompt.as_ref().and_then(|p| p.error.as_deref()),
+            Some("no job is running: nothing to wait for")
+        );
     }
 
     #[test]
@@ -797,24 +881,38 @@ mod tests {
             &[KeyCode::Char('q'), KeyCode::Char('y')],
         );
         assert_eq!(actions, [Action::Quit { kill: false }]);
+        // q q quits too.
+        let actions = press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('q'), KeyCode::Char('q')],
+        );
+        assert_eq!(actions, [Action::Quit { kill: false }]);
 
+        let (mut model, _) = setup();
         let ctx = Ctx {
             buffers: &buffers,
             areas: None,
             now: Instant::now(),
         };
-        let (mut model, _) = setup();
         assert_eq!(
-            on_key(&mut model, ctrl_c(), &ctx),
+            key(&mut model, ctrl_c(), &ctx),
             [Action::Quit { kill: false }]
         );
-        model.quitting = Some(crate::ui::model::Quitting::Graceful);
+        model.quitting = Some(Quitting::Graceful);
         assert_eq!(
-            on_key(&mut model, ctrl_c(), &ctx),
+            key(&mut model, ctrl_c(), &ctx),
             [Action::Quit { kill: true }]
         );
         // While quitting, job commands are ignored.
-        assert!(on_key(&mut model, key(KeyCode::Char('r')), &ctx).is_empty());
+        assert!(key(&mut model, press_key(KeyCode::Char('r')), &ctx).is_empty());
+        // Ctrl-C works in a prompt too.
+        let (mut model, _) = setup();
+        press(&mut model, &buffers, &[KeyCode::Char('/')]);
+        assert_eq!(
+            key(&mut model, ctrl_c(), &ctx),
+            [Action::Quit { kill: false }]
+        );
     }
 
     #[test]
@@ -839,6 +937,12 @@ mod tests {
             [Action::Control(0, Control::Signal(Signal::SIGKILL))]
         );
         assert_eq!(model.overlay, None);
+        press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('x'), KeyCode::Char('x')],
+        );
+        assert_eq!(model.overlay, None);
     }
 
     #[test]
@@ -852,10 +956,21 @@ mod tests {
         assert_eq!(model.selected, RowRef::Stage(1, 0));
         press(&mut model, &buffers, &[KeyCode::Left]);
         assert_eq!(model.selected, RowRef::Job(1));
+        // h and l too (the help used to miss them).
+        press(&mut model, &buffers, &[KeyCode::Char('l')]);
+        assert!(model.is_expanded(1));
+        press(&mut model, &buffers, &[KeyCode::Char('h')]);
+        assert!(!model.is_expanded(1));
         press(&mut model, &buffers, &[KeyCode::PageUp]);
+        assert!(!model.view(1).follow);
+        press(&mut model, &buffers, &[KeyCode::End]);
+        assert!(model.view(1).follow);
+        press(&mut model, &buffers, &[KeyCode::Home]);
         assert!(!model.view(1).follow);
         press(&mut model, &buffers, &[KeyCode::Char('G')]);
         assert!(model.view(1).follow);
+        press(&mut model, &buffers, &[KeyCode::BackTab]);
+        assert_eq!(model.focus, Focus::Output);
         press(&mut model, &buffers, &[KeyCode::Char('c')]);
         assert!(crate::output::lock(&buffers[1]).is_empty());
         assert!(!crate::output::lock(&buffers[0]).is_empty());
@@ -865,7 +980,7 @@ mod tests {
     fn search_jumps_to_matches_and_wraps() {
         let (mut model, buffers) = setup();
         let mut keys = vec![KeyCode::Char('/')];
-        keys.extend("l9".chars().map(KeyCode::Char));
+        keys.extend(chars("l9"));
         keys.push(KeyCode::Enter);
         press(&mut model, &buffers, &keys);
         // From the followed tail, the newest match first.
@@ -879,6 +994,24 @@ mod tests {
         );
         assert_eq!(model.search.as_ref().and_then(|s| s.current), Some(9));
         assert!(!model.view(0).follow);
+        // Esc drops the highlights.
+        press(&mut model, &buffers, &[KeyCode::Esc]);
+        assert!(model.search.is_none());
+        // Esc then ? typed fast arrive as Alt-?: both happen.
+        let ctx = ctx_for(&model, &buffers);
+        key(
+            &mut model,
+            KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE),
+            &ctx,
+        );
+        assert!(model.prompt.is_some());
+        key(
+            &mut model,
+            KeyEvent::new(KeyCode::Char('?'), KeyModifiers::ALT),
+            &ctx,
+        );
+        assert!(model.prompt.is_none());
+        assert_eq!(model.overlay, Some(Overlay::Help { scroll: 0 }));
     }
 
     #[test]
@@ -903,9 +1036,7 @@ mod tests {
         assert_eq!(actions, [Action::Rerun { max_parallel: 1 }]);
 
         // Nothing running: no question.
-        for job in &mut model.tracker.jobs {
-            job.status.state = JobState::Finished(crate::supervisor::Outcome::Exited { code: 0 });
-        }
+        finish_all(&mut model);
         model.max_parallel = 1;
         let actions = press(&mut model, &buffers, &[KeyCode::Char('p')]);
         assert_eq!(actions, [Action::Rerun { max_parallel: 4 }]);
@@ -948,39 +1079,18 @@ mod tests {
     }
 
     #[test]
-    fn mouse_selects_rows_and_scrolls_output() {
+    fn user_keys_drive_update_and_the_old_key_does_nothing() {
         let (mut model, buffers) = setup();
-        let areas = crate::ui::layout(Rect::new(0, 0, 100, 30), &model);
-        let ctx = Ctx {
-            buffers: &buffers,
-            areas,
-            now: Instant::now(),
-        };
-        let areas = areas.expect("layout");
-        let mouse = |kind, row| MouseEvent {
-            kind,
-            column: 10,
-            row,
-            modifiers: KeyModifiers::NONE,
-        };
-        // The second row of the table (below the column titles).
-        on_mouse(
-            &mut model,
-            mouse(MouseEventKind::Down(MouseButton::Left), areas.table.y + 2),
-            &ctx,
+        let keymap = Keymap::with_overrides(&[Override {
+            command: Command::Stop,
+            keys: vec![Key::parse("T").expect("key")],
+        }])
+        .expect("keymap");
+        model.keymap = Arc::new(keymap);
+        assert!(press(&mut model, &buffers, &[KeyCode::Char('t')]).is_empty());
+        assert_eq!(
+            press(&mut model, &buffers, &[KeyCode::Char('T')]),
+            [Action::Control(0, Control::Stop)]
         );
-        assert_eq!(model.selected, RowRef::Job(1));
-        on_mouse(
-            &mut model,
-            mouse(MouseEventKind::ScrollUp, areas.output_body.y + 1),
-            &ctx,
-        );
-        assert!(!model.view(1).follow);
-        on_mouse(
-            &mut model,
-            mouse(MouseEventKind::Down(MouseButton::Left), areas.output_body.y),
-            &ctx,
-        );
-        assert_eq!(model.focus, Focus::Output);
     }
 }
