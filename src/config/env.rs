@@ -10,10 +10,12 @@
 //! - `${VAR}`: the variable's value; an error if it is not set;
 //! - `${VAR:-default}`: the value, or `default` (taken literally) when the variable is
 //!   unset or empty;
-//! - `$$`: a literal `$`.
+//! - `$${`: a literal `${`.
 //!
-//! Any other `$` is kept as it is, so `$HOME` and `a$b` pass through untouched. `shell`
-//! strings are not expanded: the shell expands them itself, from the same environment.
+//! Any other `$` is kept as it is: `$HOME`, `a$b`, and `$$` too, so the habit of
+//! `cmd = ["sh", "-c", "echo $$"]` (the shell's pid) keeps working; only `${` was given
+//! a meaning. `shell` strings are not expanded: the shell expands them itself, from the
+//! same environment.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -54,10 +56,10 @@ impl Vars<'_> {
 
 /// `true` if `text` has anything [`expand`] would change.
 pub fn has_expansion(text: &str) -> bool {
-    text.contains("${") || text.contains("$$")
+    text.contains("${")
 }
 
-/// Expands `${VAR}`, `${VAR:-default}` and `$$` in `text`.
+/// Expands `${VAR}` and `${VAR:-default}` in `text`; `$${` is a literal `${`.
 pub fn expand(text: &str, vars: &Vars<'_>) -> Result<String, ExpandError> {
     if !has_expansion(text) {
         return Ok(text.to_string());
@@ -68,15 +70,15 @@ pub fn expand(text: &str, vars: &Vars<'_>) -> Result<String, ExpandError> {
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            offset += at + 2;
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
+            offset += at + 3;
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(close) = body.find('}') else {
                 return Err(ExpandError {
                     offset: offset + at,
-                    message: "unterminated `${`: expected `}` (write `$$` for a literal `$`)"
+                    message: "unterminated `${`: expected `}` (write `$${` for a literal `${`)"
                         .into(),
                 });
             };
@@ -90,7 +92,7 @@ pub fn expand(text: &str, vars: &Vars<'_>) -> Result<String, ExpandError> {
                     offset: offset + at,
                     message: format!(
                         "`${{{inner}}}`: expected `${{NAME}}` or `${{NAME:-default}}` with NAME \
-                         made of letters, digits and `_` (write `$$` for a literal `$`)"
+                         made of letters, digits and `_` (write `$${{` for a literal `${{`)"
                     ),
                 });
             }
@@ -103,7 +105,7 @@ pub fn expand(text: &str, vars: &Vars<'_>) -> Result<String, ExpandError> {
                         offset: offset + at,
                         message: format!(
                             "`${{{name}}}`: variable {name} is not set (write `${{{name}:-default}}` \
-                             for a default, or `$$` for a literal `$`)"
+                             for a default, or `$${{` for a literal `${{`)"
                         ),
                     });
                 }
@@ -386,9 +388,13 @@ mod tests {
         assert_eq!(ex("${B:-}", &[]).as_deref(), Ok(""));
         assert_eq!(ex("${B:-x}", &[("B", "")]).as_deref(), Ok("x"));
         assert_eq!(ex("${B:-x}", &[("B", "set")]).as_deref(), Ok("set"));
-        assert_eq!(ex("$$", &[]).as_deref(), Ok("$"));
+        assert_eq!(ex("$$", &[]).as_deref(), Ok("$$"), "the shell's pid stays");
+        assert_eq!(
+            ex("echo $$ ${A}", &[("A", "x")]).as_deref(),
+            Ok("echo $$ x")
+        );
         assert_eq!(ex("$${A}", &[("A", "x")]).as_deref(), Ok("${A}"));
-        assert_eq!(ex("$$$", &[]).as_deref(), Ok("$$"));
+        assert_eq!(ex("$$${A}", &[("A", "x")]).as_deref(), Ok("$${A}"));
         assert_eq!(ex("$HOME a$b $", &[]).as_deref(), Ok("$HOME a$b $"));
         assert_eq!(ex("é${A}é", &[("A", "ü")]).as_deref(), Ok("éüé"));
     }
@@ -398,8 +404,8 @@ mod tests {
         let e = ex("ab${NOPE}", &[]).unwrap_err();
         assert_eq!(e.offset, 2);
         assert!(e.message.contains("NOPE is not set"), "{}", e.message);
-        let e = ex("$$ ${", &[]).unwrap_err();
-        assert_eq!(e.offset, 3);
+        let e = ex("$${ ${", &[]).unwrap_err();
+        assert_eq!(e.offset, 4);
         assert!(e.message.contains("unterminated"), "{}", e.message);
         let e = ex("${1X}", &[]).unwrap_err();
         assert!(e.message.contains("expected `${NAME}`"), "{}", e.message);

@@ -29,7 +29,7 @@ mod env;
 use super::{
     CommandSpec, Config, DEFAULT_MAX_RESTARTS, JobSpec, RestartPolicy, Settings, Stage, StdinSpec,
 };
-pub(super) use env::{has_expansion, read_env_file};
+pub(super) use env::read_env_file;
 
 /// Highest accepted `replicas`.
 pub const MAX_REPLICAS: i64 = 10_000;

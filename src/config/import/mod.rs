@@ -246,11 +246,18 @@ impl Draft {
     /// came from.
     pub fn render(&self) -> (String, Vec<Pos>) {
         let mut out = Renderer::default();
+        let base = Path::new(&self.origin)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let kind = if base.as_deref() == Some(self.format.name()) {
+            String::new()
+        } else {
+            format!(" ({})", self.format.name())
+        };
         out.comment(
             &format!(
-                "forkyard.toml made by `forkyard import` from {} ({})",
-                self.origin,
-                self.format.name()
+                "forkyard.toml made by `forkyard import` from {}{kind}",
+                self.origin
             ),
             Pos::default(),
         );
@@ -406,13 +413,9 @@ fn relocate(err: ConfigError, map: &[Pos]) -> ConfigError {
 }
 
 /// `text` written so that forkyard's `${VAR}` expansion gives it back unchanged (for
-/// values the source tool passes on literally).
+/// values the source tool passes on literally): every `${` becomes `$${`.
 pub fn literal(text: &str) -> String {
-    if super::parse::has_expansion(text) {
-        text.replace('$', "$$")
-    } else {
-        text.to_string()
-    }
+    text.replace("${", "$${")
 }
 
 /// What a file is read into: the config and the warnings to say before running it.
@@ -499,7 +502,8 @@ mod tests {
     #[test]
     fn literal_survives_expansion() {
         assert_eq!(literal("$HOME"), "$HOME");
-        assert_eq!(literal("${HOME} $$"), "$${HOME} $$$$");
+        assert_eq!(literal("${HOME} $$"), "$${HOME} $$");
+        assert_eq!(literal("$${X}"), "$$${X}");
     }
 
     #[test]

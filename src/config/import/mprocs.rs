@@ -106,6 +106,28 @@ fn proc(
     origin: &str,
 ) -> Result<(), ConfigError> {
     let spec = select(spec, origin)?;
+    // `name: "command"` is mprocs' short form of `shell:`; `name: [argv]` of `cmd:`.
+    match &spec.node {
+        Node::Str(s) => {
+            d.jobs[index].set("shell", s.as_str(), spec.at);
+            return Ok(());
+        }
+        Node::Seq(_) => {
+            let mut long = Y {
+                node: Node::Map(Vec::new()),
+                at: spec.at,
+            };
+            long.node = Node::Map(vec![(
+                Y {
+                    node: Node::Str("cmd".into()),
+                    at: spec.at,
+                },
+                spec.clone(),
+            )]);
+            return proc(d, index, name, &long, origin);
+        }
+        _ => {}
+    }
     let key_of = |k: &str| {
         if k.is_empty() {
             format!("procs.{}", shown(name))
