@@ -64,6 +64,9 @@ impl Format {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".toml") {
+            return Format::Toml;
+        }
         if name == "Procfile" || name.starts_with("Procfile.") || lower.ends_with(".procfile") {
             return Format::Procfile;
         }
@@ -530,6 +533,7 @@ mod tests {
         );
         assert_eq!(f("package.json", ""), Format::PackageJson);
         assert_eq!(f("x.toml", ""), Format::Toml);
+        assert_eq!(f("Procfile.imported.toml", ""), Format::Toml);
         assert_eq!(f("config", ""), Format::Toml);
     }
 }
