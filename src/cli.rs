@@ -61,6 +61,11 @@ Examples:
         typed on the command line.\n\n\
         Shows a terminal UI when stdout is a terminal, else runs headless.",
     after_help = ARGUMENTS_HELP,
+    subcommand_value_name = "SUBCOMMAND",
+    override_usage = "forkyard [OPTIONS] [FILE]\n       \
+        forkyard [OPTIONS] COMMAND COMMAND...\n       \
+        forkyard <SUBCOMMAND> ...",
+    subcommand_help_heading = "Subcommands",
 )]
 pub struct Cli {
     #[command(subcommand)]
