@@ -5,8 +5,11 @@
 //! that exists is runnable.
 
 mod error;
+pub mod import;
 pub mod keys;
+pub mod lookup;
 mod parse;
+pub mod schema;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -210,6 +213,12 @@ pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 
 /// Reads and validates a config file (at most [`MAX_CONFIG_BYTES`], UTF-8).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = read(path)?;
+    parse(&text, &path.display().to_string(), path.parent())
+}
+
+/// The text of a config file: at most [`MAX_CONFIG_BYTES`], UTF-8 (errors located).
+pub fn read(path: &Path) -> Result<String, ConfigError> {
     use std::io::Read;
     let file = path.display().to_string();
     let io_error = |source| ConfigError::Io {
@@ -226,8 +235,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             limit: crate::fmt::bytes(MAX_CONFIG_BYTES as u64),
         });
     }
-    let text = parse::decode(&bytes, &file)?;
-    parse(text, &file, path.parent())
+    parse::decode(&bytes, &file).map(str::to_string)
 }
 
 /// The built-in demo, parsed. Its paths resolve against the current directory.

@@ -22,9 +22,14 @@ use toml::Value;
 use toml::de::{DeTable, DeValue};
 
 use super::error::{ConfigError, JobRef};
+// `env_file` and `${VAR}` expansion have their own file; it is a child of this module
+// so that it can read the spanned raw job and locate its errors like the rest.
+#[path = "env.rs"]
+mod env;
 use super::{
     CommandSpec, Config, DEFAULT_MAX_RESTARTS, JobSpec, RestartPolicy, Settings, Stage, StdinSpec,
 };
+pub(super) use env::read_env_file;
 
 /// Highest accepted `replicas`.
 pub const MAX_REPLICAS: i64 = 10_000;
@@ -53,6 +58,7 @@ struct RawSettings {
     stop_signal: Option<Spanned<Value>>,
     max_parallel: Option<Spanned<i64>>,
     headless_timeout: Option<Spanned<Value>>,
+    env_file: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +79,7 @@ struct RawJob {
     replicas: Option<Spanned<Value>>,
     autostart: Option<Spanned<bool>>,
     pipefail: Option<Spanned<bool>>,
+    env_file: Option<Spanned<Value>>,
 }
 
 /// Parses and validates a config.
@@ -92,6 +99,7 @@ pub fn parse(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config
         Some(s) => cx.settings(s.get_ref())?,
         None => Settings::default(),
     };
+    let shared_env = cx.settings_env_file(raw.settings.as_ref())?;
 
     let raw_jobs: &[Spanned<RawJob>] = raw.job.as_ref().map_or(&[], |j| j.get_ref().as_slice());
     if raw_jobs.is_empty() {
@@ -108,7 +116,7 @@ pub fn parse(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config
     // expanded name -> (line of the defining job's name, its written name, its replicas)
     let mut seen: HashMap<String, (usize, String, i64)> = HashMap::new();
     for (index, raw_job) in raw_jobs.iter().enumerate() {
-        let parsed = cx.job(index, raw_job, &settings)?;
+        let parsed = cx.job(index, raw_job, &settings, &shared_env)?;
         let line = cx.line_col(parsed.name_span.start).0;
         for spec in &parsed.specs {
             if let Some((first_line, first_name, first_replicas)) = seen.get(&spec.name) {
@@ -390,6 +398,7 @@ impl Cx<'_> {
         index: usize,
         raw: &Spanned<RawJob>,
         settings: &Settings,
+        shared_env: &BTreeMap<String, String>,
     ) -> Result<ParsedJob, ConfigError> {
         let header = raw.span();
         let raw = raw.get_ref();
@@ -509,7 +518,7 @@ impl Cx<'_> {
         let autostart = raw.autostart.as_ref().is_none_or(|v| *v.get_ref());
         let pipefail = raw.pipefail.as_ref().is_some_and(|v| *v.get_ref());
 
-        let template = JobSpec {
+        let mut template = JobSpec {
             name: name.clone(),
             command,
             env,
@@ -523,6 +532,7 @@ impl Cx<'_> {
             autostart,
             pipefail,
         };
+        self.env_and_expansion(raw, &mut template, shared_env)?;
         let specs = if replicas == 1 {
             vec![template]
         } else {
