@@ -405,3 +405,30 @@ fn failed_spawns_never_panic() {
         );
     }
 }
+
+/// Pipelines whose first stage exits at once, next to single jobs that do too: the
+/// first stage (the group leader) must not be reaped before the last stage has joined
+/// its group, or that stage's `setpgid` fails (it did, 49 runs in 200).
+#[test]
+fn instant_pipelines_keep_their_group() {
+    let dir = tempdir();
+    let mut jobs = String::new();
+    for i in 0..40 {
+        jobs.push_str(&format!(
+            "[[job]]\nname = \"pipe{i}\"\npipeline = [[\"echo\", \"p{i}\"], [\"cat\"]]\n\n[[job]]\nname = \"one{i}\"\ncmd = [\"echo\", \"o{i}\"]\n\n"
+        ));
+    }
+    write_file(dir.path(), "pipes.toml", &jobs);
+    for run in 0..10 {
+        let output = Command::new(forkyard_bin())
+            .args(["--headless", "--no-summary", "pipes.toml"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run forkyard");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "run {run}: {stderr}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(stdout.lines().count(), 80, "run {run}: {stdout}");
+    }
+}

@@ -101,19 +101,20 @@ struct Registry {
 }
 
 impl Registry {
-    /// Registers `pid`, handing over its exit at once if it has exited already (it was
-    /// left a zombie for this: see `spawning`).
-    fn register_pid(&mut self, pid: u32) -> oneshot::Receiver<ExitInfo> {
+    /// Registers `pid`. With `collect`, a child that has exited already (it was left a
+    /// zombie for this: see `spawning`) is reaped and handed over at once. A pipeline's
+    /// stages are not collected here: its first stage leads the group the later ones
+    /// join, and a reaped leader takes its group with it (their `setpgid` would fail).
+    fn register_pid(&mut self, pid: u32, collect: bool) -> oneshot::Receiver<ExitInfo> {
         let (tx, rx) = oneshot::channel();
-        let cpu_wait = super::procfs::cpu_wait_of(pid).unwrap_or_default();
-        match wait4_nohang(pid as i32) {
-            Some(info) => {
+        if collect {
+            let cpu_wait = super::procfs::cpu_wait_of(pid).unwrap_or_default();
+            if let Some(info) = wait4_nohang(pid as i32) {
                 let _ = tx.send(ExitInfo { cpu_wait, ..info });
-            }
-            None => {
-                self.waiters.insert(pid as i32, tx);
+                return rx;
             }
         }
+        self.waiters.insert(pid as i32, tx);
         rx
     }
 
@@ -150,7 +151,7 @@ pub struct SpawnGuard<'a> {
 
 impl SpawnGuard<'_> {
     pub fn register_pid(&mut self, pid: u32) -> oneshot::Receiver<ExitInfo> {
-        self.registry.register_pid(pid)
+        self.registry.register_pid(pid, false)
     }
 
     pub fn register_group(&mut self, pgid: u32) {
@@ -172,7 +173,7 @@ impl SpawnInFlight<'_> {
     pub fn register(&self, pid: u32) -> oneshot::Receiver<ExitInfo> {
         let mut registry = lock(&self.reaper.registry);
         registry.register_group(pid);
-        registry.register_pid(pid)
+        registry.register_pid(pid, true)
     }
 }
 
@@ -395,7 +396,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         let mut registry = Registry::default();
-        let mut rx = registry.register_pid(pid);
+        let mut rx = registry.register_pid(pid, true);
         assert_eq!(rx.try_recv().map(|i| i.how), Ok(ExitHow::Code(7)));
         assert!(!registry.waiters.contains_key(&(pid as i32)));
         std::mem::forget(child);
@@ -409,7 +410,7 @@ mod tests {
             .spawn()
             .expect("spawn sleep");
         let mut registry = Registry::default();
-        let mut rx = registry.register_pid(child.id());
+        let mut rx = registry.register_pid(child.id(), true);
         assert!(rx.try_recv().is_err());
         assert!(registry.waiters.contains_key(&(child.id() as i32)));
         let _ = child.kill();
