@@ -432,3 +432,27 @@ fn instant_pipelines_keep_their_group() {
         assert_eq!(stdout.lines().count(), 80, "run {run}: {stdout}");
     }
 }
+
+/// The README's first command without a terminal: the built-in demo (a tour that stays
+/// up in the TUI) ends by itself through its `headless_timeout`, with its summary, and
+/// leaves nothing running.
+#[test]
+fn the_demo_ends_by_itself_headless() {
+    let dir = tempdir();
+    let started = Instant::now();
+    let output = Command::new(forkyard_bin())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run forkyard");
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(took < Duration::from_secs(15), "the demo took {took:?}");
+    assert!(stdout.contains("forkyard summary: "), "{stdout}");
+    assert!(output.status.code().is_some(), "{:?}", output.status);
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
