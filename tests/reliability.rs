@@ -434,8 +434,7 @@ fn instant_pipelines_keep_their_group() {
 }
 
 /// The README's first command without a terminal: the built-in demo (a tour that stays
-/// up in the TUI) ends by itself through its `headless_timeout`, with its summary, and
-/// leaves nothing running.
+/// up in the TUI) ends by itself through its `headless_timeout`, with its summary.
 #[test]
 fn the_demo_ends_by_itself_headless() {
     let dir = tempdir();
