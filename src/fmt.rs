@@ -51,13 +51,14 @@ pub fn bytes(bytes: u64) -> String {
     }
 }
 
-/// The figures line: wall, Σ job time, Σ CPU, concurrency, parallelism.
+/// The figures line: wall, Σ job time, Σ CPU, Σ CPU wait, concurrency, parallelism.
 pub fn figures_line(figures: &Figures) -> String {
     format!(
-        "wall {} · Σ job time {} · Σ CPU {} · concurrency {:.2} · parallelism {:.2} of {} cores ({:.0}% efficiency)",
+        "wall {} · Σ job time {} · Σ CPU {} · Σ CPU wait {} · concurrency {:.2} · parallelism {:.2} of {} cores ({:.0}% efficiency)",
         duration(figures.wall),
         duration(figures.sum_elapsed),
         duration(figures.sum_cpu),
+        duration(figures.sum_cpu_wait),
         figures.concurrency,
         figures.parallelism,
         figures.cores,

@@ -189,3 +189,38 @@ fn compare_runs_the_set_once_per_limit() {
     assert!(sequential > 2.0 * parallel, "{stdout}");
     no_leftovers(&mark);
 }
+
+/// Twice as many CPU-bound jobs as cores: each waits for a CPU about as long as it runs
+/// (Σ CPU wait ≈ Σ CPU), and one job per core hardly waits. Other processes on a shared
+/// machine add waiting to both runs alike, so the difference between the two is what the
+/// jobs cost each other: about Σ CPU. A run that did not measure the wait fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn cpu_bound_jobs_beyond_the_cores_wait_for_a_cpu() {
+    let cores = forkyard::sys::cores();
+    let toml = format!(
+        "[[job]]\nname = \"hash\"\npipeline = [[\"head\", \"-c\", \"300M\", \"/dev/zero\"], [\"sha256sum\"]]\nreplicas = {}\n",
+        2 * cores
+    );
+    let (crowded, f) = run(&toml, 0).await;
+    assert_eq!(crowded.exit_code, 0);
+    let waited = f.sum_cpu_wait.as_secs_f64();
+    let cpu = f.sum_cpu.as_secs_f64();
+    assert!(
+        waited >= 0.5 * cpu,
+        "2x cores jobs: Σ CPU wait {waited:.2}s against Σ CPU {cpu:.2}s"
+    );
+    // The report carries it per job and for the run.
+    assert_eq!(
+        crowded.report.sum_cpu_wait_ms,
+        f.sum_cpu_wait.as_millis() as u64
+    );
+    assert!(crowded.report.jobs.iter().all(|j| j.cpu_wait_ms > 0));
+
+    let (_, g) = run(&toml, cores).await;
+    let calm = g.sum_cpu_wait.as_secs_f64();
+    assert!(
+        waited - calm >= 0.4 * cpu,
+        "-j cores: Σ CPU wait {calm:.2}s, against {waited:.2}s with every job at once \
+         (Σ CPU {cpu:.2}s)"
+    );
+}

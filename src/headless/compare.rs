@@ -110,8 +110,8 @@ pub fn render(rows: &[(usize, Figures, bool)]) -> String {
     };
     let _ = writeln!(
         out,
-        "\n{:<16} {:>9} {:>11} {:>9} {:>11} {:>11} {:>8}",
-        "-j", "WALL", "Σ JOB TIME", "Σ CPU", "CONCURRENCY", "PARALLELISM", "SPEEDUP"
+        "\n{:<16} {:>9} {:>11} {:>9} {:>11} {:>11} {:>11} {:>8}",
+        "-j", "WALL", "Σ JOB TIME", "Σ CPU", "Σ CPU WAIT", "CONCURRENCY", "PARALLELISM", "SPEEDUP"
     );
     for (limit, figures, failed) in rows {
         let speedup = if figures.wall.as_secs_f64() > 0.0 {
@@ -121,11 +121,12 @@ pub fn render(rows: &[(usize, Figures, bool)]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<16} {:>9} {:>11} {:>9} {:>11.2} {:>11.2} {:>7.2}×{}",
+            "{:<16} {:>9} {:>11} {:>9} {:>11} {:>11.2} {:>11.2} {:>7.2}×{}",
             fmt::limit_meaning(*limit),
             fmt::duration(figures.wall),
             fmt::duration(figures.sum_elapsed),
             fmt::duration(figures.sum_cpu),
+            fmt::duration(figures.sum_cpu_wait),
             figures.concurrency,
             figures.parallelism,
             speedup,

@@ -17,6 +17,8 @@ pub struct Report {
     pub max_parallel: usize,
     pub sum_elapsed_ms: u64,
     pub sum_cpu_ms: u64,
+    /// Σ time the jobs' processes were runnable but waiting for a CPU.
+    pub sum_cpu_wait_ms: u64,
     pub concurrency: f64,
     pub parallelism: f64,
     pub efficiency: f64,
@@ -33,6 +35,8 @@ pub struct JobReport {
     pub reason: Option<String>,
     pub elapsed_ms: u64,
     pub cpu_ms: u64,
+    /// Time the job's processes were runnable but waiting for a CPU.
+    pub cpu_wait_ms: u64,
     pub max_rss_kb: u64,
     pub restarts: u32,
     pub stdout_bytes: u64,
@@ -92,6 +96,7 @@ pub fn build(
                 reason,
                 elapsed_ms: ms(job.elapsed(now)),
                 cpu_ms: ms(job.cpu_time()),
+                cpu_wait_ms: ms(job.cpu_wait()),
                 max_rss_kb: job.peak_rss_bytes / 1024,
                 restarts: job.status.restarts,
                 stdout_bytes,
@@ -123,6 +128,7 @@ pub fn build(
         max_parallel,
         sum_elapsed_ms: ms(figures.sum_elapsed),
         sum_cpu_ms: ms(figures.sum_cpu),
+        sum_cpu_wait_ms: ms(figures.sum_cpu_wait),
         concurrency: round2(figures.concurrency),
         parallelism: round2(figures.parallelism),
         efficiency: round2(figures.efficiency),

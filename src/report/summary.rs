@@ -13,9 +13,9 @@ use crate::tracker::Tracker;
 /// that was not found) are made visible: the table may go to a terminal.
 pub fn render(tracker: &Tracker, dropped: Option<&[u64]>, now: Instant) -> String {
     let all_headers = [
-        "JOB", "RESULT", "ELAPSED", "CPU", "PEAK RSS", "RESTARTS", "DROPPED",
+        "JOB", "RESULT", "ELAPSED", "CPU", "CPU WAIT", "PEAK RSS", "RESTARTS", "DROPPED",
     ];
-    let headers = &all_headers[..if dropped.is_some() { 7 } else { 6 }];
+    let headers = &all_headers[..if dropped.is_some() { 8 } else { 7 }];
     let rows: Vec<Vec<String>> = tracker
         .jobs
         .iter()
@@ -26,6 +26,7 @@ pub fn render(tracker: &Tracker, dropped: Option<&[u64]>, now: Instant) -> Strin
                 visible_inline(&fmt::result_text(job)).into_owned(),
                 fmt::duration(job.elapsed(now)),
                 fmt::duration(job.cpu_time()),
+                fmt::duration(job.cpu_wait()),
                 if job.peak_rss_bytes == 0 {
                     "-".to_string()
                 } else {
