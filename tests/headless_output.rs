@@ -142,7 +142,7 @@ max_restarts = 1
     let header: Vec<&str> = rows.next().expect("header").split_whitespace().collect();
     assert_eq!(
         header,
-        ["JOB", "RESULT", "ELAPSED", "CPU", "PEAK", "RSS", "RESTARTS"],
+        ["JOB", "RESULT", "ELAPSED", "CPU", "CPU", "WAIT", "PEAK", "RSS", "RESTARTS"],
         "no DROPPED column: headless keeps no scrollback to drop lines from"
     );
     let row = |name: &str| -> Vec<String> {
@@ -166,7 +166,7 @@ max_restarts = 1
         .lines()
         .find(|l| l.starts_with("total: "))
         .expect("a totals line");
-    for part in ["wall ", "Σ job time ", "Σ CPU "] {
+    for part in ["wall ", "Σ job time ", "Σ CPU ", "Σ CPU wait "] {
         assert!(total.contains(part), "{total}");
     }
     assert_eq!(result.report.jobs.len(), 4);
