@@ -56,6 +56,7 @@ fn running(jobs: usize, argv: &[&str]) -> Screen {
             rss_bytes: 1 << 20,
             cpu_time: Duration::from_millis(1),
             cpu_wait: std::time::Duration::ZERO,
+            paused: None,
             processes: 1,
             ..Sample::default()
         });

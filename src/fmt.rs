@@ -157,6 +157,21 @@ pub fn job_state(status: &JobStatus, now: Instant) -> String {
     }
 }
 
+/// The STATE column of a job row: [`job_state`], or `paused (frozen)` / `paused
+/// (SIGSTOP)` for a running job whose latest sample found it paused.
+pub fn record_state(record: &JobRecord, now: Instant) -> String {
+    let paused = record
+        .sample
+        .as_ref()
+        .and_then(|s| s.paused)
+        .filter(|_| matches!(record.status.state, JobState::Running));
+    match paused {
+        Some(crate::supervisor::Pause::Frozen) => "paused (frozen)".into(),
+        Some(crate::supervisor::Pause::Stopped) => "paused (SIGSTOP)".into(),
+        None => job_state(&record.status, now),
+    }
+}
+
 /// The nearer of a pending `wait` deadline and the job's timeout, with its label.
 pub fn running_deadline(status: &JobStatus) -> Option<(&'static str, Instant)> {
     match (status.wait_deadline, status.timeout_at) {

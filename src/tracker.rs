@@ -32,6 +32,8 @@ pub struct JobRecord {
     pub cpu_wait_done: Duration,
     /// Of the current run, as last sampled.
     pub run_wait: Duration,
+    /// Its live process tree, while a consumer watches it (`Controller::watch_tree`).
+    pub tree: Option<std::sync::Arc<crate::supervisor::Tree>>,
 }
 
 impl JobRecord {
@@ -113,6 +115,7 @@ impl Tracker {
                 history: History::default(),
                 cpu_wait_done: Duration::ZERO,
                 run_wait: Duration::ZERO,
+                tree: None,
             })
             .collect();
         let mut tracker = Tracker {
@@ -168,6 +171,11 @@ impl Tracker {
                 None
             }
             Event::Notice(notice) => notice.job,
+            Event::Tree(tree) => {
+                let record = self.jobs.get_mut(tree.job)?;
+                record.tree = Some(tree.clone());
+                Some(tree.job)
+            }
         }
     }
 
@@ -616,6 +624,7 @@ mod tests {
                     rss_bytes: 0,
                     cpu_time: cpu,
                     cpu_wait: std::time::Duration::ZERO,
+                    paused: None,
                     processes: 1,
                     stage_cpu: Vec::new(),
                 },

@@ -142,7 +142,9 @@ max_restarts = 1
     let header: Vec<&str> = rows.next().expect("header").split_whitespace().collect();
     assert_eq!(
         header,
-        ["JOB", "RESULT", "ELAPSED", "CPU", "CPU", "WAIT", "PEAK", "RSS", "RESTARTS"],
+        [
+            "JOB", "RESULT", "ELAPSED", "CPU", "CPU", "WAIT", "PEAK", "RSS", "RESTARTS"
+        ],
         "no DROPPED column: headless keeps no scrollback to drop lines from"
     );
     let row = |name: &str| -> Vec<String> {

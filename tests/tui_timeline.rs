@@ -88,6 +88,7 @@ impl Recorder {
                 rss_bytes: 1 << 20,
                 cpu_time: cpu,
                 cpu_wait: std::time::Duration::ZERO,
+                paused: None,
                 processes: 1,
                 ..Sample::default()
             },
@@ -108,6 +109,7 @@ impl Recorder {
                 rss_bytes: 1 << 20,
                 cpu_time: stages.iter().sum(),
                 cpu_wait: std::time::Duration::ZERO,
+                paused: None,
                 processes: stages.len(),
                 stage_cpu: pids.zip(stages.iter().copied()).collect(),
             },

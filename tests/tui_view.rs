@@ -139,6 +139,7 @@ impl Fixture {
             rss_bytes,
             cpu_time: SECOND,
             cpu_wait: std::time::Duration::ZERO,
+            paused: None,
             processes: 1,
             ..Sample::default()
         });

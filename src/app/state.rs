@@ -266,7 +266,8 @@ impl State {
         match event {
             // Shown at the next clock tick; not worth a frame of its own.
             Event::Sample { .. } | Event::Machine(_) => {}
-            Event::Job { .. } => self.dirty = true,
+            // The tree pane follows it live.
+            Event::Job { .. } | Event::Tree(_) => self.dirty = true,
             Event::Notice(notice) => {
                 let kind = match notice.level {
                     Level::Info => MessageKind::Info,

@@ -334,6 +334,6 @@ fn report_event(tracker: &Tracker, event: &Event) {
                 );
             }
         }
-        Event::Sample { .. } | Event::Machine(_) => {}
+        Event::Sample { .. } | Event::Machine(_) | Event::Tree(_) => {}
     }
 }

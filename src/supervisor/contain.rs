@@ -258,6 +258,16 @@ pub fn members_of(dir: &Path) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Whether the cgroup is frozen (`cgroup.events`: `frozen 1`).
+pub fn frozen(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|text| {
+        text.lines().any(|line| {
+            line.strip_prefix("frozen ")
+                .is_some_and(|v| v.trim() == "1")
+        })
+    })
+}
+
 fn populated(dir: &Path) -> Option<bool> {
     let text = std::fs::read_to_string(dir.join("cgroup.events")).ok()?;
     text.lines()

@@ -15,6 +15,7 @@ pub mod signals;
 mod slots;
 mod spawn;
 mod status;
+pub mod tree;
 pub mod watchdog;
 
 use std::collections::HashMap;
@@ -31,9 +32,10 @@ use crate::output::{OutputBuffer, SharedBuffer};
 pub use drain::{OutputChunk, OutputTee, TeeHandle};
 pub use job::{Control, backoff_delay};
 pub use status::{
-    Event, JobId, JobState, JobStatus, Level, MachineSample, Notice, Outcome, PendingReason,
+    Event, JobId, JobState, JobStatus, Level, MachineSample, Notice, Outcome, Pause, PendingReason,
     Sample, StageState, StageStatus, StopReason,
 };
+pub use tree::{ProcState, ProcessAction, ProcessRow, Reach, Tree};
 
 use drain::DrainTarget;
 use job::{JobTask, LiveTrees};
@@ -87,6 +89,7 @@ pub struct Supervisor {
     /// This supervisor's [`SUPERVISOR_ENV`] value.
     token: String,
     started_at: Instant,
+    desk: Arc<tree::Desk>,
 }
 
 /// The sampler and the reaper end with their supervisor, however it goes away (`shutdown`
@@ -174,6 +177,20 @@ impl Supervisor {
                 controls: controls_tx,
             });
         }
+        let desk = Arc::new(tree::Desk::new(
+            config
+                .jobs
+                .iter()
+                .map(|j| tree::JobFacts {
+                    name: j.name.clone(),
+                    stop_signal: j.stop_signal,
+                    grace: j.grace,
+                })
+                .collect(),
+            live.clone(),
+            events_tx.clone(),
+            sample_soon.clone(),
+        ));
         let sampler = tokio::spawn(sampler::run(
             live,
             events_tx,
@@ -183,6 +200,7 @@ impl Supervisor {
                 interval: options.sample_interval.unwrap_or(Duration::from_secs(1)),
             },
             options.sampled.clone(),
+            desk.clone(),
         ));
         Ok((
             Supervisor {
@@ -193,6 +211,7 @@ impl Supervisor {
                 reaper_task,
                 token,
                 started_at,
+                desk,
             },
             events_rx,
         ))
@@ -213,6 +232,7 @@ impl Supervisor {
     pub fn controller(&self) -> Controller {
         Controller {
             senders: self.jobs.iter().map(|j| j.controls.clone()).collect(),
+            desk: self.desk.clone(),
         }
     }
 
@@ -320,6 +340,7 @@ pub fn install_panic_cleanup() {
 #[derive(Clone)]
 pub struct Controller {
     senders: Vec<mpsc::UnboundedSender<Control>>,
+    desk: Arc<tree::Desk>,
 }
 
 impl Controller {
@@ -333,6 +354,22 @@ impl Controller {
         for sender in &self.senders {
             let _ = sender.send(control);
         }
+    }
+
+    /// Asks for `job`'s live process tree (events `Event::Tree`, at the sampler's rate
+    /// and right after each process-level action), or for none.
+    pub fn watch_tree(&self, job: Option<JobId>) {
+        self.desk.watch(job);
+    }
+
+    /// Pauses or resumes a running job (cgroup freezer, else SIGSTOP/SIGCONT).
+    pub fn pause(&self, job: JobId, paused: bool) {
+        self.desk.pause(job, paused);
+    }
+
+    /// `action` to one process of `job` (or its subtree), if it is one of the job's.
+    pub fn act_on_process(&self, job: JobId, pid: u32, action: ProcessAction, reach: Reach) {
+        self.desk.act(job, pid, action, reach);
     }
 }
 

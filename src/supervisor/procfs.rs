@@ -265,6 +265,11 @@ fn parse_stat(pid: u32, stat: &[u8]) -> Option<(ProcStat, u64)> {
     Some((stat, number(17)?))
 }
 
+/// Clock ticks per second (the unit of start times in `stat`).
+pub fn ticks_per_second() -> u64 {
+    system_units().0
+}
+
 /// Clock ticks per second and the page size, asked once.
 fn system_units() -> (u64, u64) {
     static UNITS: OnceLock<(u64, u64)> = OnceLock::new();

@@ -234,6 +234,7 @@ pub async fn run(
     sample_soon: Arc<Notify>,
     schedule: Schedule,
     sampled: Option<Arc<Notify>>,
+    desk: Arc<super::tree::Desk>,
 ) {
     let mut previous: HashMap<JobId, (Instant, Duration)> = HashMap::new();
     // What the consumer was last told: an unchanged sample (an idle job) is not sent
@@ -351,6 +352,18 @@ pub async fn run(
                 cpu_time,
                 cpu_wait,
                 processes: stats.len(),
+                paused: if tree.cgroup.as_deref().is_some_and(super::contain::frozen) {
+                    Some(super::status::Pause::Frozen)
+                } else if !stats.is_empty()
+                    && stats
+                        .iter()
+                        .all(|(s, _)| matches!(s.state, 'T' | 't' | 'Z'))
+                    && stats.iter().any(|(s, _)| s.state != 'Z')
+                {
+                    Some(super::status::Pause::Stopped)
+                } else {
+                    None
+                },
                 stage_cpu,
             };
             if last_sent.get(id) == Some(&sample) {
@@ -370,6 +383,9 @@ pub async fn run(
                 return;
             }
         }
+        // The watched job's tree, at the sampler's rate (only one job's, only when a
+        // consumer looks).
+        desk.send_snapshot();
         if let Some(sampled) = &sampled {
             sampled.notify_one();
         }
@@ -407,63 +423,19 @@ impl Machine {
     }
 }
 
-/// The members of a run's cgroup, each with the stage whose subtree it is in (found by
-/// walking parents within the cgroup).
 fn attribute(tree: &LiveTree, pids: &[u32]) -> Vec<(u32, Option<u32>)> {
-    let parents: HashMap<u32, u32> = pids
-        .iter()
-        .filter_map(|&pid| Some((pid, procfs::stat_of(pid)?.ppid)))
-        .collect();
-    pids.iter()
-        .map(|&pid| {
-            let mut at = pid;
-            for _ in 0..pids.len() + 1 {
-                if tree.stage_pids.contains(&at) {
-                    return (pid, Some(at));
-                }
-                match parents.get(&at) {
-                    Some(&parent) => at = parent,
-                    None => break,
-                }
-            }
-            (pid, None)
-        })
-        .collect()
+    super::tree::attribute(&tree.stage_pids, pids)
 }
 
-/// Every live process of a job: the stages, their descendants, and its process group,
-/// each with the stage (pid) whose subtree it is in. Group members outside every
-/// stage's subtree (orphans re-parented to forkyard) count for the job only.
 fn tree_members(tree: &LiveTree, entries: &[ProcStat]) -> Vec<(u32, Option<u32>)> {
-    let mut found: HashMap<u32, Option<u32>> = HashMap::new();
-    // Descendants that moved to another group are still found through their parents.
-    let adopt = |found: &mut HashMap<u32, Option<u32>>, roots: Vec<u32>, stage| {
-        let mut frontier = roots;
-        while let Some(parent) = frontier.pop() {
-            for entry in entries.iter().filter(|e| e.ppid == parent) {
-                if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(entry.pid) {
-                    slot.insert(stage);
-                    frontier.push(entry.pid);
-                }
-            }
-        }
-    };
-    for &stage in &tree.stage_pids {
-        found.insert(stage, Some(stage));
-    }
-    for &stage in &tree.stage_pids {
-        adopt(&mut found, vec![stage], Some(stage));
-    }
-    let strays: Vec<u32> = entries
-        .iter()
-        .filter(|e| e.pgid == tree.pgid && !found.contains_key(&e.pid))
-        .map(|e| e.pid)
-        .collect();
-    for &pid in &strays {
-        found.insert(pid, None);
-    }
-    adopt(&mut found, strays, None);
-    found.into_iter().collect()
+    super::tree::tree_members(
+        &super::tree::Scope {
+            pgid: tree.pgid,
+            stage_pids: tree.stage_pids.clone(),
+            cgroup: None,
+        },
+        entries,
+    )
 }
 
 #[cfg(test)]

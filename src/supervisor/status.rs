@@ -288,9 +288,20 @@ pub struct Sample {
     pub cpu_wait: Duration,
     /// Number of live processes in the tree.
     pub processes: usize,
+    /// The run is paused: its cgroup frozen, or every process stopped (SIGSTOP/SIGTSTP).
+    pub paused: Option<Pause>,
     /// Per live stage (by its pid): cumulative CPU time of the stage and its descendants,
     /// so a running pipeline shows which stage does the work.
     pub stage_cpu: Vec<(u32, Duration)>,
+}
+
+/// How a run is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Its cgroup is frozen (`cgroup.freeze`): nothing in it runs, whatever it does.
+    Frozen,
+    /// Every process of it is stopped by a signal (SIGSTOP, SIGTSTP, …).
+    Stopped,
 }
 
 /// Machine-wide load from sysinfo, shown beside the jobs' own figures: parallelism
@@ -312,6 +323,8 @@ pub enum Event {
     Machine(MachineSample),
     /// A notice for the user, e.g. "sent SIGTERM to encrypt (pgid 4211)".
     Notice(Notice),
+    /// The live process tree of the job a consumer watches (see `Controller::watch_tree`).
+    Tree(std::sync::Arc<super::tree::Tree>),
 }
 
 /// How much a notice matters; set where the notice is made, so no consumer has to guess

@@ -78,7 +78,7 @@ const COLUMNS: &[Column] = &[
                 .get(s)
                 .map(|st| crate::fmt::stage_state(&st.state))
                 .unwrap_or_default(),
-            None => crate::fmt::job_state(&cx.record.status, cx.model.now),
+            None => crate::fmt::record_state(cx.record, cx.model.now),
         },
         style: state_colored,
     },

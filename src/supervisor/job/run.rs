@@ -308,7 +308,13 @@ impl Run {
     /// it (so a second SIGINT never reaches a group member: some programs take that as
     /// "force quit").
     pub fn stop_all(&self, signal: Signal) -> Result<(), nix::errno::Errno> {
+        // A paused job must be able to act on its stop signal: thawed, and (as systemd
+        // does) SIGCONT after the signal for processes stopped by SIGSTOP.
+        if let Some(cgroup) = &self.cgroup {
+            let _ = cgroup.freeze(false);
+        }
         let result = signal_group(self.pgid, signal);
+        let _ = signal_group(self.pgid, Signal::SIGCONT);
         for pid in self.outside_group() {
             kill(pid, signal);
         }

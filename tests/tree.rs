@@ -1,0 +1,206 @@
+//! A job's live process tree, through the library: every process of the run (one that
+//! left the group marked), what each waits on, and signals to one process or a subtree.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::{Harness, SLOW, config_in, pgrep_count, sleep_arg, sleep_pattern, tempdir};
+use forkyard::supervisor::{Event, ProcState, ProcessAction, Reach, Tree};
+
+/// Waits for a tree event of job 0 that satisfies `ok`.
+async fn wait_tree(h: &mut Harness, what: &str, ok: impl Fn(&Tree) -> bool) -> Arc<Tree> {
+    let deadline = Instant::now() + SLOW;
+    loop {
+        let found = h.log.iter().rev().find_map(|seen| match &seen.event {
+            Event::Tree(tree) if ok(tree) => Some(tree.clone()),
+            _ => None,
+        });
+        if let Some(tree) = found {
+            return tree;
+        }
+        let last = h.log.iter().rev().find_map(|seen| match &seen.event {
+            Event::Tree(tree) => Some(tree.clone()),
+            _ => None,
+        });
+        assert!(
+            h.next_event(deadline).await.is_some(),
+            "no tree where {what}; last: {last:#?}"
+        );
+    }
+}
+
+fn row<'a>(tree: &'a Tree, arg: &str) -> &'a forkyard::supervisor::ProcessRow {
+    tree.rows
+        .iter()
+        .find(|r| r.cmdline == format!("sleep {arg}"))
+        .unwrap_or_else(|| panic!("no `sleep {arg}` in {tree:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tree_shows_every_process_and_signals_exactly_one() {
+    let plain = sleep_arg(1);
+    let stubborn = sleep_arg(2);
+    let daemon = sleep_arg(3);
+    let piped = sleep_arg(4);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "hang"
+shell = "sleep {plain} & (trap '' TERM; sleep {stubborn}) & setsid sleep {daemon} & sleep {piped} | cat & wait"
+grace = "500ms"
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    h.wait_running("hang").await;
+    h.controller.watch_tree(Some(0));
+    let tree = wait_tree(&mut h, "every process is there", |t| {
+        t.rows.len() >= 6 && t.rows.iter().any(|r| r.cmdline == "cat")
+    })
+    .await;
+    let shell = &tree.rows[0];
+    assert_eq!(shell.depth, 0, "{tree:#?}");
+    assert!(shell.cmdline.starts_with("/bin/sh -c"), "{tree:#?}");
+    for arg in [&plain, &stubborn, &daemon] {
+        let sleep = row(&tree, arg);
+        assert_eq!(sleep.state, ProcState::Sleeping, "{sleep:#?}");
+        assert!(sleep.depth >= 1, "{sleep:#?}");
+        let waits = sleep.syscall.clone().unwrap_or_default();
+        assert!(waits.contains("nanosleep"), "{sleep:#?}");
+    }
+    assert!(row(&tree, &daemon).left_group, "the setsid one is marked");
+    assert!(!row(&tree, &plain).left_group);
+    assert!(!shell.left_group);
+
+    // What each waits on: the shell for its children (dash's `wait` suspends until
+    // SIGCHLD), `cat` in `read` on its pipe.
+    assert!(
+        matches!(
+            shell.syscall.as_deref(),
+            Some("wait4" | "waitid" | "rt_sigsuspend")
+        ),
+        "{shell:#?}"
+    );
+    let cat = tree.rows.iter().find(|r| r.cmdline == "cat").expect("cat");
+    assert_eq!(cat.syscall.as_deref(), Some("read"), "{cat:#?}");
+    assert!(cat.wchan.is_some(), "{cat:#?}");
+    let pid_of = |arg: &str| row(&tree, arg).pid;
+
+    // Stop only the TERM-ignoring one: it needs SIGKILL after the 500 ms grace; the
+    // others keep running.
+    h.controller
+        .act_on_process(0, pid_of(&stubborn), ProcessAction::Stop, Reach::Process);
+    wait_tree(&mut h, "the stop counts down", |t| {
+        t.rows
+            .iter()
+            .any(|r| r.cmdline.ends_with(&stubborn) && r.kill_at.is_some())
+    })
+    .await;
+    common::wait_until_async(SLOW, "the stubborn sleep to be killed", || {
+        pgrep_count(&sleep_pattern(&stubborn)) == 0
+    })
+    .await;
+    assert_eq!(pgrep_count(&sleep_pattern(&plain)), 1);
+    assert_eq!(pgrep_count(&sleep_pattern(&daemon)), 1);
+    assert!(matches!(
+        h.status("hang").state,
+        forkyard::supervisor::JobState::Running
+    ));
+
+    // A pid that is not the job's is refused.
+    h.controller
+        .act_on_process(0, std::process::id(), ProcessAction::Kill, Reach::Process);
+    h.wait_notice("hang", SLOW, "is not a process of hang")
+        .await;
+
+    // The shell's subtree: the shell and the plain sleep (the daemon is its child too,
+    // it did not fork away from it).
+    let shell_pid = shell.pid;
+    h.controller
+        .act_on_process(0, shell_pid, ProcessAction::Kill, Reach::Subtree);
+    h.wait_finished("hang", SLOW).await;
+    for arg in [&plain, &daemon, &piped] {
+        assert_eq!(pgrep_count(&sleep_pattern(arg)), 0, "{arg} survived");
+    }
+    h.shutdown().await;
+}
+
+/// Pausing freezes the run (no CPU while paused, the row says so); resuming thaws it.
+/// A job stopped by SIGSTOP still ends on its stop signal, not only on SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_stopping_a_stopped_job() {
+    let arg = sleep_arg(10);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "busy"
+shell = "while :; do :; done"
+
+[[job]]
+name = "sleeper"
+cmd = ["sleep", "{arg}"]
+grace = "30s"
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    h.wait_running("busy").await;
+    h.controller.pause(0, true);
+    h.wait_notice("busy", SLOW, "paused busy").await;
+    let deadline = Instant::now() + SLOW;
+    loop {
+        let paused = h.log.iter().rev().find_map(|seen| match &seen.event {
+            Event::Sample { id: 0, sample } => Some(sample.paused.is_some()),
+            _ => None,
+        });
+        if paused == Some(true) {
+            break;
+        }
+        assert!(h.next_event(deadline).await.is_some(), "never shown paused");
+    }
+    // Frozen, it gets no CPU at all over a whole second (the interval is the point of
+    // the measurement, not a guess at when something happens).
+    let pid = h.status("busy").stages[0].pid.expect("pid");
+    let cpu = || {
+        forkyard::supervisor::procfs::stat_of(pid)
+            .expect("alive")
+            .cpu
+    };
+    let before = cpu();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let after = cpu();
+    assert!(
+        after.saturating_sub(before) < std::time::Duration::from_millis(20),
+        "it ran while paused: {before:?} -> {after:?}"
+    );
+    h.controller.pause(0, false);
+    h.wait_notice("busy", SLOW, "resumed busy").await;
+
+    // SIGSTOP, then a stop: it ends on SIGTERM at once, not after its 30 s grace.
+    h.wait_running("sleeper").await;
+    h.control(
+        "sleeper",
+        forkyard::supervisor::Control::Signal(nix::sys::signal::Signal::SIGSTOP),
+    );
+    h.wait_notice("sleeper", SLOW, "sent SIGSTOP").await;
+    let stopped_at = Instant::now();
+    h.control("sleeper", forkyard::supervisor::Control::Stop);
+    let outcome = h.wait_finished("sleeper", SLOW).await;
+    assert_eq!(
+        outcome,
+        forkyard::supervisor::Outcome::Killed {
+            signal: nix::sys::signal::Signal::SIGTERM
+        }
+    );
+    assert!(stopped_at.elapsed() < std::time::Duration::from_secs(10));
+    h.shutdown().await;
+}
