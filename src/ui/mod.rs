@@ -13,6 +13,7 @@ pub mod pane;
 mod table;
 pub mod theme;
 pub mod timeline;
+pub mod tree;
 
 use std::time::{Duration, Instant};
 
