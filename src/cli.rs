@@ -54,6 +54,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_summary: bool,
 
+    /// End the run when job NAME ends, stop the others, exit with its status (headless;
+    /// overrides settings.exit_with).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tui", "compare"])]
+    pub exit_with: Option<String>,
+
     /// Run the whole set once per limit (e.g. `1,cores,0`; 0 = unlimited) and print
     /// wall time, concurrency, parallelism and speedup side by side (headless).
     #[arg(long, value_name = "LIMITS", value_parser = parse_compare, conflicts_with_all = ["tui", "max_parallel"])]
@@ -137,7 +142,18 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             cli.report.as_deref(),
         ));
     }
-    let use_tui = cli.tui || (!cli.headless && std::io::stdout().is_terminal());
+    let use_tui =
+        cli.tui || (!cli.headless && cli.exit_with.is_none() && std::io::stdout().is_terminal());
+    if let Some(name) = &cli.exit_with
+        && !config.jobs.iter().any(|j| j.name == *name)
+    {
+        say!(
+            "--exit-with: no job named {:?} in {}",
+            visible_inline(name),
+            visible_inline(&config.origin)
+        );
+        return Ok(EXIT_CONFIG);
+    }
     if use_tui {
         let options = crate::app::TuiOptions {
             max_parallel: cli.max_parallel,
@@ -150,6 +166,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         report: cli.report.clone(),
         no_summary: cli.no_summary,
         quiet: false,
+        exit_with: cli.exit_with.clone(),
     };
     runtime.block_on(headless::run(&config, &options))
 }
@@ -210,6 +227,7 @@ pub fn describe(config: &Config) -> String {
             None => String::new(),
         }
     );
+    out.push_str(&config::graph::describe_order(config));
     for job in &config.jobs {
         let _ = writeln!(out, "\n[{}]", v(&job.name));
         let kind = match &job.command {
@@ -237,13 +255,15 @@ pub fn describe(config: &Config) -> String {
         if let Some(timeout) = job.timeout {
             let _ = writeln!(out, "  timeout: {}", fmt::config_duration(timeout));
         }
+        out.push_str(&config::graph::describe_job(job));
         let _ = writeln!(
             out,
             "  stop: {} then SIGKILL after {}; restart: {} (max {}); autostart: {}{}",
             job.stop_signal.as_str(),
             fmt::config_duration(job.grace),
             job.restart.as_str(),
-            job.max_restarts,
+            job.max_restarts
+                .map_or_else(|| "unlimited".to_string(), |max| max.to_string()),
             job.autostart,
             if job.pipefail { "; pipefail" } else { "" }
         );

@@ -6,8 +6,10 @@
 //! The TUI and the headless runner drive the same supervisor through [`Control`]s.
 
 pub mod contain;
+mod deps;
 mod drain;
 mod job;
+mod probe;
 pub mod procfs;
 mod reaper;
 mod sampler;
@@ -32,7 +34,7 @@ pub use drain::{OutputChunk, OutputTee};
 pub use job::{Control, backoff_delay};
 pub use status::{
     Event, JobId, JobState, JobStatus, Level, MachineSample, Notice, Outcome, PendingReason,
-    Sample, StageState, StageStatus, StopReason,
+    Readiness, ResultClass, Sample, StageState, StageStatus, StopReason, WaitingFor,
 };
 
 use drain::DrainTarget;
@@ -125,9 +127,28 @@ impl Supervisor {
         );
         let sample_soon = Arc::new(Notify::new());
 
+        // The dependency graph, and a gate per job through which it answers.
+        let mut gates = Vec::with_capacity(config.jobs.len());
+        let mut gate_receivers = Vec::with_capacity(config.jobs.len());
+        for _ in &config.jobs {
+            let (tx, rx) = mpsc::unbounded_channel();
+            gates.push(tx);
+            gate_receivers.push(rx);
+        }
+        let graph = Arc::new(deps::Graph::new(
+            config.jobs.iter().map(|j| j.depends_on.clone()).collect(),
+            config
+                .jobs
+                .iter()
+                .map(|j| deps::View::initial(j.autostart))
+                .collect(),
+            gates,
+            slots.clone(),
+        ));
+
         let mut tasks = JoinSet::new();
         let mut jobs = Vec::with_capacity(config.jobs.len());
-        for (id, spec) in config.jobs.iter().enumerate() {
+        for ((id, spec), gate) in config.jobs.iter().enumerate().zip(gate_receivers) {
             let mut spec = spec.clone();
             spec.env.insert(SUPERVISOR_ENV.to_string(), token.clone());
             let buffer: SharedBuffer = Arc::new(Mutex::new(OutputBuffer::new(
@@ -140,7 +161,18 @@ impl Supervisor {
                 JobState::Pending(PendingReason::Manual)
             };
             let argvs = spec.stages().iter().map(|s| s.argv()).collect();
-            let initial = JobStatus::new(initial_state, argvs);
+            let mut initial = JobStatus::new(initial_state, argvs);
+            if spec.autostart {
+                // Until the graph says otherwise, it waits for all of them.
+                initial.waiting_for = spec
+                    .depends_on
+                    .iter()
+                    .map(|d| WaitingFor {
+                        name: d.name.clone(),
+                        condition: d.condition,
+                    })
+                    .collect();
+            }
             let (controls_tx, controls_rx) = mpsc::unbounded_channel();
             let task = JobTask {
                 id,
@@ -151,9 +183,10 @@ impl Supervisor {
                 reaper: reaper.clone(),
                 slots: slots.clone(),
                 // In config order, before any task runs: `-j` serves them in this order.
+                // A job with dependencies gets its place when they allow its start.
                 first_request: slots
                     .as_ref()
-                    .filter(|_| spec.autostart)
+                    .filter(|_| spec.autostart && spec.depends_on.is_empty())
                     .map(slots::Slots::request),
                 drain_target: Arc::new(DrainTarget {
                     job: id,
@@ -161,9 +194,13 @@ impl Supervisor {
                     count_only: options.discard_output,
                     tee: options.tee.clone(),
                     activity: options.activity.clone(),
+                    log: probe::LogWatch::for_job(&spec),
                 }),
                 live: live.clone(),
                 sample_soon: sample_soon.clone(),
+                graph: graph.clone(),
+                gate,
+                started_at,
             };
             tasks.spawn(task.run());
             jobs.push(JobHandle {
@@ -229,8 +266,9 @@ impl Supervisor {
         }
     }
 
-    /// Stops every running job in parallel (stop signal, SIGKILL after each job's grace),
-    /// waits until every process group is gone and reaped, then kills any descendant that
+    /// Stops every running job (stop signal, SIGKILL after each job's grace), jobs that
+    /// others depend on only once those have stopped, everything else in parallel; waits
+    /// until every process group is gone and reaped, then kills any descendant that
     /// escaped its group. Nothing forkyard started is left running afterwards.
     pub async fn shutdown(mut self) {
         self.control_all(Control::Shutdown);
