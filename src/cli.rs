@@ -225,6 +225,9 @@ pub fn describe(config: &Config) -> String {
         match s.headless_timeout {
             Some(after) => format!(" headless_timeout={}", fmt::config_duration(after)),
             None => String::new(),
+        } + &match &s.exit_with {
+            Some(name) => format!(" exit_with={}", v(name)),
+            None => String::new(),
         }
     );
     out.push_str(&config::graph::describe_order(config));

@@ -738,9 +738,11 @@ cmd = ["sleep", "{arg}"]
             ..
         }
     )));
+    // The run stopped for the restart is "stopped" (it used to read as a SIGTERM failure).
     assert!(h.history("svc").iter().any(|s| s.state
-        == JobState::Finished(Outcome::Killed {
-            signal: Signal::SIGTERM
+        == JobState::Finished(Outcome::Stopped {
+            signal: Some(Signal::SIGTERM),
+            code: None,
         })));
     common::wait_until_async(SLOW, "one sleep", || pgrep_count(&pattern) == 1).await;
     h.shutdown().await;
@@ -1001,11 +1003,13 @@ grace = "100ms"
         );
         h.wait_notice("robbed", SLOW, "lost the exit status").await;
     } else {
-        // The supervisor's reaper won the race after all.
+        // The supervisor's reaper won the race after all. Killed on request: "stopped"
+        // (it used to read as a SIGKILL failure).
         assert_eq!(
             outcome,
-            Outcome::Killed {
-                signal: Signal::SIGKILL
+            Outcome::Stopped {
+                signal: Some(Signal::SIGKILL),
+                code: None,
             }
         );
     }

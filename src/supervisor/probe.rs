@@ -346,7 +346,23 @@ impl ProbeRun {
     }
 
     async fn exec(&self, argv: &[String], limit: Duration) -> Result<(), String> {
-        let mut command = Command::new(&argv[0]);
+        // Found before the spawn: a failed `exec` makes `Command::spawn` wait for the
+        // child itself, which races the reaper of a process that owns all its children.
+        let program = super::spawn::program_path(&argv[0], self.env.get("PATH"));
+        let found = if argv[0].contains('/') {
+            let path = match &self.cwd {
+                Some(cwd) if !program.is_absolute() => cwd.join(&program),
+                _ => program.clone(),
+            };
+            path.is_file()
+        } else {
+            !super::spawn::is_missing(&argv[0], &program, self.env.get("PATH"))
+        };
+        if !found {
+            return Err(format!("command not found: {}", argv[0]));
+        }
+        let mut command = Command::new(&program);
+        command.arg0(&argv[0]);
         command
             .args(&argv[1..])
             .envs(&self.env)

@@ -107,6 +107,11 @@ struct Job {
     dormant: bool,
     /// Why a probe gave up on the current run.
     unhealthy: Option<String>,
+    /// Some stage of the current run has not been reaped yet.
+    stages_running: bool,
+    /// When the run began to be stopped, every stage had already ended by itself (only
+    /// stragglers were stopped): the stages' own result stands.
+    ended_before_stop: bool,
     probes: Option<Probes>,
 }
 
@@ -129,6 +134,8 @@ impl JobTask {
             wait_generation: 0,
             dormant: false,
             unhealthy: None,
+            stages_running: false,
+            ended_before_stop: false,
             probes: None,
         };
         job.sent = Some(job.task.status.clone());
@@ -289,6 +296,10 @@ impl Job {
 
     /// Takes a transition: the new state, its effects, the status that shows it.
     fn enter(&mut self, t: Transition, mut run: Option<&mut run::Run>) {
+        let was_running = matches!(self.state, State::Running { .. } | State::Holding);
+        if was_running && matches!(t.next, State::Stopping { .. }) {
+            self.ended_before_stop = !self.stages_running;
+        }
         self.state = t.next;
         for effect in t.effects {
             self.perform(effect, run.as_deref_mut());
@@ -484,6 +495,8 @@ impl Job {
         status.probe_failure = None;
         self.run_was_ready = self.task.spec.ready.is_none();
         self.unhealthy = None;
+        self.stages_running = true;
+        self.ended_before_stop = false;
 
         let mut started = Vec::new();
         let mut spawn_failure: Option<String> = None;
@@ -666,6 +679,7 @@ impl Job {
                 );
             }
             self.task.status.stragglers = phase == run::Phase::Stragglers;
+            self.stages_running = phase == run::Phase::Stages;
             self.publish();
             if phase == run::Phase::Over {
                 return match self.state {
@@ -766,8 +780,11 @@ impl Job {
         // consumer never takes a job about to be restarted for a settled one.
         self.task.status.restart_pending =
             matches!(t.next, State::Backoff { .. } | State::Queued { .. });
-        self.emit();
         self.state = t.next;
+        // The graph learns first (a consumer that acts on this snapshot, e.g. a shutdown
+        // for `exit_with`, finds the job already gone there).
+        self.update_graph();
+        self.emit();
         for effect in t.effects {
             self.perform(effect, None);
         }
@@ -861,7 +878,9 @@ impl Job {
                 ),
                 code,
                 signal,
-            ) if code.is_some() || signal.is_some() => Outcome::Stopped { signal, code },
+            ) if (code.is_some() || signal.is_some()) && !self.ended_before_stop => {
+                Outcome::Stopped { signal, code }
+            }
             (_, Some(code), _) => Outcome::Exited { code },
             (_, _, Some(signal)) => Outcome::Killed { signal },
             _ => Outcome::FailedToStart {
