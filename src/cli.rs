@@ -144,15 +144,25 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let use_tui =
         cli.tui || (!cli.headless && cli.exit_with.is_none() && std::io::stdout().is_terminal());
-    if let Some(name) = &cli.exit_with
-        && !config.jobs.iter().any(|j| j.name == *name)
-    {
-        say!(
-            "--exit-with: no job named {:?} in {}",
-            visible_inline(name),
-            visible_inline(&config.origin)
-        );
-        return Ok(EXIT_CONFIG);
+    if let Some(name) = &cli.exit_with {
+        match config.jobs.iter().find(|j| j.name == *name) {
+            None => {
+                say!(
+                    "--exit-with: no job named {:?} in {}",
+                    visible_inline(name),
+                    visible_inline(&config.origin)
+                );
+                return Ok(EXIT_CONFIG);
+            }
+            Some(job) if !job.autostart => {
+                say!(
+                    "--exit-with: job {:?} has autostart = false, so a headless run would never start it",
+                    visible_inline(name)
+                );
+                return Ok(EXIT_CONFIG);
+            }
+            Some(_) => {}
+        }
     }
     if use_tui {
         let options = crate::app::TuiOptions {
