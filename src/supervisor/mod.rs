@@ -344,6 +344,7 @@ pub fn own_all_children() {
 pub fn install_panic_cleanup() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        hold_stdout(std::time::Duration::from_millis(100));
         previous(info);
         reaper::kill_all_live_groups();
         if let Some(base) = contain::initialized().and_then(contain::Containment::base) {
@@ -351,6 +352,26 @@ pub fn install_panic_cleanup() {
         }
         std::process::exit(101);
     }));
+}
+
+/// From a panic to the exit, nothing else reaches stdout: a TUI thread still running
+/// would draw its next frame over the restored screen and the panic message (the jobs'
+/// deaths wake it up). The lock is taken and kept by a thread of its own, waited for at
+/// most `wait`, so a stdout blocked on a full pipe cannot hold the cleanup up.
+fn hold_stdout(wait: std::time::Duration) {
+    let (taken, is_taken) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("forkyard-exit".into())
+        .spawn(move || {
+            let _stdout = std::io::stdout().lock();
+            let _ = taken.send(());
+            loop {
+                std::thread::park();
+            }
+        });
+    if spawned.is_ok() {
+        let _ = is_taken.recv_timeout(wait);
+    }
 }
 
 /// Sends controls to jobs; cheap to clone.
