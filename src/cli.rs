@@ -106,6 +106,11 @@ pub struct RunOpts {
     #[arg(long)]
     pub no_summary: bool,
 
+    /// End the run when job NAME ends, stop the others, exit with its status (headless;
+    /// overrides settings.exit_with).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tui", "compare"])]
+    pub exit_with: Option<String>,
+
     /// Run the whole set once per limit (e.g. `1,cores,0`; 0 = unlimited) and print
     /// wall time, concurrency, parallelism and speedup side by side (headless).
     #[arg(long, value_name = "LIMITS", value_parser = parse_compare, conflicts_with_all = ["tui", "max_parallel"])]
@@ -127,8 +132,6 @@ pub struct RunOpts {
     /// the project's package manager. Repeatable.
     #[arg(long, value_name = "PATTERN")]
     pub npm: Vec<String>,
-    // The services track's `--exit-with` belongs here: it applies to a config and to
-    // command-line jobs alike (see `quick_draft` for the latter).
 }
 
 impl RunOpts {
@@ -143,6 +146,7 @@ impl RunOpts {
             report: later.report.or(self.report),
             no_summary: self.no_summary || later.no_summary,
             compare: later.compare.or(self.compare),
+            exit_with: later.exit_with.or(self.exit_with),
             names: later.names.or(self.names),
             restart: later.restart.or(self.restart),
             timeout: later.timeout.or(self.timeout),
@@ -498,7 +502,28 @@ fn start(config: Config, opts: &RunOpts) -> anyhow::Result<i32> {
             headless::compare::run(&config, limits, opts.report.as_deref()),
         );
     }
-    let use_tui = opts.tui || (!opts.headless && std::io::stdout().is_terminal());
+    let use_tui =
+        opts.tui || (!opts.headless && opts.exit_with.is_none() && std::io::stdout().is_terminal());
+    if let Some(name) = &opts.exit_with {
+        match config.jobs.iter().find(|j| j.name == *name) {
+            None => {
+                say!(
+                    "--exit-with: no job named {:?} in {}",
+                    visible_inline(name),
+                    visible_inline(&config.origin)
+                );
+                return Ok(EXIT_CONFIG);
+            }
+            Some(job) if !job.autostart => {
+                say!(
+                    "--exit-with: job {:?} has autostart = false, so a headless run would never start it",
+                    visible_inline(name)
+                );
+                return Ok(EXIT_CONFIG);
+            }
+            Some(_) => {}
+        }
+    }
     if use_tui {
         let options = crate::app::TuiOptions {
             max_parallel: opts.max_parallel,
@@ -512,6 +537,7 @@ fn start(config: Config, opts: &RunOpts) -> anyhow::Result<i32> {
         report: opts.report.clone(),
         no_summary: opts.no_summary,
         quiet: false,
+        exit_with: opts.exit_with.clone(),
     };
     run_to_end(runtime, headless::run(&config, &options))
 }
@@ -802,8 +828,12 @@ pub fn describe(config: &Config) -> String {
         match s.headless_timeout {
             Some(after) => format!(" headless_timeout={}", fmt::config_duration(after)),
             None => String::new(),
+        } + &match &s.exit_with {
+            Some(name) => format!(" exit_with={}", v(name)),
+            None => String::new(),
         }
     );
+    out.push_str(&config::graph::describe_order(config));
     for job in &config.jobs {
         let _ = writeln!(out, "\n[{}]", v(&job.name));
         let kind = match &job.command {
@@ -831,13 +861,15 @@ pub fn describe(config: &Config) -> String {
         if let Some(timeout) = job.timeout {
             let _ = writeln!(out, "  timeout: {}", fmt::config_duration(timeout));
         }
+        out.push_str(&config::graph::describe_job(job));
         let _ = writeln!(
             out,
             "  stop: {} then SIGKILL after {}; restart: {} (max {}); autostart: {}{}",
             job.stop_signal.as_str(),
             fmt::config_duration(job.grace),
             job.restart.as_str(),
-            job.max_restarts,
+            job.max_restarts
+                .map_or_else(|| "unlimited".to_string(), |max| max.to_string()),
             job.autostart,
             if job.pipefail { "; pipefail" } else { "" }
         );

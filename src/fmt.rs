@@ -4,13 +4,18 @@
 
 use std::time::{Duration, Instant};
 
-use crate::supervisor::{JobState, JobStatus, Outcome, PendingReason, StageState};
+use crate::supervisor::{
+    JobState, JobStatus, Outcome, PendingReason, Readiness, ResultClass, StageState, WaitingFor,
+};
 use crate::tracker::{Figures, JobRecord};
 
 /// Result column text of one job.
 pub fn result_text(record: &JobRecord) -> String {
     match &record.status.state {
         JobState::Finished(outcome) => outcome.describe(),
+        JobState::Pending(_) if record.status.is_waiting() => {
+            format!("not started ({})", waiting_text(&record.status.waiting_for))
+        }
         JobState::Pending(PendingReason::Manual) => "not started".into(),
         JobState::Pending(_) => "pending".into(),
         JobState::Running => "running".into(),
@@ -22,6 +27,56 @@ pub fn result_text(record: &JobRecord) -> String {
 /// `1m 30s` (humantime syntax, which the config parser reads back).
 pub fn config_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// A short duration for notices and markers: `400ms`, `3.2s`, `1m05s`.
+pub fn brief(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d < Duration::from_secs(60) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        clock(d)
+    }
+}
+
+/// `waiting for db (ready), migrate (succeeded)`.
+pub fn waiting_text(waiting: &[WaitingFor]) -> String {
+    let list: Vec<String> = waiting
+        .iter()
+        .map(|w| format!("{} ({})", w.name, w.condition.as_str()))
+        .collect();
+    format!("waiting for {}", list.join(", "))
+}
+
+/// The counts of a run's results, for the summary line: `3 succeeded, 1 failed (1 timed
+/// out), 2 stopped, 1 skipped` (stopped and skipped only when there are some).
+pub fn result_counts<'a>(statuses: impl IntoIterator<Item = &'a JobStatus>) -> String {
+    let (mut ok, mut failed, mut timed_out, mut stopped, mut skipped) = (0, 0, 0, 0, 0);
+    for status in statuses {
+        match status.result() {
+            Some(ResultClass::Succeeded) => ok += 1,
+            Some(ResultClass::Failed) => failed += 1,
+            Some(ResultClass::TimedOut) => {
+                failed += 1;
+                timed_out += 1;
+            }
+            Some(ResultClass::Stopped) => stopped += 1,
+            Some(ResultClass::Skipped) => skipped += 1,
+            None => {}
+        }
+    }
+    let mut out = format!("{ok} succeeded, {failed} failed");
+    if timed_out > 0 {
+        out.push_str(&format!(" ({timed_out} timed out)"));
+    }
+    if stopped > 0 {
+        out.push_str(&format!(", {stopped} stopped"));
+    }
+    if skipped > 0 {
+        out.push_str(&format!(", {skipped} skipped"));
+    }
+    out
 }
 
 /// A finished duration: hundredths below a minute.
@@ -123,6 +178,7 @@ pub fn limit_meaning(limit: usize) -> String {
 /// The STATE column of a job at `now`.
 pub fn job_state(status: &JobStatus, now: Instant) -> String {
     match &status.state {
+        JobState::Pending(_) if status.is_waiting() => waiting_text(&status.waiting_for),
         JobState::Pending(PendingReason::Manual) => "not started".into(),
         JobState::Pending(PendingReason::Queued) => "queued".into(),
         JobState::Pending(PendingReason::Backoff { until }) => {
@@ -139,7 +195,12 @@ pub fn job_state(status: &JobStatus, now: Instant) -> String {
                 format!("stopping {} that left its group", status.left_group)
             }
             None if status.stragglers => "running (orphans)".into(),
-            None => "running".into(),
+            None if status.stopping_after_dependents => "stopping after its dependents".into(),
+            None => match status.readiness {
+                Readiness::Immediate => "running".into(),
+                Readiness::Starting => "starting".into(),
+                Readiness::Ready { after } => format!("ready ({})", brief(after)),
+            },
         },
         JobState::Stopping {
             signal, kill_at, ..
@@ -188,6 +249,9 @@ pub fn outcome_state(outcome: &Outcome) -> String {
         Outcome::Killed { signal } => signal.as_str().to_string(),
         Outcome::TimedOut { .. } => "timed out".into(),
         Outcome::FailedToStart { .. } => "failed to start".into(),
+        Outcome::Stopped { .. } => "stopped".into(),
+        Outcome::Unhealthy { .. } => "unhealthy".into(),
+        Outcome::Skipped { .. } => "skipped".into(),
     }
 }
 

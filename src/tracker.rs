@@ -69,9 +69,10 @@ impl JobRecord {
         self.status.total_elapsed + current
     }
 
-    /// Did the latest finished run fail? (exit != 0, signal, timeout, failed to start)
+    /// Did the latest finished run fail? (exit != 0, signal, timeout, failed to start,
+    /// a probe; a stop or a skip is not a failure)
     pub fn failed(&self) -> bool {
-        self.status.outcome().is_some_and(|o| !o.is_success())
+        self.status.outcome().is_some_and(Outcome::is_failure)
     }
 }
 

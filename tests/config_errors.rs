@@ -159,7 +159,7 @@ fn valid_defaults_inherit_from_settings() {
     assert_eq!(inherits.grace, Duration::from_secs(90));
     assert_eq!(inherits.stop_signal, Signal::SIGINT);
     assert_eq!(inherits.restart, RestartPolicy::No);
-    assert_eq!(inherits.max_restarts, config::DEFAULT_MAX_RESTARTS);
+    assert_eq!(inherits.max_restarts, Some(config::DEFAULT_MAX_RESTARTS));
     assert!(inherits.autostart);
     assert_eq!(inherits.stdin, StdinSpec::Null);
     assert_eq!(inherits.timeout, None);
@@ -169,7 +169,7 @@ fn valid_defaults_inherit_from_settings() {
     assert_eq!(overrides.grace, Duration::from_millis(500));
     assert_eq!(overrides.stop_signal, Signal::SIGHUP);
     assert_eq!(overrides.restart, RestartPolicy::Always);
-    assert_eq!(overrides.max_restarts, 7);
+    assert_eq!(overrides.max_restarts, Some(7));
     assert!(!overrides.autostart);
 }
 

@@ -209,7 +209,10 @@ shell = "sleep 0.2; exit 7"
     let jobs = &result.report.jobs;
     assert_eq!(jobs[2].exit_code, Some(7));
     for job in &jobs[..2] {
-        assert_eq!(job.result, "killed", "{}", job.name);
+        // Stopped because another job failed: "stopped", not a failure of its own (it used
+        // to read as "killed").
+        assert_eq!(job.result, "stopped", "{}", job.name);
+        assert_eq!(job.status, "stopped", "{}", job.name);
         assert_eq!(job.signal.as_deref(), Some("SIGTERM"), "{}", job.name);
         assert!(
             job.elapsed_ms < 15_000,

@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Harness, SLOW, config_in, pgrep_count, sleep_arg, sleep_pattern, tempdir};
+use forkyard::config;
 use forkyard::supervisor::{
     Control, JobState, Outcome, PendingReason, StageState, StopReason, backoff_delay,
 };
@@ -148,12 +149,15 @@ grace = "1s"
         .ended_at
         .expect("ended")
         .duration_since(stop_sent);
+    // Stopped on purpose: "stopped", not a failure (it used to read as a SIGKILL failure).
     assert_eq!(
         outcome,
-        Outcome::Killed {
-            signal: Signal::SIGKILL
+        Outcome::Stopped {
+            signal: Some(Signal::SIGKILL),
+            code: None,
         }
     );
+    assert!(!outcome.is_failure());
     assert!(gone_after >= grace, "gone after {gone_after:?} < grace");
     assert!(
         gone_after < grace + GRACE_SLACK,
@@ -200,8 +204,9 @@ grace = "1200ms"
     // The shell itself obeyed SIGTERM; it decides the job's result.
     assert_eq!(
         outcome,
-        Outcome::Killed {
-            signal: Signal::SIGTERM
+        Outcome::Stopped {
+            signal: Some(Signal::SIGTERM),
+            code: None,
         }
     );
     assert!(gone_after >= grace, "gone after {gone_after:?} < grace");
@@ -243,12 +248,15 @@ grace = "60s"
     let sent = Instant::now();
     h.control("stubborn", Control::Kill);
     let outcome = h.wait_finished("stubborn", SLOW).await;
+    // Stopped on purpose: "stopped", not a failure (it used to read as a SIGKILL failure).
     assert_eq!(
         outcome,
-        Outcome::Killed {
-            signal: Signal::SIGKILL
+        Outcome::Stopped {
+            signal: Some(Signal::SIGKILL),
+            code: None,
         }
     );
+    assert!(!outcome.is_failure());
     assert!(sent.elapsed() < Duration::from_secs(15), "kill waited");
     assert_eq!(pgrep_count(&pattern), 0);
     h.shutdown().await;
@@ -386,14 +394,14 @@ max_restarts = 3
         .map(|w| w[1].0.duration_since(w[0].1))
         .collect();
     for (attempt, gap) in gaps.iter().enumerate() {
-        let backoff = backoff_delay(attempt as u32);
+        let backoff = backoff_delay(attempt as u32, config::DEFAULT_BACKOFF_MAX);
         assert!(
             *gap >= backoff,
             "gap {attempt} was {gap:?}, backoff {backoff:?}; gaps {gaps:?}"
         );
     }
     assert_eq!(
-        [0, 1, 2].map(backoff_delay),
+        [0, 1, 2].map(|attempt| backoff_delay(attempt, config::DEFAULT_BACKOFF_MAX)),
         [100, 200, 400].map(Duration::from_millis)
     );
     let backoffs = h
@@ -503,10 +511,12 @@ restart = "always"
         h.control(name, Control::Stop);
     }
     for name in ["onfail", "always"] {
+        // A user's stop is "stopped", not a failure (it used to read as SIGTERM).
         assert_eq!(
             h.wait_finished(name, SLOW).await,
-            Outcome::Killed {
-                signal: Signal::SIGTERM
+            Outcome::Stopped {
+                signal: Some(Signal::SIGTERM),
+                code: None,
             },
             "{name}"
         );
@@ -728,9 +738,11 @@ cmd = ["sleep", "{arg}"]
             ..
         }
     )));
+    // The run stopped for the restart is "stopped" (it used to read as a SIGTERM failure).
     assert!(h.history("svc").iter().any(|s| s.state
-        == JobState::Finished(Outcome::Killed {
-            signal: Signal::SIGTERM
+        == JobState::Finished(Outcome::Stopped {
+            signal: Some(Signal::SIGTERM),
+            code: None,
         })));
     common::wait_until_async(SLOW, "one sleep", || pgrep_count(&pattern) == 1).await;
     h.shutdown().await;
@@ -991,11 +1003,13 @@ grace = "100ms"
         );
         h.wait_notice("robbed", SLOW, "lost the exit status").await;
     } else {
-        // The supervisor's reaper won the race after all.
+        // The supervisor's reaper won the race after all. Killed on request: "stopped"
+        // (it used to read as a SIGKILL failure).
         assert_eq!(
             outcome,
-            Outcome::Killed {
-                signal: Signal::SIGKILL
+            Outcome::Stopped {
+                signal: Some(Signal::SIGKILL),
+                code: None,
             }
         );
     }

@@ -125,10 +125,12 @@ pipeline = [["sleep", "{arg}"], ["cat"], ["cat"]]
     }
     h.control("chain", Control::Stop);
     let outcome = h.wait_finished("chain", SLOW).await;
+    // Stopped by the user: "stopped", not a failure (it used to read as SIGTERM).
     assert_eq!(
         outcome,
-        Outcome::Killed {
-            signal: Signal::SIGTERM
+        Outcome::Stopped {
+            signal: Some(Signal::SIGTERM),
+            code: None,
         }
     );
     for stage in &h.status("chain").stages {

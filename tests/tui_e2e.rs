@@ -350,8 +350,9 @@ fn terminate_shows_sigterm_then_quit_confirms_and_cleans_up() {
     });
     t.wait_text("Ctrl-C: kill them now");
     let code = t.assert_clean_exit();
-    // hung was terminated before quitting: a failure.
-    assert_eq!(code, 1);
+    // hung was terminated before quitting, stubborn by the quit: stops, not failures (this
+    // used to count as a failure and exit 1).
+    assert_eq!(code, 0);
 }
 
 #[test]

@@ -118,6 +118,16 @@ impl Fixture {
             } => StageState::Killed(*s),
             Outcome::TimedOut { code, .. } => StageState::Exited(code.unwrap_or(0)),
             Outcome::FailedToStart { reason } => StageState::FailedToStart(reason.clone()),
+            Outcome::Stopped {
+                signal: Some(s), ..
+            }
+            | Outcome::Unhealthy {
+                signal: Some(s), ..
+            } => StageState::Killed(*s),
+            Outcome::Stopped { code, .. } | Outcome::Unhealthy { code, .. } => {
+                StageState::Exited(code.unwrap_or(0))
+            }
+            Outcome::Skipped { .. } => StageState::NotStarted,
         };
         for stage in &mut status.stages {
             stage.state = StageState::Exited(0);

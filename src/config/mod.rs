@@ -5,11 +5,13 @@
 //! that exists is runnable.
 
 mod error;
+pub mod graph;
 pub mod import;
 pub mod keys;
 pub mod lookup;
 mod parse;
 pub mod schema;
+mod services;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use nix::sys::signal::Signal;
 
 pub use error::{ConfigError, JobRef};
 pub use parse::{parse, resolve_path};
+pub use services::{Check, Condition, Dependency, HttpTarget, ProbeSpec};
 
 /// The demo compiled into the binary; runs when no config is given or found.
 pub const BUILTIN_DEMO: &str = include_str!("../../assets/demo.toml");
@@ -27,7 +30,13 @@ pub const BUILTIN_DEMO_NAME: &str = "<built-in demo>";
 
 pub const DEFAULT_SCROLLBACK: usize = 10_000;
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3);
+/// `max_restarts` when not set, for `restart = "on-failure"` (`"always"` has no limit).
 pub const DEFAULT_MAX_RESTARTS: u32 = 5;
+/// The longest restart backoff when `backoff_max` is not set.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a run must stay up for the backoff (and the `max_restarts` count) to start
+/// over, when `backoff_reset` is not set.
+pub const DEFAULT_BACKOFF_RESET: Duration = Duration::from_secs(10);
 
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +61,12 @@ pub struct Settings {
     /// Headless only: once this long has passed, every job still running is stopped as
     /// if its `timeout` had expired, and the run ends. The TUI ignores it.
     pub headless_timeout: Option<Duration>,
+    /// Headless only: the run ends when this job (an expanded name) has ended for good;
+    /// every other job is stopped and forkyard exits with that job's status.
+    pub exit_with: Option<String>,
+    /// Defaults for the jobs' `backoff_max` and `backoff_reset`.
+    pub backoff_max: Duration,
+    pub backoff_reset: Duration,
 }
 
 impl Default for Settings {
@@ -62,6 +77,9 @@ impl Default for Settings {
             stop_signal: Signal::SIGTERM,
             max_parallel: 0,
             headless_timeout: None,
+            exit_with: None,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            backoff_reset: DEFAULT_BACKOFF_RESET,
         }
     }
 }
@@ -79,9 +97,21 @@ pub struct JobSpec {
     pub stop_signal: Signal,
     pub grace: Duration,
     pub restart: RestartPolicy,
-    pub max_restarts: u32,
+    /// Restarts in a row the policy makes before it gives up; None: no limit. A run that
+    /// stayed up `backoff_reset` starts the count over.
+    pub max_restarts: Option<u32>,
+    /// The restart backoff doubles from 100 ms up to this.
+    pub backoff_max: Duration,
+    /// A run that stays up this long resets the backoff and the restart count.
+    pub backoff_reset: Duration,
     pub autostart: bool,
     pub pipefail: bool,
+    /// What must hold before the job starts (replicas already expanded, in config order).
+    pub depends_on: Vec<Dependency>,
+    /// When a running job counts as ready (None: as soon as it started).
+    pub ready: Option<ProbeSpec>,
+    /// Checked while the job runs; failing it stops the job (its policy may restart it).
+    pub alive: Option<ProbeSpec>,
 }
 
 impl JobSpec {
@@ -98,9 +128,14 @@ impl JobSpec {
             stop_signal: settings.stop_signal,
             grace: settings.grace,
             restart: RestartPolicy::No,
-            max_restarts: DEFAULT_MAX_RESTARTS,
+            max_restarts: Some(DEFAULT_MAX_RESTARTS),
+            backoff_max: settings.backoff_max,
+            backoff_reset: settings.backoff_reset,
             autostart: true,
             pipefail: false,
+            depends_on: Vec::new(),
+            ready: None,
+            alive: None,
         }
     }
 

@@ -22,6 +22,8 @@ use toml::Value;
 use toml::de::{DeTable, DeValue};
 
 use super::error::{ConfigError, JobRef};
+use super::services::{self, KeyError, RawDependsOn, RawProbe};
+
 // `env_file` and `${VAR}` expansion have their own file; it is a child of this module
 // so that it can read the spanned raw job and locate its errors like the rest.
 #[path = "env.rs"]
@@ -59,6 +61,10 @@ struct RawSettings {
     max_parallel: Option<Spanned<i64>>,
     headless_timeout: Option<Spanned<Value>>,
     env_file: Option<Spanned<Value>>,
+    // Service keys, read in `services.rs`.
+    exit_with: Option<Spanned<String>>,
+    backoff_max: Option<Spanned<Value>>,
+    backoff_reset: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +86,12 @@ struct RawJob {
     autostart: Option<Spanned<bool>>,
     pipefail: Option<Spanned<bool>>,
     env_file: Option<Spanned<Value>>,
+    // Service keys, read in `services.rs`.
+    depends_on: Option<Spanned<RawDependsOn>>,
+    ready: Option<Spanned<RawProbe>>,
+    alive: Option<Spanned<RawProbe>>,
+    backoff_max: Option<Spanned<Value>>,
+    backoff_reset: Option<Spanned<Value>>,
 }
 
 /// Parses and validates a config.
@@ -113,6 +125,7 @@ pub fn parse(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config
     }
 
     let mut jobs = Vec::new();
+    let mut written = Vec::new();
     // expanded name -> (line of the defining job's name, its written name, its replicas)
     let mut seen: HashMap<String, (usize, String, i64)> = HashMap::new();
     for (index, raw_job) in raw_jobs.iter().enumerate() {
@@ -152,8 +165,19 @@ pub fn parse(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config
                 (line, parsed.name.clone(), parsed.replicas),
             );
         }
+        written.push(super::graph::WrittenJob {
+            name: parsed.name.clone(),
+            first: jobs.len(),
+            count: parsed.specs.len(),
+            depends_on: parsed.depends_on,
+        });
         jobs.extend(parsed.specs);
     }
+    super::graph::resolve(&written, &mut jobs).map_err(|e| {
+        let job = written.get(e.job).map(|w| JobRef::Name(w.name.clone()));
+        cx.err(e.span, job, Some(e.key), e.message)
+    })?;
+    let settings = cx.exit_with(raw.settings.as_ref(), settings, &jobs)?;
 
     let keys = match &raw.keys {
         Some(keys) => super::keys::parse(keys, &|span, key, m| cx.err(span, None, Some(key), m))?,
@@ -190,6 +214,8 @@ struct ParsedJob {
     name_span: Range<usize>,
     replicas: i64,
     specs: Vec<JobSpec>,
+    /// `depends_on` as written, resolved once every job is known.
+    depends_on: Vec<services::WrittenDependency>,
 }
 
 /// Parsing context: the text (for line/column), its origin and the base folder.
@@ -390,7 +416,68 @@ impl Cx<'_> {
                     .map_err(|m| self.err(v.span(), None, key("headless_timeout"), m))?,
             );
         }
+        let located = |e: KeyError| self.err(e.span, None, Some(e.key), e.message);
+        settings.backoff_max = services::backoff(
+            &raw.backoff_max,
+            "settings.backoff_max",
+            settings.backoff_max,
+        )
+        .map_err(located)?;
+        settings.backoff_reset = services::backoff(
+            &raw.backoff_reset,
+            "settings.backoff_reset",
+            settings.backoff_reset,
+        )
+        .map_err(located)?;
         Ok(settings)
+    }
+
+    /// `settings.exit_with`: the (expanded) name of a job that starts by itself.
+    fn exit_with(
+        &self,
+        raw: Option<&Spanned<RawSettings>>,
+        mut settings: Settings,
+        jobs: &[JobSpec],
+    ) -> Result<Settings, ConfigError> {
+        let Some(v) = raw.and_then(|r| r.get_ref().exit_with.as_ref()) else {
+            return Ok(settings);
+        };
+        let key = Some("settings.exit_with".to_string());
+        let name = v.get_ref();
+        match jobs.iter().find(|j| j.name == *name) {
+            None => {
+                let replicas = jobs
+                    .iter()
+                    .filter(|j| {
+                        j.name
+                            .strip_prefix(name.as_str())
+                            .is_some_and(|r| r.starts_with('.'))
+                    })
+                    .count();
+                let message = if replicas > 0 {
+                    format!("{name:?} has {replicas} replicas: name one of them, e.g. \"{name}.1\"")
+                } else {
+                    let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+                    match closest(name, &names) {
+                        Some(near) => format!("unknown job {name:?} (did you mean {near:?}?)"),
+                        None => format!("unknown job {name:?}"),
+                    }
+                };
+                Err(self.err(v.span(), None, key, message))
+            }
+            Some(job) if !job.autostart => Err(self.err(
+                v.span(),
+                None,
+                key,
+                format!(
+                    "job {name:?} has autostart = false, so a headless run would never start it"
+                ),
+            )),
+            Some(_) => {
+                settings.exit_with = Some(name.clone());
+                Ok(settings)
+            }
+        }
     }
 
     fn job(
@@ -507,10 +594,34 @@ impl Cx<'_> {
             Some(v) => {
                 let n = int_in(v, 0, i64::from(u32::MAX))
                     .map_err(|m| fail(v.span(), "max_restarts", m))?;
-                u32::try_from(n).unwrap_or(u32::MAX)
+                Some(u32::try_from(n).unwrap_or(u32::MAX))
             }
-            None => DEFAULT_MAX_RESTARTS,
+            // `always` means always; a batch job that keeps failing gives up.
+            None if restart == RestartPolicy::Always => None,
+            None => Some(DEFAULT_MAX_RESTARTS),
         };
+        let located = |e: KeyError| fail(e.span, &e.key, e.message);
+        let depends_on = match &raw.depends_on {
+            Some(v) => services::depends_on(v.get_ref()).map_err(located)?,
+            None => Vec::new(),
+        };
+        let ready = raw
+            .ready
+            .as_ref()
+            .map(|v| services::probe(v, false))
+            .transpose()
+            .map_err(located)?;
+        let alive = raw
+            .alive
+            .as_ref()
+            .map(|v| services::probe(v, true))
+            .transpose()
+            .map_err(located)?;
+        let backoff_max = services::backoff(&raw.backoff_max, "backoff_max", settings.backoff_max)
+            .map_err(located)?;
+        let backoff_reset =
+            services::backoff(&raw.backoff_reset, "backoff_reset", settings.backoff_reset)
+                .map_err(located)?;
         let replicas = match &raw.replicas {
             Some(v) => replicas_value(v).map_err(|m| fail(v.span(), "replicas", m))?,
             None => 1,
@@ -529,8 +640,14 @@ impl Cx<'_> {
             grace,
             restart,
             max_restarts,
+            backoff_max,
+            backoff_reset,
             autostart,
             pipefail,
+            // Resolved by `graph::resolve` once every job is known.
+            depends_on: Vec::new(),
+            ready,
+            alive,
         };
         self.env_and_expansion(raw, &mut template, shared_env)?;
         let specs = if replicas == 1 {
@@ -548,6 +665,7 @@ impl Cx<'_> {
             name_span: name_v.span(),
             replicas,
             specs,
+            depends_on,
         })
     }
 
@@ -731,7 +849,7 @@ fn check_shell(script: &str) -> Result<(), String> {
     }
 }
 
-fn int_in(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
+pub(super) fn int_in(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
     let n = *v.get_ref();
     if n < min {
         Err(if min == 0 {
@@ -783,7 +901,7 @@ fn to_usize(n: i64) -> usize {
 }
 
 /// A humantime duration string; `allow_zero` for grace periods, not for timeouts.
-fn duration(v: &Spanned<Value>, allow_zero: bool) -> Result<Duration, String> {
+pub(super) fn duration(v: &Spanned<Value>, allow_zero: bool) -> Result<Duration, String> {
     let Value::String(s) = v.get_ref() else {
         return Err(format!(
             "expected a duration string ({DURATION_EXAMPLES}), got {} {}",
@@ -1089,7 +1207,7 @@ pipefail = true
         assert_eq!(j.stop_signal, Signal::SIGKILL);
         assert_eq!(j.grace, Duration::ZERO);
         assert_eq!(j.restart, RestartPolicy::OnFailure);
-        assert_eq!(j.max_restarts, 0);
+        assert_eq!(j.max_restarts, Some(0));
         assert!(!j.autostart);
         assert!(j.pipefail);
     }

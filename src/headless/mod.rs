@@ -45,14 +45,17 @@ pub struct HeadlessOptions {
     pub no_summary: bool,
     /// No per-job lines on stderr (used by `--compare`).
     pub quiet: bool,
+    /// `--exit-with NAME`: overrides `settings.exit_with`.
+    pub exit_with: Option<String>,
 }
 
 /// The result of a headless run.
 pub struct RunResult {
     pub tracker: Tracker,
     pub report: report::Report,
-    /// 0 all succeeded, 1 any failed, 128+N when stopped by signal N, 141/129/1 when
-    /// stdout failed (see [`stdio::exit_status`]).
+    /// 0 when nothing failed (stops and skips are not failures), 1 any failed, 128+N
+    /// when stopped by signal N, 141/129/1 when stdout failed (see
+    /// [`stdio::exit_status`]); with `exit_with`, that job's status.
     pub exit_code: i32,
 }
 
@@ -123,6 +126,20 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         .context("cannot start the output thread")?;
 
     let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
+    let exit_with = match options
+        .exit_with
+        .as_ref()
+        .or(config.settings.exit_with.as_ref())
+    {
+        Some(name) => Some(
+            config
+                .jobs
+                .iter()
+                .position(|j| j.name == *name)
+                .ok_or_else(|| anyhow::anyhow!("--exit-with: no job named {:?}", name))?,
+        ),
+        None => None,
+    };
     let (supervisor, mut events) = Supervisor::start(
         config,
         SupervisorOptions {
@@ -143,8 +160,26 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
     let mut cut: Option<Cut> = None;
     let mut printer_alive = true;
     let mut stopped_others = false;
+    // The status to exit with, once the `exit_with` job has ended.
+    let mut ended_with: Option<i32> = None;
 
     while !tracker.all_settled() {
+        if let Some(id) = exit_with
+            && tracker.jobs[id].status.is_settled()
+        {
+            let record = &tracker.jobs[id];
+            ended_with = Some(match record.status.outcome() {
+                Some(outcome) => outcome.exit_status(),
+                // Never started (it waits on jobs that need a command).
+                None => 1,
+            });
+            say!(
+                "{} ended ({}): stopping the other jobs (exit_with)",
+                visible_inline(&record.name),
+                visible_inline(&fmt::result_text(record))
+            );
+            break;
+        }
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
@@ -269,10 +304,27 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
             cut.get_or_insert(Cut::Output(stdio::exit_status(&err, "the summary")));
         }
     }
+    if let Some(id) = exit_with
+        && ended_with.is_none()
+        && cut.is_none()
+    {
+        // Everything settled at once, the `exit_with` job with it.
+        ended_with = Some(
+            tracker.jobs[id]
+                .status
+                .outcome()
+                .map_or(1, |outcome| outcome.exit_status()),
+        );
+    }
     let exit_code = match cut {
         Some(Cut::Signal(signal)) => exit_code(Some(signal), tracker.any_failed()),
         Some(Cut::Output(code)) => code,
-        None => exit_code(None, tracker.any_failed()),
+        None => match ended_with {
+            // A stopped `exit_with` job (another one failed) says nothing itself.
+            Some(0) if tracker.jobs.iter().any(|j| j.failed()) => 1,
+            Some(status) => status,
+            None => exit_code(None, tracker.any_failed()),
+        },
     };
     Ok(RunResult {
         tracker,
@@ -305,11 +357,12 @@ fn expire_all(tracker: &Tracker, controller: &Controller, after: Duration) {
     }
 }
 
-/// A run failed and the job will not be restarted by its policy.
+/// A run failed and the job will not be restarted by its policy (a stop or a skip is not
+/// a failure).
 fn failed_for_good(event: &Event) -> bool {
     matches!(event, Event::Job { status, .. }
         if !status.restart_pending
-            && matches!(&status.state, JobState::Finished(outcome) if !outcome.is_success()))
+            && matches!(&status.state, JobState::Finished(outcome) if outcome.is_failure()))
 }
 
 /// One line on stderr per notable change, so CI logs show what happened and when. Text

@@ -172,8 +172,10 @@ impl<W: Write> Printer<W> {
         let padded = format!("{label:<width$}", width = self.width);
         if self.style.color {
             let colour = PALETTE[job % PALETTE.len()];
+            // stderr is tinted, not alarm-red: red is for failures, and many programs
+            // log everything there.
             let mark_colour = if stream == Stream::Stderr {
-                "31"
+                "90"
             } else {
                 colour
             };

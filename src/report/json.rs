@@ -28,11 +28,18 @@ pub struct Report {
 #[derive(Debug, Serialize)]
 pub struct JobReport {
     pub name: String,
-    /// exited | killed | timed_out | failed_to_start | not_started
+    /// How it ended: exited | killed | timed_out | failed_to_start | stopped | unhealthy |
+    /// skipped, or not_started | running
     pub result: String,
+    /// What that amounts to: succeeded | failed | timed_out | stopped | skipped, or
+    /// not_started | running. Only failed and timed_out make the run fail.
+    pub status: String,
     pub exit_code: Option<i32>,
     pub signal: Option<String>,
+    /// Why it failed to start, was unhealthy, was skipped, or still waits.
     pub reason: Option<String>,
+    /// How long its last run took to become ready (its `ready` probe passed).
+    pub ready_ms: Option<u64>,
     pub elapsed_ms: u64,
     pub cpu_ms: u64,
     /// Time the job's processes were runnable but waiting for a CPU.
@@ -76,24 +83,35 @@ pub fn build(
                     outcome.kind().to_string(),
                     outcome.exit_code(),
                     outcome.signal().map(|s| s.as_str().to_string()),
-                    match outcome {
-                        crate::supervisor::Outcome::FailedToStart { reason } => {
-                            Some(reason.clone())
-                        }
-                        _ => None,
-                    },
+                    outcome.reason().map(str::to_string),
+                ),
+                JobState::Pending(_) if job.status.is_waiting() => (
+                    "not_started".into(),
+                    None,
+                    None,
+                    Some(crate::fmt::waiting_text(&job.status.waiting_for)),
                 ),
                 JobState::Pending(PendingReason::Manual) => {
                     ("not_started".into(), None, None, None)
                 }
                 _ => ("running".into(), None, None, None),
             };
+            let status = match job.status.result() {
+                Some(class) => class.as_str().to_string(),
+                None => result.clone(),
+            };
+            let ready_ms = match job.status.readiness {
+                crate::supervisor::Readiness::Ready { after } => Some(ms(after)),
+                _ => None,
+            };
             JobReport {
                 name: job.name.clone(),
                 result,
+                status,
                 exit_code,
                 signal,
                 reason,
+                ready_ms,
                 elapsed_ms: ms(job.elapsed(now)),
                 cpu_ms: ms(job.cpu_time()),
                 cpu_wait_ms: ms(job.cpu_wait()),

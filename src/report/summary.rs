@@ -60,16 +60,11 @@ pub fn render(tracker: &Tracker, dropped: Option<&[u64]>, now: Instant) -> Strin
         out.push_str(text.trim_end());
         out.push('\n');
     };
-    let ok = tracker
-        .jobs
-        .iter()
-        .filter(|j| j.status.outcome().is_some_and(|o| o.is_success()))
-        .count();
-    let failed = tracker.jobs.iter().filter(|j| j.failed()).count();
     let _ = writeln!(
         out,
-        "\nforkyard summary: {} jobs, {ok} succeeded, {failed} failed",
-        tracker.jobs.len()
+        "\nforkyard summary: {} jobs, {}",
+        tracker.jobs.len(),
+        fmt::result_counts(tracker.jobs.iter().map(|j| &j.status))
     );
     line(&mut out, headers);
     for row in &rows {

@@ -108,6 +108,39 @@ pub struct DrainTarget {
     pub count_only: bool,
     pub tee: Option<OutputTee>,
     pub activity: Option<Arc<Notify>>,
+    /// The job's `log` probes read every line here (headless keeps no buffer to search).
+    pub log: Option<Arc<super::probe::LogWatch>>,
+}
+
+impl DrainTarget {
+    /// A line of forkyard's own in the job's output (a restart marker), where the job's
+    /// lines go: the buffer (unless it only counts) and the tee.
+    pub async fn marker(&self, text: &str) {
+        if !self.count_only {
+            crate::output::lock(&self.buffer).push_line(
+                0,
+                Stream::Stdout,
+                Instant::now(),
+                text.as_bytes(),
+            );
+        }
+        if let Some(activity) = &self.activity {
+            activity.notify_one();
+        }
+        if let Some(tee) = &self.tee {
+            let mut data = Vec::with_capacity(text.len() + 1);
+            data.extend_from_slice(text.as_bytes());
+            data.push(b'\n');
+            if let Some(slot) = tee.reserve().await {
+                slot.send(OutputChunk {
+                    job: self.job,
+                    stage: 0,
+                    stream: Stream::Stdout,
+                    data: Bytes::from(data),
+                });
+            }
+        }
+    }
 }
 
 /// Reads until EOF; returns the number of bytes read.
@@ -164,6 +197,9 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
         total += read as u64;
         let filled = read == buf.len();
         let chunk = &buf[..read];
+        if let Some(log) = &target.log {
+            log.feed(stage, stream, chunk);
+        }
         {
             let mut buffer = crate::output::lock(&target.buffer);
             if target.count_only {
@@ -208,6 +244,9 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
 
 /// Flushes the stream's last partial line and tells the tee the stream ended.
 async fn finish(target: &DrainTarget, stage: usize, stream: Stream) {
+    if let Some(log) = &target.log {
+        log.finish(stage, stream);
+    }
     crate::output::lock(&target.buffer).finish_stream(stage, stream, Instant::now());
     if let Some(activity) = &target.activity {
         activity.notify_one();

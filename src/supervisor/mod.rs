@@ -6,8 +6,10 @@
 //! The TUI and the headless runner drive the same supervisor through [`Control`]s.
 
 pub mod contain;
+mod deps;
 mod drain;
 mod job;
+mod probe;
 pub mod procfs;
 mod reaper;
 mod sampler;
@@ -33,7 +35,7 @@ pub use drain::{OutputChunk, OutputTee, TeeHandle};
 pub use job::{Control, backoff_delay};
 pub use status::{
     Event, JobId, JobState, JobStatus, Level, MachineSample, Notice, Outcome, Pause, PendingReason,
-    Sample, StageState, StageStatus, StopReason,
+    Readiness, ResultClass, Sample, StageState, StageStatus, StopReason, WaitingFor,
 };
 pub use tree::{ProcState, ProcessAction, ProcessRow, Reach, Tree};
 
@@ -128,9 +130,28 @@ impl Supervisor {
         );
         let sample_soon = Arc::new(Notify::new());
 
+        // The dependency graph, and a gate per job through which it answers.
+        let mut gates = Vec::with_capacity(config.jobs.len());
+        let mut gate_receivers = Vec::with_capacity(config.jobs.len());
+        for _ in &config.jobs {
+            let (tx, rx) = mpsc::unbounded_channel();
+            gates.push(tx);
+            gate_receivers.push(rx);
+        }
+        let graph = Arc::new(deps::Graph::new(
+            config.jobs.iter().map(|j| j.depends_on.clone()).collect(),
+            config
+                .jobs
+                .iter()
+                .map(|j| deps::View::initial(j.autostart))
+                .collect(),
+            gates,
+            slots.clone(),
+        ));
+
         let mut tasks = JoinSet::new();
         let mut jobs = Vec::with_capacity(config.jobs.len());
-        for (id, spec) in config.jobs.iter().enumerate() {
+        for ((id, spec), gate) in config.jobs.iter().enumerate().zip(gate_receivers) {
             let mut spec = spec.clone();
             spec.env.insert(SUPERVISOR_ENV.to_string(), token.clone());
             let buffer: SharedBuffer = Arc::new(Mutex::new(OutputBuffer::new(
@@ -143,7 +164,18 @@ impl Supervisor {
                 JobState::Pending(PendingReason::Manual)
             };
             let argvs = spec.stages().iter().map(|s| s.argv()).collect();
-            let initial = JobStatus::new(initial_state, argvs);
+            let mut initial = JobStatus::new(initial_state, argvs);
+            if spec.autostart {
+                // Until the graph says otherwise, it waits for all of them.
+                initial.waiting_for = spec
+                    .depends_on
+                    .iter()
+                    .map(|d| WaitingFor {
+                        name: d.name.clone(),
+                        condition: d.condition,
+                    })
+                    .collect();
+            }
             let (controls_tx, controls_rx) = mpsc::unbounded_channel();
             let task = JobTask {
                 id,
@@ -154,9 +186,10 @@ impl Supervisor {
                 reaper: reaper.clone(),
                 slots: slots.clone(),
                 // In config order, before any task runs: `-j` serves them in this order.
+                // A job with dependencies gets its place when they allow its start.
                 first_request: slots
                     .as_ref()
-                    .filter(|_| spec.autostart)
+                    .filter(|_| spec.autostart && spec.depends_on.is_empty())
                     .map(slots::Slots::request),
                 drain_target: Arc::new(DrainTarget {
                     job: id,
@@ -164,9 +197,13 @@ impl Supervisor {
                     count_only: options.discard_output,
                     tee: options.tee.clone(),
                     activity: options.activity.clone(),
+                    log: probe::LogWatch::for_job(&spec),
                 }),
                 live: live.clone(),
                 sample_soon: sample_soon.clone(),
+                graph: graph.clone(),
+                gate,
+                started_at,
             };
             tasks.spawn(task.run());
             jobs.push(JobHandle {
@@ -249,8 +286,9 @@ impl Supervisor {
         }
     }
 
-    /// Stops every running job in parallel (stop signal, SIGKILL after each job's grace),
-    /// waits until every process group is gone and reaped, then kills any descendant that
+    /// Stops every running job (stop signal, SIGKILL after each job's grace), jobs that
+    /// others depend on only once those have stopped, everything else in parallel; waits
+    /// until every process group is gone and reaped, then kills any descendant that
     /// escaped its group. Nothing forkyard started is left running afterwards.
     pub async fn shutdown(mut self) {
         self.control_all(Control::Shutdown);
@@ -326,6 +364,7 @@ pub fn own_all_children() {
 pub fn install_panic_cleanup() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        hold_stdout(std::time::Duration::from_millis(100));
         previous(info);
         reaper::kill_all_live_groups();
         if let Some(base) = contain::initialized().and_then(contain::Containment::base) {
@@ -334,6 +373,26 @@ pub fn install_panic_cleanup() {
         }
         std::process::exit(101);
     }));
+}
+
+/// From a panic to the exit, nothing else reaches stdout: a TUI thread still running
+/// would draw its next frame over the restored screen and the panic message (the jobs'
+/// deaths wake it up). The lock is taken and kept by a thread of its own, waited for at
+/// most `wait`, so a stdout blocked on a full pipe cannot hold the cleanup up.
+fn hold_stdout(wait: std::time::Duration) {
+    let (taken, is_taken) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("forkyard-exit".into())
+        .spawn(move || {
+            let _stdout = std::io::stdout().lock();
+            let _ = taken.send(());
+            loop {
+                std::thread::park();
+            }
+        });
+    if spawned.is_ok() {
+        let _ = is_taken.recv_timeout(wait);
+    }
 }
 
 /// Sends controls to jobs; cheap to clone.

@@ -76,7 +76,17 @@ pub fn spawn_run(spec: &JobSpec, reaper: &Reaper, cgroup_procs: Option<RawFd>) -
     for (index, stage) in stages.iter().enumerate() {
         let argv = stage.argv();
         let is_last = index + 1 == count;
-        let mut command = Command::new(program_path(&argv[0], spec.env.get("PATH")));
+        let program = program_path(&argv[0], spec.env.get("PATH"));
+        if is_missing(&argv[0], &program, spec.env.get("PATH")) {
+            // Said without spawning: a failed `exec` makes `Command::spawn` wait for the
+            // child itself, and a reaper that owns every child may have taken it first
+            // (std then panics). Its successor reads end-of-file, as from a dead stage.
+            run.stages
+                .push(Err(format!("command not found: {}", argv[0])));
+            next_stdin = None;
+            continue;
+        }
+        let mut command = Command::new(program);
         command
             .arg0(&argv[0])
             .args(&argv[1..])
@@ -162,7 +172,7 @@ enum Registration<'a> {
 /// that has gone away is looked up again. Anything unusual (a `/` in the name, a
 /// relative `PATH` entry, which depends on the job's `cwd`, or no match) is left to
 /// `Command`, so errors read as before.
-fn program_path(program: &str, job_path: Option<&String>) -> PathBuf {
+pub(super) fn program_path(program: &str, job_path: Option<&String>) -> PathBuf {
     type Cache = Mutex<HashMap<(String, OsString), PathBuf>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     if program.contains('/') || program.is_empty() {
@@ -205,6 +215,18 @@ fn program_path(program: &str, job_path: Option<&String>) -> PathBuf {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .insert(key, found.clone());
     found
+}
+
+/// A program named without a `/` that `program_path` did not find on a `PATH` of only
+/// absolute folders (a relative entry is left to `Command`): it is not there.
+pub(super) fn is_missing(program: &str, found: &Path, job_path: Option<&String>) -> bool {
+    if program.contains('/') || program.is_empty() || found.is_absolute() {
+        return false;
+    }
+    let path_var = job_path
+        .map(OsString::from)
+        .or_else(|| std::env::var_os("PATH"));
+    path_var.is_some_and(|var| std::env::split_paths(&var).all(|dir| dir.is_absolute()))
 }
 
 fn is_executable(path: &Path) -> bool {

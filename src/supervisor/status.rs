@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::config::Condition;
+
 /// Index of a job in the supervisor's job list (stable for the run).
 pub type JobId = usize;
 
@@ -39,6 +41,20 @@ pub enum StopReason {
     /// The run's own deadline (`settings.headless_timeout`) passed: the result is "timed
     /// out", and the restart policy does not start it again.
     Expired,
+    /// Its `ready` probe gave up (`retries`, or a `log` probe's `timeout`): a failure, so
+    /// the restart policy decides.
+    NotReady,
+    /// Its `alive` probe failed `failures` times in a row: a failure, so the restart
+    /// policy decides.
+    NotAlive,
+}
+
+impl StopReason {
+    /// Whether a run stopped for this reason is a failure of the job (else it was
+    /// stopped on purpose, or for a deadline, which has its own result).
+    pub fn is_probe_failure(self) -> bool {
+        matches!(self, StopReason::NotReady | StopReason::NotAlive)
+    }
 }
 
 /// The life of a job: pending -> running -> stopping -> finished.
@@ -72,27 +88,100 @@ pub enum Outcome {
     FailedToStart {
         reason: String,
     },
+    /// Stopped on purpose: by the user, by quit or a signal to forkyard, by the shutdown
+    /// of the run (`exit_with`), because another job failed (`--kill-others-on-fail`).
+    /// Not a failure. `signal`/`code` say how it ended.
+    Stopped {
+        signal: Option<Signal>,
+        code: Option<i32>,
+    },
+    /// forkyard stopped it because a probe failed (`reason`: never ready, not alive). A
+    /// failure.
+    Unhealthy {
+        signal: Option<Signal>,
+        code: Option<i32>,
+        reason: String,
+    },
+    /// Never started: a dependency can no longer satisfy its condition (`reason`, e.g.
+    /// `db failed (exit 1)`). Not a failure of its own.
+    Skipped {
+        reason: String,
+    },
+}
+
+/// What a result amounts to, for counts, colours and the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResultClass {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Stopped,
+    Skipped,
+}
+
+impl ResultClass {
+    /// Whether it makes the run fail (exit status 1).
+    pub fn is_failure(self) -> bool {
+        matches!(self, ResultClass::Failed | ResultClass::TimedOut)
+    }
+
+    /// The machine name in reports: succeeded | failed | timed_out | stopped | skipped.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultClass::Succeeded => "succeeded",
+            ResultClass::Failed => "failed",
+            ResultClass::TimedOut => "timed_out",
+            ResultClass::Stopped => "stopped",
+            ResultClass::Skipped => "skipped",
+        }
+    }
 }
 
 impl Outcome {
+    /// Exit status 0 (a stop or a skip is not a success, nor a failure: see [`Outcome::class`]).
     pub fn is_success(&self) -> bool {
         matches!(self, Outcome::Exited { code: 0 })
     }
 
-    /// The stable machine name used in reports: exited | killed | timed_out | failed_to_start.
+    pub fn class(&self) -> ResultClass {
+        match self {
+            Outcome::Exited { code: 0 } => ResultClass::Succeeded,
+            Outcome::Exited { .. }
+            | Outcome::Killed { .. }
+            | Outcome::FailedToStart { .. }
+            | Outcome::Unhealthy { .. } => ResultClass::Failed,
+            Outcome::TimedOut { .. } => ResultClass::TimedOut,
+            Outcome::Stopped { .. } => ResultClass::Stopped,
+            Outcome::Skipped { .. } => ResultClass::Skipped,
+        }
+    }
+
+    /// A failure of the job itself (exit != 0, signal, timeout, failed to start, a probe);
+    /// a stop or a skip is not one.
+    pub fn is_failure(&self) -> bool {
+        self.class().is_failure()
+    }
+
+    /// The stable machine name used in reports: exited | killed | timed_out |
+    /// failed_to_start | stopped | unhealthy | skipped.
     pub fn kind(&self) -> &'static str {
         match self {
             Outcome::Exited { .. } => "exited",
             Outcome::Killed { .. } => "killed",
             Outcome::TimedOut { .. } => "timed_out",
             Outcome::FailedToStart { .. } => "failed_to_start",
+            Outcome::Stopped { .. } => "stopped",
+            Outcome::Unhealthy { .. } => "unhealthy",
+            Outcome::Skipped { .. } => "skipped",
         }
     }
 
     pub fn exit_code(&self) -> Option<i32> {
         match self {
             Outcome::Exited { code } => Some(*code),
-            Outcome::TimedOut { code, .. } => *code,
+            Outcome::TimedOut { code, .. }
+            | Outcome::Stopped { code, .. }
+            | Outcome::Unhealthy { code, .. } => *code,
             _ => None,
         }
     }
@@ -100,8 +189,44 @@ impl Outcome {
     pub fn signal(&self) -> Option<Signal> {
         match self {
             Outcome::Killed { signal } => Some(*signal),
-            Outcome::TimedOut { signal, .. } => *signal,
+            Outcome::TimedOut { signal, .. }
+            | Outcome::Stopped { signal, .. }
+            | Outcome::Unhealthy { signal, .. } => *signal,
             _ => None,
+        }
+    }
+
+    /// Why, for results that have a reason (failed to start, unhealthy, skipped).
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::FailedToStart { reason }
+            | Outcome::Unhealthy { reason, .. }
+            | Outcome::Skipped { reason } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The status a run ending like this gives a process that exits with it
+    /// (`exit_with`): the code, 128 + signal, 124 for a timeout (as `timeout(1)`), 127
+    /// when it could not start (as a shell), 1 when it was skipped, 0 when stopped.
+    pub fn exit_status(&self) -> i32 {
+        let how = |signal: &Option<Signal>, code: &Option<i32>, otherwise: i32| match (signal, code)
+        {
+            (Some(signal), _) => 128 + *signal as i32,
+            (None, Some(code)) => *code,
+            (None, None) => otherwise,
+        };
+        match self {
+            Outcome::Exited { code } => *code,
+            Outcome::Killed { signal } => 128 + *signal as i32,
+            Outcome::TimedOut { .. } => 124,
+            Outcome::FailedToStart { .. } => 127,
+            Outcome::Unhealthy { signal, code, .. } => match how(signal, code, 1) {
+                0 => 1,
+                status => status,
+            },
+            Outcome::Stopped { .. } => 0,
+            Outcome::Skipped { .. } => 1,
         }
     }
 
@@ -119,8 +244,37 @@ impl Outcome {
             } => format!("timed out (exit {code})"),
             Outcome::TimedOut { .. } => "timed out".to_string(),
             Outcome::FailedToStart { reason } => format!("failed to start: {reason}"),
+            Outcome::Stopped {
+                signal: Some(signal),
+                ..
+            } => format!("stopped ({})", signal.as_str()),
+            Outcome::Stopped {
+                code: Some(code), ..
+            } => format!("stopped (exit {code})"),
+            Outcome::Stopped { .. } => "stopped".to_string(),
+            Outcome::Unhealthy { reason, .. } => format!("failed: {reason}"),
+            Outcome::Skipped { reason } => format!("skipped: {reason}"),
         }
     }
+}
+
+/// Whether a running job is ready (see the `ready` probe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Readiness {
+    /// No `ready` probe: ready as soon as it started (or not running).
+    #[default]
+    Immediate,
+    /// Running; its `ready` probe has not passed yet.
+    Starting,
+    /// Its `ready` probe passed this long after the run started.
+    Ready { after: Duration },
+}
+
+/// A dependency a waiting job still waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingFor {
+    pub name: String,
+    pub condition: Condition,
 }
 
 /// How one process of a job ended (or why it never ran).
@@ -198,6 +352,17 @@ pub struct JobStatus {
     pub total_cpu_wait: Duration,
     /// Runs started so far (1 + restarts once it ran).
     pub runs: u32,
+    /// While it waits for dependencies (state `Pending`), the ones not satisfied yet, in
+    /// config order. A job waiting only on jobs that will not start without a command is
+    /// shown as `Pending(Manual)` (settled) with this list.
+    pub waiting_for: Vec<WaitingFor>,
+    /// Of the current or last run.
+    pub readiness: Readiness,
+    /// The latest failed check of a probe of the current run, cleared when one passes.
+    pub probe_failure: Option<String>,
+    /// forkyard shuts down and this job keeps running until the jobs that depend on it
+    /// have stopped.
+    pub stopping_after_dependents: bool,
 }
 
 impl JobStatus {
@@ -229,7 +394,21 @@ impl JobStatus {
             total_cpu: Duration::ZERO,
             total_cpu_wait: Duration::ZERO,
             runs: 0,
+            waiting_for: Vec::new(),
+            readiness: Readiness::Immediate,
+            probe_failure: None,
+            stopping_after_dependents: false,
         }
+    }
+
+    /// Waiting for dependencies (not settled unless it waits on jobs that need a command).
+    pub fn is_waiting(&self) -> bool {
+        !self.waiting_for.is_empty() && matches!(self.state, JobState::Pending(_))
+    }
+
+    /// The result of a finished job, as a class.
+    pub fn result(&self) -> Option<ResultClass> {
+        self.outcome().map(Outcome::class)
     }
 
     /// Nothing more will happen to this job without a command: it finished (and will not
@@ -313,6 +492,9 @@ pub struct MachineSample {
 }
 
 /// What the supervisor sends to its consumer (TUI or headless runner).
+// Most events are status snapshots, the largest variant: boxing them would cost an
+// allocation per change to save a little queue space on the others.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A job changed; the snapshot is complete.

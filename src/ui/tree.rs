@@ -137,9 +137,27 @@ pub fn draw(
     // Column titles.
     let mut x = area.x;
     for column in COLUMNS {
-        x = put(buf, x, area.y, right, column.title, column.width, column.right, theme::TITLES);
+        x = put(
+            buf,
+            x,
+            area.y,
+            right,
+            column.title,
+            column.width,
+            column.right,
+            theme::TITLES,
+        );
     }
-    put(buf, x, area.y, right, "COMMAND", usize::MAX, false, theme::TITLES);
+    put(
+        buf,
+        x,
+        area.y,
+        right,
+        "COMMAND",
+        usize::MAX,
+        false,
+        theme::TITLES,
+    );
     let Some(tree) = tree else {
         let y = area.y + 1;
         if y < area.y + area.height {
@@ -182,7 +200,16 @@ pub fn draw(
             } else {
                 style
             };
-            x = put(buf, x, y, right, &text, column.width, column.right, cell_style);
+            x = put(
+                buf,
+                x,
+                y,
+                right,
+                &text,
+                column.width,
+                column.right,
+                cell_style,
+            );
         }
         let mut command = format!("{}{}", "  ".repeat(row.depth.min(20)), row.cmdline);
         if row.left_group {

@@ -1,10 +1,11 @@
 //! One task per job: it owns the job's status, drives its [`State`] machine, and carries
 //! out what each transition asks for.
 //!
-//! [`state`] decides (pure: every control in every state, deadlines, the end of a run);
-//! [`run`] follows one run's processes to their end; this module connects the two to the
-//! outside: controls in, status snapshots and notices out as events, slots under
-//! `max_parallel`, the live tree the sampler reads.
+//! [`state`] decides (pure: every control in every state, deadlines, the end of a run,
+//! dependencies, probes); [`run`] follows one run's processes to their end; this module
+//! connects the two to the outside: controls in, status snapshots and notices out as
+//! events, the dependency graph ([`super::deps`]), the run's probes
+//! ([`super::probe`]), slots under `max_parallel`, the live tree the sampler reads.
 
 mod run;
 pub mod state;
@@ -23,17 +24,19 @@ use tokio::time::sleep_until;
 use crate::config::JobSpec;
 
 use super::contain;
+use super::deps::{Gate, Graph, Phase, View};
 use super::drain::{DrainTarget, drain};
+use super::probe::{ProbeEvent, ProbeRun};
 use super::reaper::{ExitHow, ExitInfo, Reaper};
 use super::slots::{Permit, Request, Slots};
 use super::spawn::spawn_run;
 use super::status::{
-    Event, JobId, JobState, JobStatus, Level, Notice, Outcome, PendingReason, StageState,
-    StopReason,
+    Event, JobId, JobState, JobStatus, Level, Notice, Outcome, PendingReason, Readiness,
+    StageState, StopReason,
 };
 
 pub use state::{Control, backoff_delay};
-use state::{Effect, Facts, State, Transition};
+use state::{DepsVerdict, Effect, Facts, State, Transition};
 
 /// Live processes of running jobs, read by the sampler.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +68,25 @@ pub struct JobTask {
     pub live: LiveTrees,
     /// Asks the sampler for an early sample, so short jobs are measured too.
     pub sample_soon: Arc<tokio::sync::Notify>,
+    /// The dependencies between the jobs of this supervisor.
+    pub graph: Arc<Graph>,
+    /// What the graph tells this job (see [`Gate`]).
+    pub gate: mpsc::UnboundedReceiver<Gate>,
+    /// The supervisor's start: liveness checks tick on its grid.
+    pub started_at: Instant,
+}
+
+/// The probes of the current run.
+struct Probes {
+    task: tokio::task::JoinHandle<()>,
+    events: mpsc::UnboundedReceiver<ProbeEvent>,
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        // An exec probe in flight is killed with its task (see `probe::ProbeGroup`).
+        self.task.abort();
+    }
 }
 
 /// The task: a [`JobTask`] plus its state machine's state.
@@ -77,14 +99,32 @@ struct Job {
     attempt: u32,
     /// The status as last sent, so an unchanged one is not sent again.
     sent: Option<JobStatus>,
+    /// The view last given to the graph.
+    view_sent: Option<View>,
+    /// Some run of it spawned a process.
+    ever_spawned: bool,
+    /// The current (or last) run became ready.
+    run_was_ready: bool,
+    /// The generation of the current wait for dependencies.
+    wait_generation: u64,
+    /// It waits only on jobs that will not start without a command.
+    dormant: bool,
+    /// Why a probe gave up on the current run.
+    unhealthy: Option<String>,
+    /// Some stage of the current run has not been reaped yet.
+    stages_running: bool,
+    /// When the run began to be stopped, every stage had already ended by itself (only
+    /// stragglers were stopped): the stages' own result stands.
+    ended_before_stop: bool,
+    probes: Option<Probes>,
 }
 
 impl JobTask {
     pub async fn run(self) {
-        let state = if self.spec.autostart {
-            State::Queued { restart: false }
-        } else {
-            State::Idle
+        let state = match (self.spec.autostart, self.spec.depends_on.is_empty()) {
+            (false, _) => State::Idle,
+            (true, true) => State::Queued { restart: false },
+            (true, false) => State::Waiting { restart: false },
         };
         let mut job = Job {
             task: self,
@@ -92,6 +132,15 @@ impl JobTask {
             last_outcome: None,
             attempt: 0,
             sent: None,
+            view_sent: None,
+            ever_spawned: false,
+            run_was_ready: false,
+            wait_generation: 0,
+            dormant: false,
+            unhealthy: None,
+            stages_running: false,
+            ended_before_stop: false,
+            probes: None,
         };
         job.sent = Some(job.task.status.clone());
         job.run().await;
@@ -104,11 +153,12 @@ impl Job {
             match self.state {
                 State::Gone => return,
                 State::Idle => self.idle().await,
+                State::Waiting { .. } => self.waiting().await,
                 State::Queued { .. } => self.queued().await,
                 State::Backoff { until } => self.backoff(until).await,
                 // A run is driven by `run_once` from start to end; a state of a run here
                 // would be a bug, and the safe reading of it is "nothing runs".
-                State::Running { .. } | State::Stopping { .. } => {
+                State::Running { .. } | State::Holding | State::Stopping { .. } => {
                     self.state = State::Idle;
                     self.publish();
                 }
@@ -122,8 +172,62 @@ impl Job {
             stop_signal: self.task.spec.stop_signal,
             grace: self.task.spec.grace,
             has_run: self.task.status.runs > 0,
+            has_dependencies: !self.task.spec.depends_on.is_empty(),
+            dependents_running: false,
             now: Instant::now(),
         }
+    }
+
+    /// Waits until the dependencies allow a start (then queues), or never will (then
+    /// the job is skipped), or a control ends the wait.
+    async fn waiting(&mut self) {
+        let id = self.task.id;
+        self.wait_generation = self.task.graph.wait(id);
+        self.publish();
+        while let State::Waiting { .. } = self.state {
+            tokio::select! {
+                gate = self.task.gate.recv() => {
+                    let current = self.wait_generation;
+                    match gate {
+                        Some(Gate::Go { generation, request }) if generation == current => {
+                            self.task.first_request = request;
+                            self.clear_waiting();
+                            let t = state::on_dependencies(self.state, &DepsVerdict::Met, &self.facts());
+                            self.enter(t, None);
+                        }
+                        Some(Gate::Skip { generation, reason }) if generation == current => {
+                            self.clear_waiting();
+                            let verdict = DepsVerdict::Impossible(reason);
+                            let t = state::on_dependencies(self.state, &verdict, &self.facts());
+                            self.enter(t, None);
+                        }
+                        Some(Gate::Waiting { generation, unmet, dormant }) if generation == current => {
+                            self.task.status.waiting_for = unmet;
+                            self.dormant = dormant;
+                            self.publish();
+                        }
+                        // An answer to an earlier wait, or not about waiting.
+                        Some(_) => {}
+                        // The graph is gone with its supervisor.
+                        None => self.state = State::Gone,
+                    }
+                }
+                // Every sender gone: as for a shutdown (see `next_control`).
+                control = self.task.controls.recv() => {
+                    self.control(control.unwrap_or(Control::Shutdown), None);
+                }
+            }
+        }
+        self.task.graph.unwait(id);
+        if !self.task.status.waiting_for.is_empty() || self.dormant {
+            self.clear_waiting();
+            self.publish();
+        }
+    }
+
+    fn clear_waiting(&mut self) {
+        self.task.status.waiting_for.clear();
+        self.dormant = false;
     }
 
     async fn next_control(&mut self) -> Control {
@@ -185,12 +289,21 @@ impl Job {
     }
 
     fn control(&mut self, control: Control, run: Option<&mut run::Run>) {
-        let t = state::on_control(self.state, control, &self.facts());
+        let mut facts = self.facts();
+        if control == Control::Shutdown && matches!(self.state, State::Running { .. }) {
+            // Dependents stop first; the graph says when they have.
+            facts.dependents_running = self.task.graph.hold(self.task.id);
+        }
+        let t = state::on_control(self.state, control, &facts);
         self.enter(t, run);
     }
 
     /// Takes a transition: the new state, its effects, the status that shows it.
     fn enter(&mut self, t: Transition, mut run: Option<&mut run::Run>) {
+        let was_running = matches!(self.state, State::Running { .. } | State::Holding);
+        if was_running && matches!(t.next, State::Stopping { .. }) {
+            self.ended_before_stop = !self.stages_running;
+        }
         self.state = t.next;
         for effect in t.effects {
             self.perform(effect, run.as_deref_mut());
@@ -201,6 +314,9 @@ impl Job {
     fn perform(&mut self, effect: Effect, run: Option<&mut run::Run>) {
         match effect {
             Effect::Say(level, text) => self.say(level, text),
+            Effect::Skip(reason) => {
+                self.last_outcome = Some(Outcome::Skipped { reason });
+            }
             Effect::SignalGroup(signal) => {
                 if let Some(run) = run {
                     let result = run.signal_group(signal);
@@ -253,6 +369,13 @@ impl Job {
                 };
                 status.restart_pending = false;
             }
+            State::Waiting { .. } => {
+                status.state = JobState::Pending(if self.dormant {
+                    PendingReason::Manual
+                } else {
+                    PendingReason::Queued
+                });
+            }
             // Shown as queued only while it actually waits (see `queued`).
             State::Queued { .. } => {}
             // At shutdown a job that never ran stays "not started".
@@ -269,6 +392,11 @@ impl Job {
             State::Running { wait_until } => {
                 status.state = JobState::Running;
                 status.wait_deadline = wait_until;
+                status.stopping_after_dependents = false;
+            }
+            State::Holding => {
+                status.state = JobState::Running;
+                status.stopping_after_dependents = true;
             }
             State::Stopping {
                 reason, kill_at, ..
@@ -282,10 +410,44 @@ impl Job {
                     kill_at: kill_at.unwrap_or_else(Instant::now),
                     reason,
                 };
+                status.stopping_after_dependents = false;
             }
         }
+        // The graph first: whoever sees this status (and acts on it, e.g. shuts down)
+        // finds the graph already knowing it.
+        self.update_graph();
         if self.sent.as_ref() != Some(&self.task.status) {
             self.emit();
+        }
+    }
+
+    fn update_graph(&mut self) {
+        let view = self.view();
+        if self.view_sent.as_ref() != Some(&view) {
+            self.view_sent = Some(view.clone());
+            self.task.graph.update(self.task.id, view);
+        }
+    }
+
+    /// The job as its dependents see it.
+    fn view(&self) -> View {
+        let ended = || match &self.last_outcome {
+            Some(outcome) => Phase::Done(outcome.class(), outcome.describe()),
+            None => Phase::Dormant,
+        };
+        let phase = match self.state {
+            State::Idle | State::Gone => ended(),
+            State::Waiting { .. } if self.dormant => Phase::Dormant,
+            State::Waiting { .. } | State::Queued { .. } => Phase::Pending,
+            State::Backoff { .. } => Phase::Restarting,
+            State::Running { .. } | State::Holding | State::Stopping { .. } => Phase::Active,
+        };
+        View {
+            phase,
+            ever_started: self.ever_spawned,
+            ready_now: matches!(self.state, State::Running { .. } | State::Holding)
+                && self.task.status.readiness != Readiness::Starting,
+            was_ready: self.run_was_ready,
         }
     }
 
@@ -332,6 +494,16 @@ impl Job {
             .spec
             .timeout
             .map(|t| state::deadline_after(now, t));
+        status.readiness = if self.task.spec.ready.is_some() {
+            Readiness::Starting
+        } else {
+            Readiness::Immediate
+        };
+        status.probe_failure = None;
+        self.run_was_ready = self.task.spec.ready.is_none();
+        self.unhealthy = None;
+        self.stages_running = true;
+        self.ended_before_stop = false;
 
         let mut started = Vec::new();
         let mut spawn_failure: Option<String> = None;
@@ -356,10 +528,19 @@ impl Job {
             // Nothing started at all.
             let reason = spawn_failure.unwrap_or_else(|| "no stage started".into());
             self.task.status.timeout_at = None;
+            self.task.status.readiness = Readiness::Immediate;
+            self.run_was_ready = false;
             drop(permit);
-            self.end_run(Outcome::FailedToStart { reason });
+            if let Some(marker) = self.end_run(Outcome::FailedToStart { reason }) {
+                self.task.drain_target.marker(&marker).await;
+            }
             return;
         };
+        self.ever_spawned = true;
+        if let Some(log) = &self.task.drain_target.log {
+            // Before the drains start: the first line may be the one.
+            log.arm();
+        }
 
         let mut pipe_inodes = Vec::new();
         let mut drains = JoinSet::new();
@@ -389,6 +570,7 @@ impl Job {
         self.set_live(pgid, run.cgroup_dir());
         self.state = State::Running { wait_until: None };
         self.publish();
+        self.start_probes();
         if let Some(reason) = &spawn_failure {
             self.say(
                 Level::Error,
@@ -397,6 +579,10 @@ impl Job {
         }
 
         let stop = self.follow(&mut run).await;
+        self.probes = None;
+        if let Some(log) = &self.task.drain_target.log {
+            log.disarm();
+        }
 
         if let Some(feeder) = feeder {
             feeder.abort();
@@ -408,7 +594,74 @@ impl Job {
         drop(run.take_cgroup());
         self.clear_live();
         let outcome = self.outcome(spawn_failure, stop);
-        self.end_run(outcome);
+        if let Some(marker) = self.end_run(outcome) {
+            self.task.drain_target.marker(&marker).await;
+        }
+    }
+
+    /// Starts the probes of the run that just started, if the job has any.
+    fn start_probes(&mut self) {
+        let spec = &self.task.spec;
+        if spec.ready.is_none() && spec.alive.is_none() {
+            return;
+        }
+        let (task, events) = ProbeRun {
+            name: spec.name.clone(),
+            ready: spec.ready.clone(),
+            alive: spec.alive.clone(),
+            log: self.task.drain_target.log.clone(),
+            reaper: self.task.reaper.clone(),
+            env: spec.env.clone(),
+            cwd: spec.cwd.clone(),
+            grid: self.task.started_at,
+        }
+        .spawn();
+        self.probes = Some(Probes { task, events });
+    }
+
+    /// What a probe of the running job found.
+    fn on_probe(&mut self, event: Option<ProbeEvent>, run: &mut run::Run) {
+        let name = self.task.spec.name.clone();
+        match event {
+            // The probes are done (ready, and no liveness probe).
+            None => self.probes = None,
+            Some(ProbeEvent::Ready) => {
+                let after = self
+                    .task
+                    .status
+                    .started_at
+                    .map(|s| s.elapsed())
+                    .unwrap_or_default();
+                self.task.status.readiness = Readiness::Ready { after };
+                self.task.status.probe_failure = None;
+                self.run_was_ready = true;
+                self.say(
+                    Level::Info,
+                    format!("{name} is ready after {}", crate::fmt::brief(after)),
+                );
+                self.publish();
+            }
+            Some(ProbeEvent::Failed(reason)) => {
+                self.task.status.probe_failure = Some(reason);
+                self.publish();
+            }
+            Some(ProbeEvent::Passed) => {
+                self.task.status.probe_failure = None;
+                self.publish();
+            }
+            Some(ProbeEvent::GaveUp(failure, reason)) => {
+                self.probes = None;
+                self.task.status.probe_failure = Some(reason.clone());
+                self.unhealthy = Some(reason.clone());
+                let then = match self.task.spec.restart {
+                    crate::config::RestartPolicy::No => "stopping it",
+                    _ => "stopping it (its restart policy decides what follows)",
+                };
+                self.say(Level::Warn, format!("{name}: {reason}; {then}"));
+                let t = state::on_probe_failure(self.state, failure, &self.facts());
+                self.enter(t, Some(run));
+            }
+        }
     }
 
     /// Follows a run to its end: stage exits, controls, deadlines, the leftovers. Returns
@@ -435,6 +688,7 @@ impl Job {
                 );
             }
             self.task.status.stragglers = phase == run::Phase::Stragglers;
+            self.stages_running = phase == run::Phase::Stages;
             self.publish();
             if phase == run::Phase::Over {
                 return match self.state {
@@ -442,9 +696,23 @@ impl Job {
                     _ => None,
                 };
             }
+            if !matches!(self.state, State::Running { .. }) {
+                // Stopping (or held at shutdown): what the probes say no longer matters.
+                self.probes = None;
+            }
             let deadline = state::next_deadline(self.state, self.task.status.timeout_at);
             let sleep = sleep_until(deadline.unwrap_or_else(Instant::now).into());
+            let probing = self.probes.is_some();
             tokio::select! {
+                event = next_probe_event(self.probes.as_mut()), if probing => {
+                    self.on_probe(event, run);
+                }
+                gate = self.task.gate.recv() => {
+                    if let Some(Gate::DependentsStopped) = gate {
+                        let t = state::on_dependents_stopped(self.state, &self.facts());
+                        self.enter(t, Some(run));
+                    }
+                }
                 wake = run.wake(phase) => match wake {
                     run::Wake::Exit(index, exit) => {
                         run.stage_done(index);
@@ -465,7 +733,9 @@ impl Job {
                         }
                     }
                 },
-                control = self.next_control() => self.control(control, Some(run)),
+                control = self.task.controls.recv() => {
+                    self.control(control.unwrap_or(Control::Shutdown), Some(run));
+                }
                 _ = sleep, if deadline.is_some() => {
                     let t = state::on_deadline(self.state, self.task.status.timeout_at, &self.facts());
                     self.enter(t, Some(run));
@@ -475,10 +745,15 @@ impl Job {
     }
 
     /// The run is over: record it, then let the state machine say what follows.
-    fn end_run(&mut self, outcome: Outcome) {
+    /// Returns the marker line to write into the job's output when it restarts (or
+    /// gives up restarting).
+    fn end_run(&mut self, outcome: Outcome) -> Option<String> {
         let ended = Instant::now();
         let status = &mut self.task.status;
         status.ended_at = Some(ended);
+        let lasted = status.started_at.map_or(Duration::ZERO, |started| {
+            ended.saturating_duration_since(started)
+        });
         if let Some(started) = status.started_at {
             status.total_elapsed += ended.saturating_duration_since(started);
         }
@@ -495,26 +770,78 @@ impl Job {
             // was running and ended.
             self.state = State::Running { wait_until: None };
         }
+        if lasted >= self.task.spec.backoff_reset {
+            // It stayed up: a crash now is not part of a crash loop.
+            self.attempt = 0;
+        }
         let end = state::RunEnd {
             succeeded: outcome.is_success(),
             policy: self.task.spec.restart,
             attempt: self.attempt,
             max_restarts: self.task.spec.max_restarts,
+            backoff_max: self.task.spec.backoff_max,
         };
         let t = state::on_run_end(self.state, end, &self.facts());
         if matches!(t.next, State::Backoff { .. }) {
             self.attempt += 1;
         }
+        let marker = self.marker(&outcome, lasted, &t, ended);
         // The run's final snapshot says whether the job starts again by itself, so a
         // consumer never takes a job about to be restarted for a settled one.
         self.task.status.restart_pending =
             matches!(t.next, State::Backoff { .. } | State::Queued { .. });
-        self.emit();
         self.state = t.next;
+        // The graph learns first (a consumer that acts on this snapshot, e.g. a shutdown
+        // for `exit_with`, finds the job already gone there).
+        self.update_graph();
+        self.emit();
         for effect in t.effects {
             self.perform(effect, None);
         }
         self.publish();
+        marker
+    }
+
+    /// `── exited 1 after 3.2s; restart 3 in 400ms ──`, for a run that is followed by a
+    /// restart (or after which the policy gave up).
+    fn marker(
+        &self,
+        outcome: &Outcome,
+        lasted: Duration,
+        t: &Transition,
+        now: Instant,
+    ) -> Option<String> {
+        let what = match outcome {
+            Outcome::Exited { code } => format!("exited {code}"),
+            Outcome::Killed { signal } => format!("killed by {}", signal.as_str()),
+            Outcome::TimedOut { .. } => "timed out".to_string(),
+            Outcome::FailedToStart { reason } => format!("failed to start ({reason})"),
+            Outcome::Stopped { .. } => "stopped".to_string(),
+            Outcome::Unhealthy { reason, .. } => reason.clone(),
+            Outcome::Skipped { .. } => return None,
+        };
+        let brief = crate::fmt::brief;
+        let next = self.task.status.restarts + 1;
+        let then = match t.next {
+            State::Backoff { until } => format!(
+                "restart {next} in {}",
+                brief(until.saturating_duration_since(now))
+            ),
+            State::Queued { restart: true } => format!("restart {next} now"),
+            State::Idle
+                if t.effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::Say(_, text) if text.contains("gave up"))) =>
+            {
+                let max = self.task.spec.max_restarts.unwrap_or(0);
+                format!(
+                    "gave up after {max} restart{} in a row",
+                    if max == 1 { "" } else { "s" }
+                )
+            }
+            _ => return None,
+        };
+        Some(format!("── {what} after {}; {then} ──", brief(lasted)))
     }
 
     /// The job's result: a stage that failed to start fails the job; otherwise the last
@@ -540,6 +867,29 @@ impl Job {
         match (stop, code, signal) {
             (Some(StopReason::Timeout | StopReason::Expired), code, signal) => {
                 Outcome::TimedOut { signal, code }
+            }
+            (Some(StopReason::NotReady | StopReason::NotAlive), code, signal) => {
+                Outcome::Unhealthy {
+                    signal,
+                    code,
+                    reason: self
+                        .unhealthy
+                        .clone()
+                        .unwrap_or_else(|| "a probe failed".into()),
+                }
+            }
+            // Stopped on purpose: not a failure, however it ended.
+            (
+                Some(
+                    StopReason::User
+                    | StopReason::Shutdown
+                    | StopReason::OtherFailed
+                    | StopReason::Restart,
+                ),
+                code,
+                signal,
+            ) if (code.is_some() || signal.is_some()) && !self.ended_before_stop => {
+                Outcome::Stopped { signal, code }
             }
             (_, Some(code), _) => Outcome::Exited { code },
             (_, _, Some(signal)) => Outcome::Killed { signal },
@@ -594,5 +944,13 @@ impl Job {
 
     fn clear_live(&self) {
         super::lock_live(&self.task.live).remove(&self.task.id);
+    }
+}
+
+/// The next event of the run's probes (None once they are done). Cancel safe.
+async fn next_probe_event(probes: Option<&mut Probes>) -> Option<ProbeEvent> {
+    match probes {
+        Some(probes) => probes.events.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -3,9 +3,12 @@
 //! so a new [`Control`] does not compile until every state has decided what it means.
 //!
 //! Nothing here touches a process: a transition returns the next state and the
-//! [`Effect`]s for the task to carry out (signals, notices). Deadlines and the end of a
-//! run are transitions too ([`on_deadline`], [`on_run_end`]). That keeps every
-//! (state, control) pair testable without a child.
+//! [`Effect`]s for the task to carry out (signals, notices). Deadlines, the end of a
+//! run, the verdict on its dependencies, a failed probe and the end of its dependents
+//! at shutdown are transitions too ([`on_deadline`], [`on_run_end`],
+//! [`on_dependencies`], [`on_probe_failure`], [`on_dependents_stopped`]), each an
+//! exhaustive match over [`State`]. That keeps every (state, input) pair testable
+//! without a child.
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +48,9 @@ pub enum State {
     /// Waits for a start: never started (`autostart = false`, or taken out of the
     /// queue), or finished for good.
     Idle,
+    /// Wants to run and waits until what it depends on allows it (`depends_on`); then it
+    /// queues. `restart`: the run will count as a restart.
+    Waiting { restart: bool },
     /// Wants to run and waits for a slot under `max_parallel`. `restart`: the run will
     /// count as a restart.
     Queued { restart: bool },
@@ -52,6 +58,9 @@ pub enum State {
     Backoff { until: Instant },
     /// A run is in progress; `wait_until` is the deadline of a `wait`.
     Running { wait_until: Option<Instant> },
+    /// forkyard shuts down, and the run goes on until every job that depends on this one
+    /// has stopped; then it is stopped like any other.
+    Holding,
     /// The run is being stopped: the stop signal went out and SIGKILL follows at
     /// `kill_at` (None: SIGKILL was sent). `then` is what follows the end of the run.
     Stopping {
@@ -83,6 +92,8 @@ pub enum Effect {
     KillAll { announce: bool },
     /// A notice for the user.
     Say(Level, String),
+    /// The job will not start: its result is "skipped" for this reason.
+    Skip(String),
 }
 
 /// What a transition may look at besides the state.
@@ -93,7 +104,29 @@ pub struct Facts<'a> {
     pub grace: Duration,
     /// The job ran at least once (a start after that counts as a restart).
     pub has_run: bool,
+    /// It has `depends_on`: a start waits for them.
+    pub has_dependencies: bool,
+    /// Some job that depends on this one still runs (asked only for a shutdown).
+    pub dependents_running: bool,
     pub now: Instant,
+}
+
+/// What the dependencies of a waiting job allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepsVerdict {
+    /// Every condition holds: it may start.
+    Met,
+    /// Some condition can no longer hold (a dependency failed, was stopped, gave up...).
+    Impossible(String),
+}
+
+/// Which probe gave up on a running job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeFailure {
+    /// The `ready` probe ran out of `retries` (or a `log` probe of its `timeout`).
+    NotReady,
+    /// The `alive` probe failed `failures` times in a row.
+    NotAlive,
 }
 
 /// The next state and what to do to get there.
@@ -150,19 +183,43 @@ pub fn on_control(state: State, control: Control, facts: &Facts<'_>) -> Transiti
         )
     };
     let signal_name = |signal: Signal| format!("send {} to", signal.as_str());
+    // A start from rest waits for the job's dependencies, if it has any.
+    let start = |restart: bool| {
+        Transition::to(if facts.has_dependencies {
+            S::Waiting { restart }
+        } else {
+            S::Queued { restart }
+        })
+    };
     match (state, control) {
         (S::Gone, _) => same,
 
-        (S::Idle, C::Start) => Transition::to(S::Queued { restart: false }),
-        (S::Idle, C::Restart) => Transition::to(S::Queued {
-            restart: facts.has_run,
-        }),
+        (S::Idle, C::Start) => start(false),
+        (S::Idle, C::Restart) => start(facts.has_run),
         (S::Idle, C::Stop) => not_running("stop".into(), ""),
         (S::Idle, C::Kill) => not_running("kill".into(), ""),
         (S::Idle, C::Wait(_)) => not_running("wait for".into(), ""),
         (S::Idle, C::Signal(signal)) => not_running(signal_name(signal), ""),
         (S::Idle, C::StopBecauseOtherFailed | C::Expire) => same,
         (S::Idle, C::Shutdown) => Transition::to(S::Gone),
+
+        (S::Waiting { .. }, C::Start | C::Restart) => same.say(
+            Level::Info,
+            format!("{name} is waiting for its dependencies: it starts when they allow"),
+        ),
+        (S::Waiting { .. }, C::Stop) => Transition::to(S::Idle).say(
+            Level::Info,
+            format!("{name} stopped waiting for its dependencies and will not start"),
+        ),
+        (S::Waiting { .. }, C::Kill) => not_running("kill".into(), "waiting for dependencies, "),
+        (S::Waiting { .. }, C::Wait(_)) => {
+            not_running("wait for".into(), "waiting for dependencies, ")
+        }
+        (S::Waiting { .. }, C::Signal(signal)) => {
+            not_running(signal_name(signal), "waiting for dependencies, ")
+        }
+        (S::Waiting { .. }, C::StopBecauseOtherFailed | C::Expire) => Transition::to(S::Idle),
+        (S::Waiting { .. }, C::Shutdown) => Transition::to(S::Gone),
 
         (S::Queued { .. }, C::Start | C::Restart) => same.say(
             Level::Info,
@@ -218,7 +275,31 @@ pub fn on_control(state: State, control: Control, facts: &Facts<'_>) -> Transiti
             stopping(StopReason::OtherFailed, Then::Idle)
         }
         (S::Running { .. }, C::Expire) => stopping(StopReason::Expired, Then::Idle),
+        (S::Running { .. }, C::Shutdown) if facts.dependents_running => Transition::to(S::Holding)
+            .say(
+                Level::Info,
+                format!("{name} stops once the jobs that depend on it have stopped"),
+            ),
         (S::Running { .. }, C::Shutdown) => stopping(StopReason::Shutdown, Then::Exit),
+
+        (S::Holding, C::Start | C::Restart) => same.say(
+            Level::Warn,
+            format!("cannot restart `{name}`: forkyard is shutting down"),
+        ),
+        // Asked for by name: it need not wait for its dependents any more.
+        (S::Holding, C::Stop) => stopping(StopReason::Shutdown, Then::Exit),
+        (S::Holding, C::Kill) => Transition::to(S::Stopping {
+            reason: StopReason::Shutdown,
+            kill_at: None,
+            then: Then::Exit,
+        })
+        .with(Effect::KillAll { announce: true }),
+        (S::Holding, C::Wait(_)) => same.say(
+            Level::Warn,
+            format!("cannot wait for `{name}`: forkyard is shutting down"),
+        ),
+        (S::Holding, C::Signal(signal)) => same.with(Effect::SignalGroup(signal)),
+        (S::Holding, C::StopBecauseOtherFailed | C::Expire | C::Shutdown) => same,
 
         (
             S::Stopping {
@@ -286,6 +367,13 @@ pub fn on_deadline(state: State, timeout_at: Option<Instant>, facts: &Facts<'_>)
     let now = facts.now;
     let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
     match state {
+        // Its own timeout still holds while it waits for its dependents.
+        State::Holding if due(timeout_at) => Transition::to(State::Stopping {
+            reason: StopReason::Timeout,
+            kill_at: Some(deadline_after(now, facts.grace)),
+            then: Then::Exit,
+        })
+        .with(Effect::StopAll(facts.stop_signal)),
         State::Running { wait_until } => {
             let reason = if due(timeout_at) {
                 StopReason::Timeout
@@ -321,8 +409,75 @@ pub fn on_deadline(state: State, timeout_at: Option<Instant>, facts: &Facts<'_>)
         ),
         State::Backoff { until } if until <= now => Transition::to(State::Queued { restart: true }),
         State::Idle
+        | State::Waiting { .. }
         | State::Queued { .. }
         | State::Backoff { .. }
+        | State::Holding
+        | State::Stopping { .. }
+        | State::Gone => Transition::to(state),
+    }
+}
+
+/// The dependencies of the job have decided: it may start, or it never will.
+pub fn on_dependencies(state: State, verdict: &DepsVerdict, facts: &Facts<'_>) -> Transition {
+    match (state, verdict) {
+        (State::Waiting { restart }, DepsVerdict::Met) => Transition::to(State::Queued { restart }),
+        (State::Waiting { .. }, DepsVerdict::Impossible(reason)) => Transition::to(State::Idle)
+            .with(Effect::Skip(reason.clone()))
+            .say(Level::Warn, format!("{} skipped: {reason}", facts.name)),
+        // A verdict that arrives after the job stopped waiting changes nothing.
+        (
+            State::Idle
+            | State::Queued { .. }
+            | State::Backoff { .. }
+            | State::Running { .. }
+            | State::Holding
+            | State::Stopping { .. }
+            | State::Gone,
+            _,
+        ) => Transition::to(state),
+    }
+}
+
+/// A probe gave up on the run: stop it; as for a timeout, the restart policy decides
+/// what follows (see [`on_run_end`]).
+pub fn on_probe_failure(state: State, failure: ProbeFailure, facts: &Facts<'_>) -> Transition {
+    let reason = match failure {
+        ProbeFailure::NotReady => StopReason::NotReady,
+        ProbeFailure::NotAlive => StopReason::NotAlive,
+    };
+    match state {
+        State::Running { .. } => Transition::to(State::Stopping {
+            reason,
+            kill_at: Some(deadline_after(facts.now, facts.grace)),
+            then: Then::Idle,
+        })
+        .with(Effect::StopAll(facts.stop_signal)),
+        // Already on its way out (a stop, a shutdown): the probe has nothing to add.
+        State::Idle
+        | State::Waiting { .. }
+        | State::Queued { .. }
+        | State::Backoff { .. }
+        | State::Holding
+        | State::Stopping { .. }
+        | State::Gone => Transition::to(state),
+    }
+}
+
+/// Every job that depends on this one has stopped: a job held at shutdown is stopped now.
+pub fn on_dependents_stopped(state: State, facts: &Facts<'_>) -> Transition {
+    match state {
+        State::Holding => Transition::to(State::Stopping {
+            reason: StopReason::Shutdown,
+            kill_at: Some(deadline_after(facts.now, facts.grace)),
+            then: Then::Exit,
+        })
+        .with(Effect::StopAll(facts.stop_signal)),
+        State::Idle
+        | State::Waiting { .. }
+        | State::Queued { .. }
+        | State::Backoff { .. }
+        | State::Running { .. }
         | State::Stopping { .. }
         | State::Gone => Transition::to(state),
     }
@@ -332,9 +487,10 @@ pub fn on_deadline(state: State, timeout_at: Option<Instant>, facts: &Facts<'_>)
 pub fn next_deadline(state: State, timeout_at: Option<Instant>) -> Option<Instant> {
     match state {
         State::Running { wait_until } => [timeout_at, wait_until].into_iter().flatten().min(),
+        State::Holding => timeout_at,
         State::Stopping { kill_at, .. } => kill_at,
         State::Backoff { until } => Some(until),
-        State::Idle | State::Queued { .. } | State::Gone => None,
+        State::Idle | State::Waiting { .. } | State::Queued { .. } | State::Gone => None,
     }
 }
 
@@ -343,9 +499,12 @@ pub fn next_deadline(state: State, timeout_at: Option<Instant>) -> Option<Instan
 pub struct RunEnd {
     pub succeeded: bool,
     pub policy: RestartPolicy,
-    /// Policy restarts so far (the backoff attempt).
+    /// Policy restarts in a row so far (the backoff attempt; a run that stayed up
+    /// `backoff_reset` starts it over).
     pub attempt: u32,
-    pub max_restarts: u32,
+    /// None: no limit.
+    pub max_restarts: Option<u32>,
+    pub backoff_max: Duration,
 }
 
 /// What follows the end of a run, and the notice to give, if any.
@@ -359,42 +518,50 @@ pub fn on_run_end(state: State, end: RunEnd, facts: &Facts<'_>) -> Transition {
         if !wanted {
             return Transition::to(state_if_not);
         }
-        if end.attempt >= end.max_restarts {
+        if let Some(max) = end.max_restarts
+            && end.attempt >= max
+        {
             return Transition::to(state_if_not).say(
                 Level::Warn,
                 format!(
-                    "{}: gave up after {} restarts",
-                    facts.name, end.max_restarts
+                    "{}: gave up after {max} restart{} in a row",
+                    facts.name,
+                    if max == 1 { "" } else { "s" }
                 ),
             );
         }
         Transition::to(State::Backoff {
-            until: deadline_after(facts.now, backoff_delay(end.attempt)),
+            until: deadline_after(facts.now, backoff_delay(end.attempt, end.backoff_max)),
         })
     };
     match state {
         State::Running { .. } => by_policy(State::Idle),
-        // A timeout is the job failing to finish, not a user's stop: the policy decides.
+        // A timeout or a failed probe is the job failing, not a user's stop: the policy
+        // decides.
         State::Stopping {
-            reason: StopReason::Timeout,
+            reason: StopReason::Timeout | StopReason::NotReady | StopReason::NotAlive,
             then: Then::Idle,
             ..
         } => by_policy(State::Idle),
+        // It ended by itself while shutting down.
+        State::Holding => Transition::to(State::Gone),
         State::Stopping { then, .. } => Transition::to(match then {
             Then::Idle => State::Idle,
             Then::Restart => State::Queued { restart: true },
             Then::Exit => State::Gone,
         }),
-        State::Idle | State::Queued { .. } | State::Backoff { .. } | State::Gone => {
-            Transition::to(state)
-        }
+        State::Idle
+        | State::Waiting { .. }
+        | State::Queued { .. }
+        | State::Backoff { .. }
+        | State::Gone => Transition::to(state),
     }
 }
 
-/// Restart backoff: 100 ms doubling to at most 10 s.
-pub fn backoff_delay(attempt: u32) -> Duration {
-    let millis = 100u64.saturating_mul(1u64 << attempt.min(10));
-    Duration::from_millis(millis.min(10_000))
+/// Restart backoff: 100 ms doubling, at most `max`.
+pub fn backoff_delay(attempt: u32, max: Duration) -> Duration {
+    let millis = 100u64.saturating_mul(1u64 << attempt.min(40));
+    Duration::from_millis(millis).min(max)
 }
 
 #[cfg(test)]
@@ -407,14 +574,34 @@ mod tests {
             stop_signal: Signal::SIGTERM,
             grace: Duration::from_secs(3),
             has_run: true,
+            has_dependencies: false,
+            dependents_running: false,
             now,
         }
+    }
+
+    /// Every combination of the facts that change what a control means.
+    fn all_facts(now: Instant) -> Vec<Facts<'static>> {
+        let mut out = Vec::new();
+        for has_dependencies in [false, true] {
+            for dependents_running in [false, true] {
+                out.push(Facts {
+                    has_dependencies,
+                    dependents_running,
+                    ..facts(now)
+                });
+            }
+        }
+        out
     }
 
     fn all_states(now: Instant) -> Vec<State> {
         let later = now + Duration::from_secs(5);
         let mut states = vec![
             State::Idle,
+            State::Waiting { restart: false },
+            State::Waiting { restart: true },
+            State::Holding,
             State::Queued { restart: false },
             State::Queued { restart: true },
             State::Backoff { until: later },
@@ -432,6 +619,8 @@ mod tests {
             StopReason::Shutdown,
             StopReason::OtherFailed,
             StopReason::Expired,
+            StopReason::NotReady,
+            StopReason::NotAlive,
         ] {
             for then in [Then::Idle, Then::Restart, Then::Exit] {
                 for kill_at in [Some(later), None] {
@@ -462,7 +651,10 @@ mod tests {
     }
 
     fn is_active(state: State) -> bool {
-        matches!(state, State::Running { .. } | State::Stopping { .. })
+        matches!(
+            state,
+            State::Running { .. } | State::Holding | State::Stopping { .. }
+        )
     }
 
     /// Every (state, control) pair: signals only reach a run that exists, an active run
@@ -471,52 +663,164 @@ mod tests {
     #[test]
     fn every_state_answers_every_control() {
         let now = Instant::now();
-        let f = facts(now);
-        for state in all_states(now) {
-            for control in all_controls() {
-                let t = on_control(state, control, &f);
-                let signals = t.effects.iter().any(|e| !matches!(e, Effect::Say(..)));
-                assert!(
-                    !signals || is_active(state),
-                    "{state:?} + {control:?} signals a run that does not exist: {t:?}"
-                );
-                if is_active(state) {
+        for f in all_facts(now) {
+            for state in all_states(now) {
+                for control in all_controls() {
+                    let t = on_control(state, control, &f);
+                    let signals = t.effects.iter().any(|e| !matches!(e, Effect::Say(..)));
                     assert!(
-                        is_active(t.next),
-                        "{state:?} + {control:?} left an active run: {t:?}"
+                        !signals || is_active(state),
+                        "{state:?} + {control:?} signals a run that does not exist: {t:?}"
                     );
-                }
-                let unchanged = t.next == state && t.effects.is_empty();
-                let silent_ok = matches!(
-                    control,
-                    Control::StopBecauseOtherFailed | Control::Expire | Control::Shutdown
-                ) || state == State::Gone;
-                assert!(
-                    !unchanged || silent_ok,
-                    "{state:?} + {control:?} was dropped without a word"
-                );
-                if control == Control::Shutdown && state != State::Gone {
-                    let ends = match t.next {
-                        State::Gone => true,
-                        State::Stopping { then, .. } => then == Then::Exit,
-                        _ => false,
-                    };
-                    assert!(ends, "{state:?} + Shutdown does not end the task: {t:?}");
-                }
-                if let State::Stopping {
-                    kill_at: Some(at), ..
-                } = t.next
-                {
-                    assert!(at <= now + Duration::from_secs(86_400 * 366));
-                }
-                if let State::Running {
-                    wait_until: Some(at),
-                } = t.next
-                {
-                    assert!(at > now, "{state:?} + {control:?}");
+                    if is_active(state) {
+                        assert!(
+                            is_active(t.next),
+                            "{state:?} + {control:?} left an active run: {t:?}"
+                        );
+                    }
+                    let unchanged = t.next == state && t.effects.is_empty();
+                    let silent_ok = matches!(
+                        control,
+                        Control::StopBecauseOtherFailed | Control::Expire | Control::Shutdown
+                    ) || state == State::Gone;
+                    assert!(
+                        !unchanged || silent_ok,
+                        "{state:?} + {control:?} was dropped without a word"
+                    );
+                    if control == Control::Shutdown && state != State::Gone {
+                        let ends = match t.next {
+                            State::Gone | State::Holding => true,
+                            State::Stopping { then, .. } => then == Then::Exit,
+                            _ => false,
+                        };
+                        assert!(ends, "{state:?} + Shutdown does not end the task: {t:?}");
+                    }
+                    if let State::Stopping {
+                        kill_at: Some(at), ..
+                    } = t.next
+                    {
+                        assert!(at <= now + Duration::from_secs(86_400 * 366));
+                    }
+                    if let State::Running {
+                        wait_until: Some(at),
+                    } = t.next
+                    {
+                        assert!(at > now, "{state:?} + {control:?}");
+                    }
+                    // A start waits for dependencies exactly when there are some.
+                    if let State::Waiting { .. } = t.next
+                        && state != t.next
+                    {
+                        assert!(f.has_dependencies, "{state:?} + {control:?}");
+                    }
+                    if t.next == State::Holding && state != State::Holding {
+                        assert!(f.dependents_running && control == Control::Shutdown);
+                    }
                 }
             }
         }
+    }
+
+    /// The other inputs, in every state: nothing signals a run that does not exist, an
+    /// active run stays active until its processes end, a job held at shutdown is
+    /// stopped when its dependents are gone, a verdict only moves a waiting job.
+    #[test]
+    fn every_state_answers_every_other_input() {
+        let now = Instant::now();
+        let f = facts(now);
+        for state in all_states(now) {
+            let mut transitions = vec![
+                on_dependencies(state, &DepsVerdict::Met, &f),
+                on_dependencies(state, &DepsVerdict::Impossible("db failed".into()), &f),
+                on_probe_failure(state, ProbeFailure::NotReady, &f),
+                on_probe_failure(state, ProbeFailure::NotAlive, &f),
+                on_dependents_stopped(state, &f),
+                on_deadline(state, Some(now), &f),
+            ];
+            for t in transitions.drain(..) {
+                let signals = t.effects.iter().any(|e| {
+                    matches!(
+                        e,
+                        Effect::StopAll(_) | Effect::KillAll { .. } | Effect::SignalGroup(_)
+                    )
+                });
+                assert!(!signals || is_active(state), "{state:?}: {t:?}");
+                if is_active(state) {
+                    assert!(is_active(t.next), "{state:?} left an active run: {t:?}");
+                }
+            }
+            let met = on_dependencies(state, &DepsVerdict::Met, &f);
+            match state {
+                State::Waiting { restart } => assert_eq!(met.next, State::Queued { restart }),
+                _ => assert_eq!(met.next, state),
+            }
+            let skipped = on_dependencies(state, &DepsVerdict::Impossible("db failed".into()), &f);
+            if let State::Waiting { .. } = state {
+                assert_eq!(skipped.next, State::Idle);
+                assert!(skipped.effects.contains(&Effect::Skip("db failed".into())));
+            } else {
+                assert!(skipped.effects.is_empty());
+            }
+            let released = on_dependents_stopped(state, &f);
+            if state == State::Holding {
+                assert!(matches!(
+                    released.next,
+                    State::Stopping {
+                        reason: StopReason::Shutdown,
+                        then: Then::Exit,
+                        ..
+                    }
+                ));
+            } else {
+                assert_eq!(released.next, state);
+            }
+            let probe = on_probe_failure(state, ProbeFailure::NotAlive, &f);
+            if let State::Running { .. } = state {
+                assert!(matches!(
+                    probe.next,
+                    State::Stopping {
+                        reason: StopReason::NotAlive,
+                        then: Then::Idle,
+                        ..
+                    }
+                ));
+            } else {
+                assert_eq!(probe.next, state);
+            }
+        }
+    }
+
+    #[test]
+    fn shutdown_waits_for_dependents_then_stops() {
+        let now = Instant::now();
+        let f = Facts {
+            dependents_running: true,
+            ..facts(now)
+        };
+        let running = State::Running { wait_until: None };
+        let held = on_control(running, Control::Shutdown, &f);
+        assert_eq!(held.next, State::Holding);
+        assert!(!held.effects.iter().any(|e| matches!(e, Effect::StopAll(_))));
+        // Its own timeout still applies; a kill goes through at once.
+        assert!(matches!(
+            on_deadline(State::Holding, Some(now), &f).next,
+            State::Stopping {
+                reason: StopReason::Timeout,
+                then: Then::Exit,
+                ..
+            }
+        ));
+        let killed = on_control(State::Holding, Control::Kill, &f);
+        assert!(killed.effects.contains(&Effect::KillAll { announce: true }));
+        // Ending by itself meanwhile ends the task.
+        let end = RunEnd {
+            succeeded: true,
+            policy: RestartPolicy::Always,
+            attempt: 0,
+            max_restarts: None,
+            backoff_max: Duration::from_secs(30),
+        };
+        assert_eq!(on_run_end(State::Holding, end, &f).next, State::Gone);
     }
 
     #[test]
@@ -659,7 +963,8 @@ mod tests {
             succeeded,
             policy,
             attempt,
-            max_restarts: 2,
+            max_restarts: Some(2),
+            backoff_max: Duration::from_secs(30),
         };
         let running = State::Running { wait_until: None };
         assert_eq!(
@@ -707,6 +1012,30 @@ mod tests {
             State::Idle,
             "a run-level deadline must not restart the job"
         );
+        for reason in [StopReason::NotReady, StopReason::NotAlive] {
+            let unhealthy = State::Stopping {
+                reason,
+                kill_at: None,
+                then: Then::Idle,
+            };
+            assert!(matches!(
+                on_run_end(unhealthy, end(false, RestartPolicy::OnFailure, 0), &f).next,
+                State::Backoff { .. }
+            ));
+            assert_eq!(
+                on_run_end(unhealthy, end(false, RestartPolicy::No, 0), &f).next,
+                State::Idle
+            );
+        }
+        // `always` without max_restarts never gives up.
+        let forever = RunEnd {
+            max_restarts: None,
+            ..end(true, RestartPolicy::Always, 1_000_000)
+        };
+        assert!(matches!(
+            on_run_end(running, forever, &f).next,
+            State::Backoff { .. }
+        ));
         let restarting = State::Stopping {
             reason: StopReason::Restart,
             kill_at: None,
@@ -719,12 +1048,18 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_from_100ms_to_10s() {
-        assert_eq!(backoff_delay(0), Duration::from_millis(100));
-        assert_eq!(backoff_delay(1), Duration::from_millis(200));
-        assert_eq!(backoff_delay(3), Duration::from_millis(800));
-        assert_eq!(backoff_delay(7), Duration::from_secs(10));
-        assert_eq!(backoff_delay(40), Duration::from_secs(10));
+    fn backoff_doubles_from_100ms_to_its_cap() {
+        let max = Duration::from_secs(30);
+        assert_eq!(backoff_delay(0, max), Duration::from_millis(100));
+        assert_eq!(backoff_delay(1, max), Duration::from_millis(200));
+        assert_eq!(backoff_delay(3, max), Duration::from_millis(800));
+        assert_eq!(backoff_delay(8, max), Duration::from_millis(25_600));
+        assert_eq!(backoff_delay(9, max), max);
+        assert_eq!(backoff_delay(u32::MAX, max), max);
+        assert_eq!(
+            backoff_delay(2, Duration::from_millis(250)),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]
