@@ -25,10 +25,12 @@ async fn wait_tree(h: &mut Harness, what: &str, ok: impl Fn(&Tree) -> bool) -> A
             Event::Tree(tree) => Some(tree.clone()),
             _ => None,
         });
-        assert!(
-            h.next_event(deadline).await.is_some(),
-            "no tree where {what}; last: {last:#?}"
-        );
+        if h.next_event(deadline).await.is_none() {
+            panic!(
+                "no tree where {what}; notices: {:?}; last: {last:#?}",
+                h.notices()
+            );
+        }
     }
 }
 
@@ -53,7 +55,7 @@ async fn the_tree_shows_every_process_and_signals_exactly_one() {
 [[job]]
 name = "hang"
 shell = "sleep {plain} & (trap '' TERM; sleep {stubborn}) & setsid sleep {daemon} & sleep {piped} | cat & wait"
-grace = "500ms"
+grace = "2s"
 "#
         ),
     );
@@ -92,7 +94,7 @@ grace = "500ms"
     assert!(cat.wchan.is_some(), "{cat:#?}");
     let pid_of = |arg: &str| row(&tree, arg).pid;
 
-    // Stop only the TERM-ignoring one: it needs SIGKILL after the 500 ms grace; the
+    // Stop only the TERM-ignoring one: it needs SIGKILL after the 2 s grace; the
     // others keep running.
     h.controller
         .act_on_process(0, pid_of(&stubborn), ProcessAction::Stop, Reach::Process);
@@ -197,8 +199,9 @@ grace = "30s"
     let outcome = h.wait_finished("sleeper", SLOW).await;
     assert_eq!(
         outcome,
-        forkyard::supervisor::Outcome::Killed {
-            signal: nix::sys::signal::Signal::SIGTERM
+        forkyard::supervisor::Outcome::Stopped {
+            signal: Some(nix::sys::signal::Signal::SIGTERM),
+            code: None
         }
     );
     assert!(stopped_at.elapsed() < std::time::Duration::from_secs(10));

@@ -46,6 +46,12 @@ struct SettingsTable {
     /// dotenv file(s) whose variables every job gets (under its own `env_file` and `env`).
     /// Relative to the config's folder.
     env_file: Option<EnvFiles>,
+    /// End the run when this job ends, stop the others, exit with its status (headless).
+    exit_with: Option<String>,
+    /// Longest restart backoff, for every job that sets none. Default "30s".
+    backoff_max: Option<Duration>,
+    /// A job that stayed up this long starts its backoff over. Default "10s".
+    backoff_reset: Option<Duration>,
 }
 
 #[derive(JsonSchema)]
@@ -89,6 +95,69 @@ struct JobTable {
     autostart: Option<bool>,
     /// A pipeline's result: the last stage's (false, the default) or the first failing stage's.
     pipefail: Option<bool>,
+    /// Jobs to wait for: a list of names (each must be ready), or a table of name =
+    /// condition ("started", "ready", "succeeded", "finished"). A name with replicas
+    /// means every replica.
+    depends_on: Option<DependsOn>,
+    /// When the job counts as ready (default: when it has started).
+    ready: Option<Probe>,
+    /// Checked while it runs; after `failures` failed checks in a row it is restarted
+    /// per its policy, or stopped.
+    alive: Option<Probe>,
+    /// Longest restart backoff. Default: settings.backoff_max.
+    backoff_max: Option<Duration>,
+    /// Staying up this long starts the backoff over. Default: settings.backoff_reset.
+    backoff_reset: Option<Duration>,
+}
+
+/// `depends_on`: names, or names with a condition each.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum DependsOn {
+    /// Each of these must be ready.
+    Names(Vec<String>),
+    /// Each name with its condition.
+    Conditions(BTreeMap<String, Condition>),
+}
+
+/// What a dependency must have done.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Condition {
+    Started,
+    Ready,
+    Succeeded,
+    Finished,
+}
+
+/// A readiness or liveness check: exactly one of `log`, `tcp`, `http`, `exec`.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Probe {
+    /// A regular expression a line of stdout or stderr must match.
+    log: Option<String>,
+    /// "host:port" that must accept a connection.
+    tcp: Option<String>,
+    /// An http:// URL that must answer with `status`.
+    http: Option<String>,
+    /// The HTTP status wanted (default 200).
+    status: Option<i64>,
+    /// A command that must exit 0.
+    #[schemars(length(min = 1))]
+    exec: Option<Vec<String>>,
+    /// Time between checks.
+    interval: Option<Duration>,
+    /// Time a check may take.
+    timeout: Option<Duration>,
+    /// Time before the first check.
+    initial_delay: Option<Duration>,
+    /// Readiness: failed checks before the job is given up.
+    retries: Option<i64>,
+    /// Liveness: failed checks in a row before the job is restarted or stopped.
+    failures: Option<i64>,
 }
 
 /// A duration in humantime syntax: "500ms", "3s", "2m", "1m 30s".

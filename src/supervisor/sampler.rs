@@ -268,6 +268,9 @@ pub async fn run(
         // A tick right after an early sample would measure CPU % over a few
         // milliseconds: it only reports the tick (the consumer's clock frame).
         if sampled_at.is_some_and(|at| now.saturating_duration_since(at) < schedule.interval / 4) {
+            // The watched tree is no rate but a view: it is taken even here (an action
+            // on a process asks for it at once).
+            desk.send_snapshot();
             if let Some(sampled) = &sampled {
                 sampled.notify_one();
             }
