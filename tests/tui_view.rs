@@ -797,3 +797,52 @@ fn config_text_never_reaches_the_terminal_as_control_characters() {
         }
     }
 }
+
+/// Service results in the TUI: stopped and skipped jobs are counted apart from the
+/// failed ones and drawn grey, a waiting job shows what it waits for, stderr is tinted
+/// (not alarm red).
+#[test]
+fn stopped_skipped_and_waiting_are_not_failures() {
+    let mut f = Fixture::demo();
+    f.finish(
+        "hello",
+        4100,
+        ms(0),
+        ms(10),
+        Outcome::Stopped {
+            signal: Some(Signal::SIGTERM),
+            code: None,
+        },
+    );
+    f.finish(
+        "fails",
+        4150,
+        ms(0),
+        ms(10),
+        Outcome::Skipped {
+            reason: "db failed: exit 1".into(),
+        },
+    );
+    let waiting = f.id("hung");
+    f.model.tracker.jobs[waiting].status.waiting_for = vec![forkyard::supervisor::WaitingFor {
+        name: "db".into(),
+        condition: forkyard::config::Condition::Ready,
+    }];
+    let text = f.text(200, 50);
+    let header = text.lines().next().expect("header");
+    assert!(header.contains("✘ 0 failed"), "{header}");
+    assert!(header.contains("■ 1 stopped"), "{header}");
+    assert!(header.contains("⊘ 1 skipped"), "{header}");
+    assert!(header.contains("◌ 1 waiting"), "{header}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("no row {name}:\n{text}"))
+            .to_string()
+    };
+    assert!(row("hung").contains("waiting for db"), "{}", row("hung"));
+    assert!(row("hello").contains("■"), "{}", row("hello"));
+    assert!(row("fails").contains("⊘"), "{}", row("fails"));
+    assert_ne!(forkyard::ui::theme::STDERR_TINT, Color::LightRed);
+    assert_ne!(forkyard::ui::theme::STDERR_TINT, Color::Red);
+}

@@ -370,15 +370,10 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
     /// After the loop: the closing lines on stderr and the report (`--report`).
     pub fn finish(&mut self, report: Option<&std::path::Path>) {
         let tracker = &self.state.model.tracker;
-        let ok = tracker
-            .jobs
-            .iter()
-            .filter(|j| j.status.outcome().is_some_and(|o| o.is_success()))
-            .count();
         crate::say!(
-            "{}: {ok} succeeded, {} failed (all stopped)",
+            "{}: {} (all stopped)",
             ui::format::count(tracker.jobs.len() as u64, "job", "jobs"),
-            tracker.jobs.iter().filter(|j| j.failed()).count()
+            crate::fmt::result_counts(tracker.jobs.iter().map(|j| &j.status))
         );
         // The screen is gone: keep the measurements.
         let end = tracker.settled_at.unwrap_or_else(Instant::now);

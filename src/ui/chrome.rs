@@ -71,6 +71,23 @@ fn counts_line(frame: &mut Frame, model: &Model, area: Rect) {
             Span::raw("  "),
             Span::styled(format!("✘ {}{failed}", c.failed), failed_style),
         ];
+        let (waiting, stopped, skipped) = if compact {
+            ("", "", "")
+        } else {
+            (" waiting", " stopped", " skipped")
+        };
+        if c.waiting > 0 {
+            spans.push(Span::styled(
+                format!("  ◌ {}{waiting}", c.waiting),
+                theme::WAITING,
+            ));
+        }
+        if c.stopped > 0 {
+            spans.push(Span::styled(format!("  ■ {}{stopped}", c.stopped), DIM));
+        }
+        if c.skipped > 0 {
+            spans.push(Span::styled(format!("  ⊘ {}{skipped}", c.skipped), DIM));
+        }
         if c.pending > 0 {
             spans.push(Span::styled(format!("  ○ {}{pending}", c.pending), DIM));
         }

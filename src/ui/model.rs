@@ -540,15 +540,27 @@ pub struct Counts {
     pub done: usize,
     pub failed: usize,
     pub pending: usize,
+    /// Waiting for dependencies.
+    pub waiting: usize,
+    /// Stopped on purpose (by the user, by a quit, before a dependency): not a failure.
+    pub stopped: usize,
+    /// Skipped: a dependency can no longer be met.
+    pub skipped: usize,
 }
 
 pub fn counts(jobs: &[JobRecord]) -> Counts {
+    use crate::supervisor::ResultClass;
     let mut counts = Counts::default();
     for job in jobs {
         match &job.status.state {
             JobState::Running | JobState::Stopping { .. } => counts.running += 1,
-            JobState::Finished(outcome) if outcome.is_success() => counts.done += 1,
-            JobState::Finished(_) => counts.failed += 1,
+            JobState::Finished(outcome) => match outcome.class() {
+                ResultClass::Succeeded => counts.done += 1,
+                ResultClass::Failed | ResultClass::TimedOut => counts.failed += 1,
+                ResultClass::Stopped => counts.stopped += 1,
+                ResultClass::Skipped => counts.skipped += 1,
+            },
+            JobState::Pending(_) if job.status.is_waiting() => counts.waiting += 1,
             JobState::Pending(_) => counts.pending += 1,
         }
     }

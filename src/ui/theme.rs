@@ -78,6 +78,7 @@ pub const BADGE: Style = Style::new()
 pub const GOOD: Style = Style::new().fg(Color::Green);
 pub const FAILED: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
 /// The quitting / rerunning notice, the paused marker.
+pub const WAITING: Style = Style::new().fg(Color::Yellow);
 pub const BUSY: Style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
 /// The status bar's background.
 pub const STATUS_BAR: Style = Style::new().bg(Color::Indexed(236));
@@ -102,7 +103,8 @@ pub const DROPPED_MARKER: Style = Style::new()
     .fg(Color::DarkGray)
     .add_modifier(Modifier::ITALIC);
 /// Text a child wrote on stderr, when it gave no colour of its own.
-pub const STDERR_TINT: Color = Color::LightRed;
+/// stderr lines are tinted, not alarm-red: red is for failures.
+pub const STDERR_TINT: Color = Color::Indexed(180);
 /// The timeline's "now" line and the expanded-pipeline marker.
 pub const NOW: Color = Color::Yellow;
 pub const GRID: Style = Style::new().fg(Color::Indexed(238));
@@ -132,7 +134,13 @@ pub fn message(kind: MessageKind) -> Style {
 
 /// Status glyph and colour of a job.
 pub fn job_glyph(status: &JobStatus) -> (&'static str, Color) {
+    use crate::supervisor::Readiness;
     match &status.state {
+        JobState::Pending(_) if status.is_waiting() => ("◌", Color::Yellow),
+        JobState::Running if status.readiness == Readiness::Starting => ("◔", Color::Green),
+        JobState::Running if status.stopping_after_dependents => ("◐", Color::Yellow),
+        JobState::Finished(Outcome::Stopped { .. }) => ("■", Color::DarkGray),
+        JobState::Finished(Outcome::Skipped { .. }) => ("⊘", Color::DarkGray),
         JobState::Pending(PendingReason::Manual) => ("○", Color::DarkGray),
         JobState::Pending(PendingReason::Queued) => ("◌", Color::DarkGray),
         JobState::Pending(PendingReason::Backoff { .. }) => ("↻", Color::Yellow),
@@ -162,6 +170,7 @@ pub fn run_color(run: &RunSpan, stopping: bool) -> Color {
         None => Color::Cyan,
         Some(Outcome::Exited { code: 0 }) => Color::Green,
         Some(Outcome::TimedOut { .. }) => Color::Magenta,
+        Some(Outcome::Stopped { .. } | Outcome::Skipped { .. }) => Color::DarkGray,
         Some(_) => Color::Red,
     }
 }
