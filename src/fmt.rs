@@ -194,6 +194,10 @@ pub fn job_state(status: &JobStatus, now: Instant) -> String {
             None if status.left_group > 0 => {
                 format!("stopping {} that left its group", status.left_group)
             }
+            None if status.quiet_since.is_some() => format!(
+                "quiet {}",
+                clock(now.saturating_duration_since(status.quiet_since.unwrap_or(now)))
+            ),
             None if status.stragglers => "running (orphans)".into(),
             None if status.stopping_after_dependents => "stopping after its dependents".into(),
             None => match status.readiness {

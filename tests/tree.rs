@@ -207,3 +207,147 @@ grace = "30s"
     assert!(stopped_at.elapsed() < std::time::Duration::from_secs(10));
     h.shutdown().await;
 }
+
+/// `stall`: a job that writes nothing and uses no CPU is shown quiet (warn), or stopped
+/// with a result that says it stalled (stop), or started again (restart). One that keeps
+/// writing is never quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_jobs_are_shown_quiet_stopped_or_restarted() {
+    let arg = sleep_arg(20);
+    let dir = tempdir();
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[settings]
+stall = "600ms"
+
+[[job]]
+name = "warned"
+cmd = ["sleep", "{arg}"]
+
+[[job]]
+name = "stopped"
+cmd = ["sleep", "{arg}"]
+on_stall = "stop"
+
+[[job]]
+name = "restarted"
+shell = "echo up; exec sleep {arg}"
+on_stall = "restart"
+
+[[job]]
+name = "chatty"
+shell = "while :; do echo tick; sleep 0.1; done"
+"#
+        ),
+    );
+    let mut h = Harness::start(&config);
+    let quiet = h
+        .wait_job("warned", SLOW, "shown quiet", |s| s.quiet_since.is_some())
+        .await;
+    assert!(matches!(
+        quiet.state,
+        forkyard::supervisor::JobState::Running
+    ));
+    h.wait_notice("warned", SLOW, "warned is quiet").await;
+    let outcome = h.wait_finished("stopped", SLOW).await;
+    match &outcome {
+        forkyard::supervisor::Outcome::Unhealthy { reason, .. } => {
+            assert!(reason.contains("stalled"), "{reason}")
+        }
+        other => panic!("stopped for a stall ended as {other:?}"),
+    }
+    let postmortem = h
+        .status("stopped")
+        .tree_at_stop
+        .clone()
+        .expect("the tree when it stalled");
+    assert_eq!(postmortem.why, "stalled");
+    assert!(
+        postmortem
+            .tree
+            .rows
+            .iter()
+            .any(|r| r.cmdline.contains(&arg))
+    );
+    h.wait_job("restarted", SLOW, "a second run", |s| {
+        s.runs >= 2 && s.is_active()
+    })
+    .await;
+    assert!(h.status("chatty").quiet_since.is_none());
+    assert!(
+        !h.history("chatty").iter().any(|s| s.quiet_since.is_some()),
+        "a job that writes every 100 ms was taken for quiet"
+    );
+    h.shutdown().await;
+}
+
+/// The post-mortem of a timed-out job: headless says what its processes were doing
+/// under the status line, and the report keeps it (`tree_at_stop`), with the process
+/// that needed SIGKILL after the grace period marked.
+#[test]
+fn a_timed_out_job_leaves_its_tree_in_the_report() {
+    let plain = sleep_arg(30);
+    let stubborn = sleep_arg(31);
+    let dir = tempdir();
+    common::write_file(
+        dir.path(),
+        "hang.toml",
+        &format!(
+            r#"
+[[job]]
+name = "hung"
+shell = "sleep {plain} & (trap '' TERM; sleep {stubborn}) & wait"
+timeout = "400ms"
+grace = "400ms"
+"#
+        ),
+    );
+    let output = std::process::Command::new(common::forkyard_bin())
+        .args([
+            "--headless",
+            "--no-summary",
+            "--report",
+            "report.json",
+            "hang.toml",
+        ])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run forkyard");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("its processes when it timed out:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains(&format!("sleep {stubborn}")) && l.contains("needed SIGKILL")),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("report.json")).expect("report"),
+    )
+    .expect("json");
+    let tree = &report["jobs"][0]["tree_at_stop"];
+    assert_eq!(tree["why"], "timed out");
+    let processes = tree["processes"].as_array().expect("processes");
+    let of = |arg: &str| {
+        processes
+            .iter()
+            .find(|p| p["cmdline"] == format!("sleep {arg}"))
+            .unwrap_or_else(|| panic!("no sleep {arg} in {tree}"))
+    };
+    assert_eq!(of(&plain)["state"], "sleeping");
+    assert!(
+        of(&plain)["waits_on"]
+            .as_str()
+            .is_some_and(|w| w.contains("nanosleep"))
+    );
+    assert_eq!(of(&plain)["outlived_grace"], false);
+    assert_eq!(of(&stubborn)["outlived_grace"], true);
+    assert_eq!(pgrep_count(&sleep_pattern(&stubborn)), 0);
+}

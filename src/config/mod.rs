@@ -67,6 +67,31 @@ pub struct Settings {
     /// Defaults for the jobs' `backoff_max` and `backoff_reset`.
     pub backoff_max: Duration,
     pub backoff_reset: Duration,
+    /// Defaults for the jobs' `stall` and `on_stall`.
+    pub stall: Option<Duration>,
+    pub on_stall: OnStall,
+}
+
+/// What a job that stalled (no output and almost no CPU for `stall`) gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStall {
+    /// A notice, and `quiet 42s` in its row.
+    #[default]
+    Warn,
+    /// Stopped like a failed liveness check; its result says it stalled.
+    Stop,
+    /// Stopped, then started again.
+    Restart,
+}
+
+impl OnStall {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnStall::Warn => "warn",
+            OnStall::Stop => "stop",
+            OnStall::Restart => "restart",
+        }
+    }
 }
 
 impl Default for Settings {
@@ -80,6 +105,8 @@ impl Default for Settings {
             exit_with: None,
             backoff_max: DEFAULT_BACKOFF_MAX,
             backoff_reset: DEFAULT_BACKOFF_RESET,
+            stall: None,
+            on_stall: OnStall::Warn,
         }
     }
 }
@@ -112,6 +139,9 @@ pub struct JobSpec {
     pub ready: Option<ProbeSpec>,
     /// Checked while the job runs; failing it stops the job (its policy may restart it).
     pub alive: Option<ProbeSpec>,
+    /// A running job that wrote nothing and used (almost) no CPU this long is quiet.
+    pub stall: Option<Duration>,
+    pub on_stall: OnStall,
 }
 
 impl JobSpec {
@@ -136,6 +166,8 @@ impl JobSpec {
             depends_on: Vec::new(),
             ready: None,
             alive: None,
+            stall: None,
+            on_stall: OnStall::Warn,
         }
     }
 

@@ -61,6 +61,8 @@ struct RawSettings {
     max_parallel: Option<Spanned<i64>>,
     headless_timeout: Option<Spanned<Value>>,
     env_file: Option<Spanned<Value>>,
+    stall: Option<Spanned<Value>>,
+    on_stall: Option<Spanned<String>>,
     // Service keys, read in `services.rs`.
     exit_with: Option<Spanned<String>>,
     backoff_max: Option<Spanned<Value>>,
@@ -86,6 +88,8 @@ struct RawJob {
     autostart: Option<Spanned<bool>>,
     pipefail: Option<Spanned<bool>>,
     env_file: Option<Spanned<Value>>,
+    stall: Option<Spanned<Value>>,
+    on_stall: Option<Spanned<String>>,
     // Service keys, read in `services.rs`.
     depends_on: Option<Spanned<RawDependsOn>>,
     ready: Option<Spanned<RawProbe>>,
@@ -416,6 +420,14 @@ impl Cx<'_> {
                     .map_err(|m| self.err(v.span(), None, key("headless_timeout"), m))?,
             );
         }
+        if let Some(v) = &raw.stall {
+            settings.stall =
+                Some(duration(v, false).map_err(|m| self.err(v.span(), None, key("stall"), m))?);
+        }
+        if let Some(v) = &raw.on_stall {
+            settings.on_stall =
+                on_stall(v.get_ref()).map_err(|m| self.err(v.span(), None, key("on_stall"), m))?;
+        }
         let located = |e: KeyError| self.err(e.span, None, Some(e.key), e.message);
         settings.backoff_max = services::backoff(
             &raw.backoff_max,
@@ -622,6 +634,14 @@ impl Cx<'_> {
         let backoff_reset =
             services::backoff(&raw.backoff_reset, "backoff_reset", settings.backoff_reset)
                 .map_err(located)?;
+        let stall = match &raw.stall {
+            Some(v) => Some(duration(v, false).map_err(|m| fail(v.span(), "stall", m))?),
+            None => settings.stall,
+        };
+        let on_stall = match &raw.on_stall {
+            Some(v) => on_stall(v.get_ref()).map_err(|m| fail(v.span(), "on_stall", m))?,
+            None => settings.on_stall,
+        };
         let replicas = match &raw.replicas {
             Some(v) => replicas_value(v).map_err(|m| fail(v.span(), "replicas", m))?,
             None => 1,
@@ -648,6 +668,8 @@ impl Cx<'_> {
             depends_on: Vec::new(),
             ready,
             alive,
+            stall,
+            on_stall,
         };
         self.env_and_expansion(raw, &mut template, shared_env)?;
         let specs = if replicas == 1 {
@@ -810,6 +832,19 @@ impl Cx<'_> {
 }
 
 /// Job names: non-empty, `[A-Za-z0-9_.-]+`.
+/// `on_stall`: "warn", "stop" or "restart".
+fn on_stall(text: &str) -> Result<super::OnStall, String> {
+    match text {
+        "warn" => Ok(super::OnStall::Warn),
+        "stop" => Ok(super::OnStall::Stop),
+        "restart" => Ok(super::OnStall::Restart),
+        other => Err(format!(
+            "expected \"warn\", \"stop\" or \"restart\", got {:?}",
+            one_line(other)
+        )),
+    }
+}
+
 fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("job name must not be empty".into());

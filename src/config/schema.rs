@@ -52,6 +52,21 @@ struct SettingsTable {
     backoff_max: Option<Duration>,
     /// A job that stayed up this long starts its backoff over. Default "10s".
     backoff_reset: Option<Duration>,
+    /// A running job that wrote nothing and used almost no CPU this long is quiet
+    /// (for every job that sets none). Default: off.
+    stall: Option<Duration>,
+    /// What a quiet job gets: a warning, a stop or a restart. Default "warn".
+    on_stall: Option<OnStall>,
+}
+
+/// What a job that stalled gets.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum OnStall {
+    Warn,
+    Stop,
+    Restart,
 }
 
 #[derive(JsonSchema)]
@@ -108,6 +123,10 @@ struct JobTable {
     backoff_max: Option<Duration>,
     /// Staying up this long starts the backoff over. Default: settings.backoff_reset.
     backoff_reset: Option<Duration>,
+    /// Quiet after this long with no output and almost no CPU. Default: settings.stall.
+    stall: Option<Duration>,
+    /// What it gets then. Default: settings.on_stall.
+    on_stall: Option<OnStall>,
 }
 
 /// `depends_on`: names, or names with a condition each.

@@ -385,6 +385,36 @@ fn report_event(tracker: &Tracker, event: &Event) {
                     visible_inline(&fmt::result_text(record)),
                     fmt::duration(elapsed)
                 );
+                if let Some(postmortem) = &status.tree_at_stop {
+                    // What hung, so a CI log says it without a rerun.
+                    say!(
+                        "  its processes when it {}:",
+                        postmortem.why.replace("outlived", "had outlived")
+                    );
+                    for row in &postmortem.tree.rows {
+                        say!(
+                            "  {:>7} {:<9} {:<16} {}{}{}{}",
+                            row.pid,
+                            row.state.words(),
+                            row.syscall
+                                .as_deref()
+                                .or(row.wchan.as_deref())
+                                .unwrap_or("-"),
+                            "  ".repeat(row.depth.min(20)),
+                            visible_inline(&row.cmdline),
+                            if row.left_group {
+                                "  (left the group)"
+                            } else {
+                                ""
+                            },
+                            if row.outlived_grace {
+                                "  (needed SIGKILL)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
             }
         }
         Event::Sample { .. } | Event::Machine(_) | Event::Tree(_) => {}

@@ -50,6 +50,59 @@ pub struct JobReport {
     pub stderr_bytes: u64,
     pub lines_dropped: u64,
     pub stages: Vec<StageReport>,
+    /// The job's process tree at the moment forkyard had to stop it (a timeout, a
+    /// stall, a failed liveness check, SIGKILL after its grace): what hung.
+    pub tree_at_stop: Option<TreeReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TreeReport {
+    /// timed out | stalled | not alive | outlived its grace period
+    pub why: String,
+    pub processes: Vec<ProcessReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProcessReport {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Its depth in the tree (0: a stage, or a process whose parent is not the job's).
+    pub depth: usize,
+    /// running | sleeping | disk wait | stopped | traced | zombie | idle
+    pub state: String,
+    /// The system call it was in, else the kernel function it slept in.
+    pub waits_on: Option<String>,
+    pub cpu_ms: u64,
+    pub cpu_wait_ms: u64,
+    pub rss_kb: u64,
+    pub cmdline: String,
+    pub left_group: bool,
+    /// It was still there when the grace period ran out (SIGKILL).
+    pub outlived_grace: bool,
+}
+
+fn tree_report(postmortem: &crate::supervisor::tree::Postmortem) -> TreeReport {
+    TreeReport {
+        why: postmortem.why.clone(),
+        processes: postmortem
+            .tree
+            .rows
+            .iter()
+            .map(|row| ProcessReport {
+                pid: row.pid,
+                ppid: row.ppid,
+                depth: row.depth,
+                state: row.state.words().to_string(),
+                waits_on: row.syscall.clone().or_else(|| row.wchan.clone()),
+                cpu_ms: row.cpu.as_millis() as u64,
+                cpu_wait_ms: row.cpu_wait.as_millis() as u64,
+                rss_kb: row.rss_bytes / 1024,
+                cmdline: row.cmdline.clone(),
+                left_group: row.left_group,
+                outlived_grace: row.outlived_grace,
+            })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -137,6 +190,7 @@ pub fn build(
                         },
                     })
                     .collect(),
+                tree_at_stop: job.status.tree_at_stop.as_deref().map(tree_report),
             }
         })
         .collect();

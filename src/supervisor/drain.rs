@@ -110,6 +110,30 @@ pub struct DrainTarget {
     pub activity: Option<Arc<Notify>>,
     /// The job's `log` probes read every line here (headless keeps no buffer to search).
     pub log: Option<Arc<super::probe::LogWatch>>,
+    /// When the job last wrote anything (for `stall`).
+    pub last_output: OutputClock,
+}
+
+/// An instant kept in an atomic, so a drain can set it without a lock on every read.
+#[derive(Debug, Default)]
+pub struct OutputClock(AtomicU64);
+
+fn clock_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl OutputClock {
+    pub fn touch(&self) {
+        let nanos = clock_epoch().elapsed().as_nanos() as u64;
+        // 0 means never: an instant at the epoch itself reads as 1 ns after it.
+        self.0.store(nanos.max(1), Ordering::Relaxed);
+    }
+
+    pub fn last(&self) -> Option<Instant> {
+        let nanos = self.0.load(Ordering::Relaxed);
+        (nanos > 0).then(|| clock_epoch() + std::time::Duration::from_nanos(nanos))
+    }
 }
 
 impl DrainTarget {
@@ -195,6 +219,7 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
             }
         };
         total += read as u64;
+        target.last_output.touch();
         let filled = read == buf.len();
         let chunk = &buf[..read];
         if let Some(log) = &target.log {

@@ -198,6 +198,7 @@ impl Supervisor {
                     tee: options.tee.clone(),
                     activity: options.activity.clone(),
                     log: probe::LogWatch::for_job(&spec),
+                    last_output: drain::OutputClock::default(),
                 }),
                 live: live.clone(),
                 sample_soon: sample_soon.clone(),

@@ -348,6 +348,14 @@ pub async fn run(
                     .then(|| (cpu_time.saturating_sub(*cpu).as_secs_f64() / wall * 100.0) as f32)
             });
             busy |= previous.get(id).is_none_or(|(_, cpu)| cpu_time > *cpu);
+            // More than 1 % of a core since the last tick: not quiet (see `stall`).
+            let moved = previous.get(id).is_none_or(|(at, cpu)| {
+                cpu_time.saturating_sub(*cpu).as_secs_f64()
+                    > 0.01 * now.saturating_duration_since(*at).as_secs_f64()
+            });
+            if moved && let Some(tree) = super::lock_live(&live).get_mut(id) {
+                tree.cpu_moved_at = Some(now);
+            }
             previous.insert(*id, (now, cpu_time));
             let sample = Sample {
                 cpu_percent,

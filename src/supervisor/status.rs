@@ -47,13 +47,19 @@ pub enum StopReason {
     /// Its `alive` probe failed `failures` times in a row: a failure, so the restart
     /// policy decides.
     NotAlive,
+    /// It stalled (`stall`: no output and almost no CPU for that long) and `on_stall`
+    /// stops it: a failure; `on_stall` (not the policy) says whether it restarts.
+    Stalled,
 }
 
 impl StopReason {
     /// Whether a run stopped for this reason is a failure of the job (else it was
     /// stopped on purpose, or for a deadline, which has its own result).
     pub fn is_probe_failure(self) -> bool {
-        matches!(self, StopReason::NotReady | StopReason::NotAlive)
+        matches!(
+            self,
+            StopReason::NotReady | StopReason::NotAlive | StopReason::Stalled
+        )
     }
 }
 
@@ -337,6 +343,13 @@ pub struct JobStatus {
     /// Processes of the run that left its process group (`setsid`, daemons) and are
     /// being stopped now that the group is empty: the job is not over until they are.
     pub left_group: usize,
+    /// Since when the running job has written nothing and used almost no CPU, once
+    /// that has lasted its `stall` (None while it is active, or without `stall`).
+    pub quiet_since: Option<Instant>,
+    /// The job's process tree at the moment it was stopped for a timeout, a stall or a
+    /// failed liveness check, or needed SIGKILL after its grace: what hung, kept for the
+    /// report and the tree pane.
+    pub tree_at_stop: Option<std::sync::Arc<super::tree::Postmortem>>,
     /// The run finished but the job will start again by itself (restart policy, or a
     /// restart command): a `Finished` state that is not final.
     pub restart_pending: bool,
@@ -387,6 +400,8 @@ impl JobStatus {
             timeout_at: None,
             stragglers: false,
             left_group: 0,
+            quiet_since: None,
+            tree_at_stop: None,
             restart_pending: false,
             orphan_cpu: Duration::ZERO,
             orphan_wait: Duration::ZERO,

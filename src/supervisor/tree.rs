@@ -91,6 +91,8 @@ pub struct ProcessRow {
     pub left_group: bool,
     /// The moment SIGKILL follows a stop sent to this process alone.
     pub kill_at: Option<Instant>,
+    /// In a post-mortem: it was still there when the grace period ran out (SIGKILL).
+    pub outlived_grace: bool,
 }
 
 /// A job's processes at one moment, in tree order (a parent before its children).
@@ -110,6 +112,14 @@ impl PartialEq for Tree {
 }
 
 impl Eq for Tree {}
+
+/// A job's tree as it was when forkyard had to stop it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Postmortem {
+    /// "timed out", "stalled", "not alive", "outlived its grace period".
+    pub why: String,
+    pub tree: Tree,
+}
 
 /// What a run is, for finding its processes.
 #[derive(Debug, Clone, Default)]
@@ -262,6 +272,7 @@ pub fn snapshot(
                 cmdline: cmdline(pid),
                 left_group: stat.pgid != scope.pgid,
                 kill_at: kill_at.get(&pid).copied(),
+                outlived_grace: false,
             })
         })
         .collect();

@@ -49,6 +49,9 @@ pub struct LiveTree {
     pub reaped_wait: Duration,
     /// The run's cgroup: its members are exactly the job's processes.
     pub cgroup: Option<std::path::PathBuf>,
+    /// The last sampling tick in which the run used more than a trace of CPU (for
+    /// `stall`), set by the sampler.
+    pub cpu_moved_at: Option<Instant>,
 }
 
 pub type LiveTrees = Arc<Mutex<HashMap<JobId, LiveTree>>>;
@@ -325,12 +328,27 @@ impl Job {
             }
             Effect::StopAll(signal) => {
                 if let Some(run) = run {
+                    if let State::Stopping { reason, .. } = self.state {
+                        let why = match reason {
+                            StopReason::Timeout | StopReason::Expired => Some("timed out"),
+                            StopReason::Stalled => Some("stalled"),
+                            StopReason::NotAlive => Some("not alive"),
+                            _ => None,
+                        };
+                        if let Some(why) = why {
+                            self.postmortem(why, run);
+                        }
+                    }
                     let result = run.stop_all(signal);
                     self.report_signal(signal, run.pgid, result);
                 }
             }
             Effect::KillAll { announce } => {
                 if let Some(run) = run {
+                    if !announce {
+                        // Its grace ran out: what is left is what would not stop.
+                        self.mark_survivors(run);
+                    }
                     let result = run.kill_all();
                     if announce || result.is_err() {
                         self.report_signal(Signal::SIGKILL, run.pgid, result);
@@ -338,6 +356,45 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// The grace period ran out: the post-mortem marks the processes still there (or,
+    /// for a plain stop, is taken now with every process marked).
+    fn mark_survivors(&mut self, run: &run::Run) {
+        let alive: Vec<u32> = super::tree::members(&run.scope())
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .collect();
+        let mut postmortem = match self.task.status.tree_at_stop.take() {
+            Some(earlier) => (*earlier).clone(),
+            None => super::tree::Postmortem {
+                why: "outlived its grace period".into(),
+                tree: super::tree::snapshot(
+                    self.task.id,
+                    &run.scope(),
+                    None,
+                    &std::collections::HashMap::new(),
+                ),
+            },
+        };
+        for row in &mut postmortem.tree.rows {
+            row.outlived_grace = alive.contains(&row.pid);
+        }
+        self.task.status.tree_at_stop = Some(Arc::new(postmortem));
+    }
+
+    /// Keeps the run's tree as it is now (what hung) in the status.
+    fn postmortem(&mut self, why: &str, run: &run::Run) {
+        let tree = super::tree::snapshot(
+            self.task.id,
+            &run.scope(),
+            None,
+            &std::collections::HashMap::new(),
+        );
+        self.task.status.tree_at_stop = Some(Arc::new(super::tree::Postmortem {
+            why: why.to_string(),
+            tree,
+        }));
     }
 
     fn report_signal(&self, signal: Signal, pgid: u32, result: Result<(), nix::errno::Errno>) {
@@ -486,6 +543,8 @@ impl Job {
         status.pgid = spawned.pgid;
         status.stragglers = false;
         status.left_group = 0;
+        status.quiet_since = None;
+        status.tree_at_stop = None;
         status.orphan_cpu = Duration::ZERO;
         status.orphan_wait = Duration::ZERO;
         status.wait_deadline = None;
@@ -702,6 +761,8 @@ impl Job {
             }
             let deadline = state::next_deadline(self.state, self.task.status.timeout_at);
             let sleep = sleep_until(deadline.unwrap_or_else(Instant::now).into());
+            let stall_check = self.stall_check_at();
+            let stall_sleep = sleep_until(stall_check.unwrap_or_else(Instant::now).into());
             let probing = self.probes.is_some();
             tokio::select! {
                 event = next_probe_event(self.probes.as_mut()), if probing => {
@@ -740,6 +801,79 @@ impl Job {
                     let t = state::on_deadline(self.state, self.task.status.timeout_at, &self.facts());
                     self.enter(t, Some(run));
                 }
+                _ = stall_sleep, if stall_check.is_some() => self.check_stall(run),
+            }
+        }
+    }
+
+    /// Since when the run has been quiet: its start, its last output, or the last tick
+    /// in which it used more than a trace of CPU, whichever came last.
+    fn last_activity(&self) -> Option<Instant> {
+        let started = self.task.status.started_at?;
+        let output = self.task.drain_target.last_output.last();
+        let cpu = super::lock_live(&self.task.live)
+            .get(&self.task.id)
+            .and_then(|tree| tree.cpu_moved_at);
+        [Some(started), output, cpu].into_iter().flatten().max()
+    }
+
+    /// When to look whether a running job has stalled (None without `stall`): when its
+    /// quiet spell would reach `stall`, or (already quiet) a second later, to see it end.
+    fn stall_check_at(&self) -> Option<Instant> {
+        let stall = self.task.spec.stall?;
+        if !matches!(self.state, State::Running { .. }) {
+            return None;
+        }
+        if self.task.status.quiet_since.is_some() {
+            return Some(Instant::now() + Duration::from_secs(1));
+        }
+        Some(state::deadline_after(self.last_activity()?, stall))
+    }
+
+    /// A running job that wrote nothing and used almost no CPU for its `stall` is quiet:
+    /// its row says so, and `on_stall` warns, stops it or restarts it.
+    fn check_stall(&mut self, run: &mut run::Run) {
+        let (Some(stall), Some(since)) = (self.task.spec.stall, self.last_activity()) else {
+            return;
+        };
+        let quiet = Instant::now().saturating_duration_since(since) >= stall;
+        if !quiet {
+            if self.task.status.quiet_since.take().is_some() {
+                self.publish();
+            }
+            return;
+        }
+        if self.task.status.quiet_since.is_some() {
+            return;
+        }
+        self.task.status.quiet_since = Some(since);
+        let name = self.task.spec.name.clone();
+        let what = format!(
+            "no output and almost no CPU for {}",
+            humantime::format_duration(stall)
+        );
+        match self.task.spec.on_stall {
+            crate::config::OnStall::Warn => {
+                self.say(Level::Warn, format!("{name} is quiet: {what}"));
+                self.publish();
+            }
+            on_stall => {
+                let restart = on_stall == crate::config::OnStall::Restart;
+                self.unhealthy = Some(format!("stalled: {what}"));
+                self.say(
+                    Level::Warn,
+                    format!(
+                        "{name} stalled ({what}): {}",
+                        if restart {
+                            "restarting it"
+                        } else {
+                            "stopping it"
+                        }
+                    ),
+                );
+                let failure = state::ProbeFailure::Stalled { restart };
+                let t = state::on_probe_failure(self.state, failure, &self.facts());
+                self.enter(t, Some(run));
             }
         }
     }
@@ -868,16 +1002,18 @@ impl Job {
             (Some(StopReason::Timeout | StopReason::Expired), code, signal) => {
                 Outcome::TimedOut { signal, code }
             }
-            (Some(StopReason::NotReady | StopReason::NotAlive), code, signal) => {
-                Outcome::Unhealthy {
-                    signal,
-                    code,
-                    reason: self
-                        .unhealthy
-                        .clone()
-                        .unwrap_or_else(|| "a probe failed".into()),
-                }
-            }
+            (
+                Some(StopReason::NotReady | StopReason::NotAlive | StopReason::Stalled),
+                code,
+                signal,
+            ) => Outcome::Unhealthy {
+                signal,
+                code,
+                reason: self
+                    .unhealthy
+                    .clone()
+                    .unwrap_or_else(|| "a probe failed".into()),
+            },
             // Stopped on purpose: not a failure, however it ended.
             (
                 Some(
@@ -937,6 +1073,7 @@ impl Job {
                 reaped_cpu: Duration::ZERO,
                 reaped_wait: Duration::ZERO,
                 cgroup,
+                cpu_moved_at: None,
             },
         );
         self.task.sample_soon.notify_one();

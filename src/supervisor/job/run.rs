@@ -125,6 +125,15 @@ impl Run {
         }
     }
 
+    /// What the run is, for a snapshot of its tree.
+    pub fn scope(&self) -> crate::supervisor::tree::Scope {
+        crate::supervisor::tree::Scope {
+            pgid: self.pgid,
+            stage_pids: self.stage_pids.iter().flatten().copied().collect(),
+            cgroup: self.cgroup_dir(),
+        }
+    }
+
     /// The run's cgroup directory, if it has one.
     pub fn cgroup_dir(&self) -> Option<std::path::PathBuf> {
         self.cgroup.as_ref().map(|c| c.dir().to_path_buf())

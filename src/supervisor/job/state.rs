@@ -127,6 +127,8 @@ pub enum ProbeFailure {
     NotReady,
     /// The `alive` probe failed `failures` times in a row.
     NotAlive,
+    /// It stalled and `on_stall` stops it (`restart`: then starts it again).
+    Stalled { restart: bool },
 }
 
 /// The next state and what to do to get there.
@@ -442,15 +444,19 @@ pub fn on_dependencies(state: State, verdict: &DepsVerdict, facts: &Facts<'_>) -
 /// A probe gave up on the run: stop it; as for a timeout, the restart policy decides
 /// what follows (see [`on_run_end`]).
 pub fn on_probe_failure(state: State, failure: ProbeFailure, facts: &Facts<'_>) -> Transition {
-    let reason = match failure {
-        ProbeFailure::NotReady => StopReason::NotReady,
-        ProbeFailure::NotAlive => StopReason::NotAlive,
+    let (reason, then) = match failure {
+        ProbeFailure::NotReady => (StopReason::NotReady, Then::Idle),
+        ProbeFailure::NotAlive => (StopReason::NotAlive, Then::Idle),
+        ProbeFailure::Stalled { restart } => (
+            StopReason::Stalled,
+            if restart { Then::Restart } else { Then::Idle },
+        ),
     };
     match state {
         State::Running { .. } => Transition::to(State::Stopping {
             reason,
             kill_at: Some(deadline_after(facts.now, facts.grace)),
-            then: Then::Idle,
+            then,
         })
         .with(Effect::StopAll(facts.stop_signal)),
         // Already on its way out (a stop, a shutdown): the probe has nothing to add.
@@ -621,6 +627,7 @@ mod tests {
             StopReason::Expired,
             StopReason::NotReady,
             StopReason::NotAlive,
+            StopReason::Stalled,
         ] {
             for then in [Then::Idle, Then::Restart, Then::Exit] {
                 for kill_at in [Some(later), None] {
