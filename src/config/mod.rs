@@ -52,6 +52,8 @@ pub struct Settings {
     /// Headless only: once this long has passed, every job still running is stopped as
     /// if its `timeout` had expired, and the run ends. The TUI ignores it.
     pub headless_timeout: Option<Duration>,
+    /// The default of every job's `pty`.
+    pub pty: bool,
 }
 
 impl Default for Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             stop_signal: Signal::SIGTERM,
             max_parallel: 0,
             headless_timeout: None,
+            pty: false,
         }
     }
 }
@@ -82,6 +85,9 @@ pub struct JobSpec {
     pub max_restarts: u32,
     pub autostart: bool,
     pub pipefail: bool,
+    /// Runs on a pseudo-terminal (see `supervisor::pty`): stdout and stderr are one
+    /// terminal stream, and stdin is the terminal unless `stdin` says otherwise.
+    pub pty: bool,
 }
 
 impl JobSpec {
@@ -101,6 +107,7 @@ impl JobSpec {
             max_restarts: DEFAULT_MAX_RESTARTS,
             autostart: true,
             pipefail: false,
+            pty: false,
         }
     }
 
@@ -187,6 +194,8 @@ pub enum StdinSpec {
     Text(String),
     /// Read from this file (resolved like `cwd`).
     File(PathBuf),
+    /// `stdin = "pipe"`: a pipe kept open, written from the TUI (`i`) until closed.
+    Pipe,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

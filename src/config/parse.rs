@@ -59,6 +59,7 @@ struct RawSettings {
     max_parallel: Option<Spanned<i64>>,
     headless_timeout: Option<Spanned<Value>>,
     env_file: Option<Spanned<Value>>,
+    pty: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +81,7 @@ struct RawJob {
     autostart: Option<Spanned<bool>>,
     pipefail: Option<Spanned<bool>>,
     env_file: Option<Spanned<Value>>,
+    pty: Option<Spanned<bool>>,
 }
 
 /// Parses and validates a config.
@@ -390,6 +392,9 @@ impl Cx<'_> {
                     .map_err(|m| self.err(v.span(), None, key("headless_timeout"), m))?,
             );
         }
+        if let Some(v) = &raw.pty {
+            settings.pty = *v.get_ref();
+        }
         Ok(settings)
     }
 
@@ -517,6 +522,17 @@ impl Cx<'_> {
         };
         let autostart = raw.autostart.as_ref().is_none_or(|v| *v.get_ref());
         let pipefail = raw.pipefail.as_ref().is_some_and(|v| *v.get_ref());
+        let pty = raw.pty.as_ref().map_or(settings.pty, |v| *v.get_ref());
+        if pty && stdin == StdinSpec::Pipe {
+            let span = raw.stdin.as_ref().map_or(header.clone(), |v| v.span());
+            return Err(fail(
+                span,
+                "stdin",
+                "stdin = \"pipe\" is for jobs without a terminal: a job with pty = true \
+                 reads what is typed into its terminal (set pty = false, or drop stdin)"
+                    .into(),
+            ));
+        }
 
         let mut template = JobSpec {
             name: name.clone(),
@@ -531,6 +547,7 @@ impl Cx<'_> {
             max_restarts,
             autostart,
             pipefail,
+            pty,
         };
         self.env_and_expansion(raw, &mut template, shared_env)?;
         let specs = if replicas == 1 {
@@ -661,10 +678,17 @@ impl Cx<'_> {
     }
 
     fn stdin(&self, v: &Value) -> Result<StdinSpec, String> {
-        const EXPECTED: &str =
-            r#"expected a string (text fed to the job) or a table like { file = "input.txt" }"#;
+        const EXPECTED: &str = r#"expected "pipe", a string (text fed to the job), or a table like { file = "input.txt" } or { text = "..." }"#;
         match v {
+            Value::String(s) if s == "pipe" => Ok(StdinSpec::Pipe),
             Value::String(s) => Ok(StdinSpec::Text(s.clone())),
+            Value::Table(t) if t.len() == 1 && t.contains_key("text") => match t.get("text") {
+                Some(Value::String(s)) => Ok(StdinSpec::Text(s.clone())),
+                other => Err(format!(
+                    "`text` must be a string, got {}",
+                    other.map_or("nothing", type_name)
+                )),
+            },
             Value::Table(t) => {
                 if let Some(k) = t.keys().find(|k| k.as_str() != "file") {
                     return Err(format!(
@@ -1286,6 +1310,29 @@ pipefail = true
             assert_eq!(e.key(), Some(field), "{e}");
             assert_eq!(e.line(), Some(4), "{e}");
         }
+    }
+
+    #[test]
+    fn pty_and_stdin_pipe() {
+        let c = parse(
+            "[settings]\npty = true\n[[job]]\nname = \"a\"\ncmd = [\"top\"]\n[[job]]\nname = \"b\"\ncmd = [\"cat\"]\npty = false\nstdin = \"pipe\"\n[[job]]\nname = \"c\"\ncmd = [\"cat\"]\npty = false\nstdin = { text = \"pipe\" }\n",
+            "t.toml",
+            None,
+        )
+        .expect("parses");
+        assert!(c.settings.pty);
+        assert!(c.jobs[0].pty);
+        assert!(!c.jobs[1].pty);
+        assert_eq!(c.jobs[1].stdin, StdinSpec::Pipe);
+        assert_eq!(c.jobs[2].stdin, StdinSpec::Text("pipe".into()));
+        let e = parse(
+            "[[job]]\nname = \"a\"\ncmd = [\"cat\"]\npty = true\nstdin = \"pipe\"\n",
+            "t.toml",
+            None,
+        )
+        .expect_err("pipe and pty");
+        assert_eq!(e.key(), Some("stdin"), "{e}");
+        assert!(e.to_string().contains("t.toml:5:9"), "{e}");
     }
 
     #[test]

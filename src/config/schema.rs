@@ -46,6 +46,8 @@ struct SettingsTable {
     /// dotenv file(s) whose variables every job gets (under its own `env_file` and `env`).
     /// Relative to the config's folder.
     env_file: Option<EnvFiles>,
+    /// Every job's default for `pty` (run on a pseudo-terminal). Default false.
+    pty: Option<bool>,
 }
 
 #[derive(JsonSchema)]
@@ -70,7 +72,9 @@ struct JobTable {
     env_file: Option<EnvFiles>,
     /// Working folder, relative to the config's folder. `${VAR}` is expanded.
     cwd: Option<String>,
-    /// Text fed to the job's stdin, or `{ file = "path" }`. Default: /dev/null.
+    /// Text fed to the job's stdin, `{ file = "path" }`, `{ text = "..." }`, or "pipe"
+    /// (kept open, written from the TUI with `i`). Default: /dev/null, or the terminal
+    /// with `pty = true`.
     stdin: Option<StdinValue>,
     /// Stop the job (signal, grace, SIGKILL) after this long; it ends as "timed out".
     timeout: Option<Duration>,
@@ -89,6 +93,9 @@ struct JobTable {
     autostart: Option<bool>,
     /// A pipeline's result: the last stage's (false, the default) or the first failing stage's.
     pipefail: Option<bool>,
+    /// Run on a pseudo-terminal, its screen drawn by a terminal emulator. Default:
+    /// settings.pty.
+    pty: Option<bool>,
 }
 
 /// A duration in humantime syntax: "500ms", "3s", "2m", "1m 30s".
@@ -120,10 +127,19 @@ enum StageValue {
 #[serde(untagged)]
 #[allow(dead_code)]
 enum StdinValue {
-    /// Text written to the job's stdin, then closed.
+    /// Text written to the job's stdin, then closed; "pipe" keeps stdin open instead.
     Text(String),
     /// A file read as the job's stdin.
     File(StdinFile),
+    /// Text written to the job's stdin (also when the text is "pipe").
+    TextTable(StdinText),
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StdinText {
+    text: String,
 }
 
 #[derive(JsonSchema)]
