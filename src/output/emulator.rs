@@ -13,9 +13,19 @@
 //! ([`Emulator::take_lines`]), which the drain stores in the job's bounded ring buffer
 //! like any pipe job's line: a few bytes per line, counted when dropped, searchable.
 //! Rows of a wrapped line are joined back into the line the program wrote.
+//!
+//! A flood of plain lines (`seq`, a log without colours) takes a shortcut: vt100 spends
+//! most of its time per scrolled row on the row's every cell (a 200-column row costs
+//! 200 cell comparisons to format and 200 to clear), so when a chunk holds many plain
+//! ASCII lines and the terminal is in the plain state they cannot change (main screen,
+//! cursor at the start of a blank bottom row, default attributes, no scroll region, no
+//! escape sequence half read), all but the last screenful go to the scrollback as the
+//! bytes they are ([`History::Raw`]), and only the screen's worth is drawn by vt100.
+//! The result is the screen and scrollback vt100 would have produced (a test checks).
 
 use std::fmt::Write as _;
 use std::num::NonZeroU16;
+use std::ops::Range;
 
 use vt100::capture::{BasicFormattedCaptureState, RowContents};
 use vt100::{Callbacks, Screen};
@@ -25,12 +35,21 @@ use super::MAX_LINE_BYTES;
 /// The smallest screen (a 0×0 pane still has a terminal behind it).
 const MIN_SIZE: u16 = 1;
 
+/// Lines that left the screen, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum History {
+    /// One line, with SGR codes for its colours.
+    Line(String),
+    /// Plain `TEXT\r\n` lines, as bytes of the chunk just processed.
+    Raw(Range<usize>),
+}
+
 /// What the emulator collects besides its screen: the lines scrolled off the top, and
 /// the answers a program asked for.
 #[derive(Default)]
 struct Collector {
     /// Complete lines, oldest first.
-    lines: Vec<String>,
+    lines: Vec<History>,
     /// The start of a line whose rows wrapped (the rest is still on screen).
     partial: String,
     /// Bytes to write back to the program (replies to status queries).
@@ -51,7 +70,7 @@ impl std::fmt::Write for NewlineProbe {
 
 impl Collector {
     fn push_line(&mut self, line: String) {
-        self.lines.push(line);
+        self.lines.push(History::Line(line));
     }
 
     /// One row off the top of the main screen.
@@ -145,9 +164,27 @@ pub enum MouseMode {
     AnyMotion,
 }
 
+/// Where the bytes fed so far leave the parser, as far as the shortcut needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Escape {
+    #[default]
+    Ground,
+    /// After ESC.
+    Esc,
+    /// In a CSI; `params` says whether a parameter byte came.
+    Csi { params: bool },
+    /// In an OSC, DCS, SOS, PM or APC string (until BEL or ST).
+    Str,
+    /// ESC inside a string (ST's first byte, or a new sequence).
+    StrEsc,
+}
+
 /// One PTY job's terminal.
 pub struct Emulator {
     parser: vt100::Parser<Collector>,
+    escape: Escape,
+    /// A scroll region may be set (DECSTBM with parameters since the last reset).
+    region: bool,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -174,17 +211,171 @@ impl Emulator {
                 0,
                 Collector::default(),
             ),
+            escape: Escape::Ground,
+            region: false,
         }
     }
 
-    /// Interprets what the program wrote.
+    /// Interprets what the program wrote. [`History::Raw`] ranges from
+    /// [`Emulator::take_history`] refer to `bytes`.
     pub fn process(&mut self, bytes: &[u8]) {
+        let (rows, cols) = self.size();
+        // A read often ends inside a line: the next chunk's first line completes it,
+        // through vt100, and leaves the cursor at the start of a blank bottom row.
+        let first = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |nl| nl + 1);
+        let plain = plain_lines(&bytes[first..], cols, first);
+        if plain.lines() <= 2 * usize::from(rows) {
+            return self.slow(bytes);
+        }
+        self.slow(&bytes[..plain.start]);
+        let run = &bytes[plain.start..plain.end];
+        if self.plain_state() {
+            let ends: Vec<usize> = plain.ends.iter().map(|e| e - plain.start).collect();
+            self.shortcut(run, &ends, rows, plain.start);
+        } else {
+            self.slow(run);
+        }
+        self.slow(&bytes[plain.end..]);
+    }
+
+    fn slow(&mut self, bytes: &[u8]) {
+        self.track_escapes(bytes);
         self.parser.process(bytes);
     }
 
-    /// The lines that scrolled off the top since the last call, oldest first.
-    pub fn take_lines(&mut self) -> Vec<String> {
+    /// Nothing in the terminal's state can make plain lines do anything but scroll.
+    fn plain_state(&self) -> bool {
+        let screen = self.parser.screen();
+        let (rows, cols) = self.size();
+        self.escape == Escape::Ground
+            && !self.region
+            && !screen.alternate_screen()
+            && screen.cursor_position() == (rows - 1, 0)
+            && screen.fgcolor() == vt100::Color::Default
+            && screen.bgcolor() == vt100::Color::Default
+            && !(screen.bold() || screen.dim() || screen.italic())
+            && !(screen.underline() || screen.inverse())
+            && (0..cols).all(|c| {
+                screen
+                    .cell(rows - 1, c)
+                    .is_none_or(|cell| !cell.has_contents())
+            })
+            && self.parser.callbacks().partial.is_empty()
+    }
+
+    /// `block` is all plain lines (`ends[i]`: the end of line i, its `\r\n` included),
+    /// more than two screenfuls: the screen's rows scroll off (through vt100), the lines
+    /// but the last screenful go to the scrollback as bytes, and the last screenful is
+    /// drawn from the top of the blank screen, the cursor left on the bottom row.
+    /// `offset`: where `block` starts in the chunk.
+    fn shortcut(&mut self, block: &[u8], ends: &[usize], rows: u16, offset: usize) {
+        let keep = usize::from(rows) - 1;
+        let flush = "\n".repeat(keep);
+        self.parser.process(flush.as_bytes());
+        let raw_end = ends[ends.len() - keep - 1];
+        self.parser
+            .callbacks_mut()
+            .lines
+            .push(History::Raw(offset..offset + raw_end));
+        let mut tail = b"\x1b[H".to_vec();
+        tail.extend_from_slice(&block[raw_end..]);
+        self.parser.process(&tail);
+    }
+
+    /// Follows escape sequences well enough to know whether the parser is in its ground
+    /// state and whether a scroll region was set.
+    fn track_escapes(&mut self, bytes: &[u8]) {
+        let mut at = 0;
+        while at < bytes.len() {
+            match self.escape {
+                Escape::Ground => match memchr::memchr(0x1b, &bytes[at..]) {
+                    Some(i) => {
+                        self.escape = Escape::Esc;
+                        at += i + 1;
+                    }
+                    None => return,
+                },
+                Escape::Str => match memchr::memchr2(0x07, 0x1b, &bytes[at..]) {
+                    Some(i) => {
+                        self.escape = if bytes[at + i] == 0x07 {
+                            Escape::Ground
+                        } else {
+                            Escape::StrEsc
+                        };
+                        at += i + 1;
+                    }
+                    None => return,
+                },
+                Escape::StrEsc => {
+                    // ST ends the string; anything else starts over as an escape.
+                    self.escape = if bytes[at] == b'\\' {
+                        at += 1;
+                        Escape::Ground
+                    } else {
+                        Escape::Esc
+                    };
+                }
+                Escape::Esc => {
+                    let byte = bytes[at];
+                    at += 1;
+                    self.escape = match byte {
+                        b'[' => Escape::Csi { params: false },
+                        b']' | b'P' | b'X' | b'^' | b'_' => Escape::Str,
+                        0x1b => Escape::Esc,
+                        // Intermediates (ESC ( B …) wait for their final byte.
+                        0x20..=0x2f => Escape::Esc,
+                        b'c' => {
+                            self.region = false;
+                            Escape::Ground
+                        }
+                        _ => Escape::Ground,
+                    };
+                }
+                Escape::Csi { params } => {
+                    let byte = bytes[at];
+                    at += 1;
+                    self.escape = match byte {
+                        b'0'..=b'9' | b';' | b':' => Escape::Csi { params: true },
+                        0x3c..=0x3f | 0x20..=0x2f => Escape::Csi { params },
+                        0x1b => Escape::Esc,
+                        0x40..=0x7e => {
+                            if byte == b'r' {
+                                self.region = params;
+                            }
+                            Escape::Ground
+                        }
+                        // C0 controls run inside a CSI and leave it going.
+                        _ => Escape::Csi { params },
+                    };
+                }
+            }
+        }
+    }
+
+    /// What scrolled off the top since the last call, oldest first.
+    pub fn take_history(&mut self) -> Vec<History> {
         std::mem::take(&mut self.parser.callbacks_mut().lines)
+    }
+
+    /// Like [`Emulator::take_history`], every line as text (`chunk`: the bytes of the
+    /// last [`Emulator::process`]).
+    pub fn take_lines_of(&mut self, chunk: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for item in self.take_history() {
+            match item {
+                History::Line(line) => out.push(line),
+                History::Raw(range) => {
+                    let raw = String::from_utf8_lossy(&chunk[range]).into_owned();
+                    out.extend(raw.split_terminator("\r\n").map(str::to_string));
+                }
+            }
+        }
+        out
+    }
+
+    /// [`Emulator::take_history`] as lines, when no raw block can be in it.
+    pub fn take_lines(&mut self) -> Vec<String> {
+        self.take_lines_of(&[])
     }
 
     /// Answers to the program's status queries since the last call.
@@ -224,10 +415,11 @@ impl Emulator {
             let lines = &mut self.parser.callbacks_mut().lines;
             // Blank rows at the bottom are not worth keeping.
             while lines.len() > before
-                && lines.last().is_some_and(|l| {
-                    crate::output::sanitize::plain_text(l.as_bytes())
+                && lines.last().is_some_and(|l| match l {
+                    History::Line(l) => crate::output::sanitize::plain_text(l.as_bytes())
                         .trim()
-                        .is_empty()
+                        .is_empty(),
+                    History::Raw(_) => false,
                 })
             {
                 lines.pop();
@@ -265,6 +457,54 @@ impl Emulator {
             mouse_sgr: screen.mouse_protocol_encoding() == vt100::MouseProtocolEncoding::Sgr,
         }
     }
+}
+
+/// The last run of plain lines among the complete lines of `bytes`: printable ASCII
+/// shorter than the screen, each ending in `\r\n` (a terminal's newline).
+struct PlainLines {
+    /// Where the run starts and ends.
+    start: usize,
+    end: usize,
+    /// The end of each of its lines.
+    ends: Vec<usize>,
+}
+
+impl PlainLines {
+    fn lines(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+/// `offset`: where `bytes` starts in the chunk (the positions returned are the chunk's).
+fn plain_lines(bytes: &[u8], cols: u16, offset: usize) -> PlainLines {
+    let mut run = PlainLines {
+        start: offset,
+        end: offset,
+        ends: Vec::new(),
+    };
+    if bytes.len() < 256 {
+        // Short writes (keys echoed, a prompt) never take the shortcut anyway.
+        return run;
+    }
+    let mut line_start = 0;
+    for nl in memchr::memchr_iter(b'\n', bytes) {
+        let line = &bytes[line_start..nl];
+        let plain = line.last() == Some(&b'\r')
+            && line.len() <= usize::from(cols)
+            && line[..line.len() - 1]
+                .iter()
+                .all(|b| (0x20..0x7f).contains(b));
+        line_start = nl + 1;
+        if plain {
+            run.ends.push(offset + line_start);
+            run.end = offset + line_start;
+        } else {
+            run.ends.clear();
+            run.start = offset + line_start;
+            run.end = offset + line_start;
+        }
+    }
+    run
 }
 
 #[cfg(test)]
@@ -332,6 +572,67 @@ mod tests {
         assert_eq!(modes.mouse, MouseMode::PressRelease);
         e.process(b"\x1b[?1049l");
         assert_eq!(e.screen_lines()[0], "before");
+    }
+
+    /// The shortcut gives exactly what vt100 alone gives: the same screen, the same
+    /// scrollback, whatever the chunks.
+    #[test]
+    fn a_flood_of_plain_lines_matches_the_slow_path() {
+        let mut text = String::from("\x1b[1mbold start\x1b[m\r\nsome\r\n");
+        for i in 0..5000 {
+            text.push_str(&format!("line {i}\r\n"));
+        }
+        text.push_str("\x1b[31mred\x1b[m\r\n");
+        for i in 0..300 {
+            text.push_str(&format!("more {i}\r\n"));
+        }
+        text.push_str("partial");
+        let bytes = text.as_bytes();
+        let slow = {
+            let mut e = Emulator::new(10, 40);
+            let mut lines = Vec::new();
+            for b in bytes.chunks(1) {
+                e.slow(b);
+                lines.extend(e.take_lines());
+            }
+            (lines, e.screen_lines(), e.screen().cursor_position())
+        };
+        for size in [7, 100, 4096, 1 << 20] {
+            let mut e = Emulator::new(10, 40);
+            let mut lines = Vec::new();
+            let mut raw = false;
+            for chunk in bytes.chunks(size) {
+                e.process(chunk);
+                let history = e.take_history();
+                raw |= history.iter().any(|h| matches!(h, History::Raw(_)));
+                e.parser.callbacks_mut().lines = history;
+                lines.extend(e.take_lines_of(chunk));
+            }
+            assert_eq!(lines, slow.0, "chunks of {size}");
+            assert_eq!(e.screen_lines(), slow.1, "chunks of {size}");
+            assert_eq!(e.screen().cursor_position(), slow.2, "chunks of {size}");
+            assert_eq!(raw, size >= 4096, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn no_shortcut_with_a_scroll_region_or_inside_a_string() {
+        let flood: String = (0..100).map(|i| format!("n{i}\r\n")).collect();
+        let mut e = Emulator::new(5, 20);
+        e.process(b"\x1b[1;3r\x1b[5;1H");
+        e.process(flood.as_bytes());
+        assert!(
+            e.take_history()
+                .iter()
+                .all(|h| matches!(h, History::Line(_)))
+        );
+        let mut e = Emulator::new(5, 20);
+        e.process(b"\x1b]0;title ");
+        e.process(flood.as_bytes());
+        assert!(
+            e.take_history().is_empty(),
+            "all of it is the unterminated title"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::output::{SharedBuffer, Stream};
 
 use super::pty::JobIo;
 use super::status::JobId;
+use crate::output::emulator::History;
 
 /// A quiet pipe costs no buffer at all; the first read uses this much...
 const FIRST_READ_SIZE: usize = 16 * 1024;
@@ -285,14 +286,24 @@ async fn drain_pty(fd: OwnedFd, stage: usize, io: Arc<JobIo>, target: Arc<DrainT
                 // never sees a row both on screen and in the scrollback.
                 let mut terminal = super::pty::lock(terminal);
                 terminal.process(chunk);
-                let lines = terminal.take_lines();
+                let history = terminal.take_history();
                 replies = terminal.take_replies();
                 let mut buffer = crate::output::lock(&target.buffer);
-                buffer.count_only(stream, chunk.len());
                 let now = Instant::now();
-                for line in lines {
-                    buffer.push_line(stage, stream, now, line.as_bytes());
+                let mut counted = 0;
+                for item in history {
+                    match item {
+                        History::Line(line) => {
+                            buffer.push_line(stage, stream, now, line.as_bytes())
+                        }
+                        History::Raw(range) => {
+                            // Whole plain lines: stored in one piece (and counted).
+                            counted += range.len();
+                            buffer.push_chunk(stage, stream, now, &chunk[range]);
+                        }
+                    }
                 }
+                buffer.count_only(stream, chunk.len() - counted);
             }
             _ => crate::output::lock(&target.buffer).count_only(stream, chunk.len()),
         }
