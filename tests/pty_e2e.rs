@@ -184,7 +184,7 @@ impl Tmux {
                 let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
                 let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
                 let ours = args.first() == Some(&env!("CARGO_BIN_EXE_forkyard").as_bytes())
-                    && args.iter().any(|a| *a == config.as_bytes());
+                    && args.contains(&config.as_bytes());
                 ours.then_some(pid)
             })
     }
