@@ -69,6 +69,19 @@ cmd = ["python3", "-c", "import sys; print('piped', sys.stdout.isatty())"]
 }
 
 #[test]
+fn headless_a_stdin_pipe_job_reads_end_of_file_at_once() {
+    let dir = tempdir();
+    let out = forkyard(
+        dir.path(),
+        "[[job]]\nname = \"cat\"\ncmd = [\"sh\", \"-c\", \"cat; echo eof\"]\nstdin = \"pipe\"\n",
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("cat | eof"), "{stdout}");
+}
+
+#[test]
 fn a_pty_pipeline_keeps_a_pid_and_a_status_per_stage() {
     let dir = tempdir();
     let out = forkyard(

@@ -120,7 +120,7 @@ commands! {
     RestartAll = "restart_all", "restart all", "restart every job";
     Start = "start", "start", "start a pending or finished job";
     Signal = "signal", "signal", "send the job a signal, chosen from a menu";
-    Input = "input", "type", "type into the job: its terminal (pty = true), or lines to its stdin (stdin = \"pipe\")";
+    Input = "input", "type", "type into the job: its terminal, or lines to its stdin";
     Search = "search", "search", "search the output (matches are highlighted)";
     SearchNext = "search_next", "next", "go to the next match";
     SearchPrev = "search_prev", "prev", "go to the previous match";
@@ -141,7 +141,7 @@ commands! {
     PromptClear = "prompt_clear", "clear", "prompt: delete everything typed";
     PromptEdit = "prompt_edit", "edit", "prompt: edit the suggestion instead of replacing it";
     InputEof = "input_eof", "close stdin", "stdin prompt: close the job's stdin (end of file)";
-    InputLeave = "input_leave", "leave", "typing into a job's terminal: give the keys back to forkyard";
+    InputLeave = "input_leave", "leave", "typing into a job: give the keys back to forkyard";
 }
 
 const fn ch(c: char) -> Key {

@@ -95,6 +95,8 @@ pub struct JobIo {
     terminal: Option<SharedTerminal>,
     size: Mutex<Size>,
     live: Mutex<Option<Live>>,
+    /// Someone can type (the TUI); headless nobody can.
+    interactive: bool,
 }
 
 impl std::fmt::Debug for JobIo {
@@ -108,7 +110,8 @@ impl std::fmt::Debug for JobIo {
 }
 
 impl JobIo {
-    /// `emulate`: keep a screen (the TUI); headless passes the bytes on instead.
+    /// `emulate`: keep a screen and take input (the TUI); headless passes the bytes on
+    /// instead, and nobody types.
     pub fn new(kind: InputKind, size: Size, emulate: bool) -> JobIo {
         let terminal = (kind == InputKind::Terminal && emulate)
             .then(|| Arc::new(Mutex::new(Emulator::new(size.rows, size.cols))));
@@ -117,6 +120,7 @@ impl JobIo {
             terminal,
             size: Mutex::new(size),
             live: Mutex::new(None),
+            interactive: emulate,
         }
     }
 
@@ -229,8 +233,13 @@ impl JobIo {
         });
     }
 
-    /// A new run's stdin pipe (its write end).
+    /// A new run's stdin pipe (its write end). Without a front end to type into it
+    /// (headless), it closes at once: the job reads end-of-file rather than waiting for
+    /// input nobody can give.
     pub(super) fn attach_pipe(&self, writer: OwnedFd, pgid: u32) {
+        if !self.interactive {
+            return;
+        }
         let sender = spawn_writer(Writer::Pipe(writer));
         *self.live() = sender.map(|sender| Live {
             sender,
