@@ -857,6 +857,12 @@ pub fn describe(config: &Config) -> String {
             config::StdinSpec::File(path) => {
                 let _ = writeln!(out, "  stdin: {}", v(&path.display().to_string()));
             }
+            config::StdinSpec::Pipe => {
+                let _ = writeln!(out, "  stdin: pipe (kept open: i writes to it in the TUI)");
+            }
+        }
+        if job.pty {
+            let _ = writeln!(out, "  pty: yes (stdout and stderr on a terminal)");
         }
         if let Some(timeout) = job.timeout {
             let _ = writeln!(out, "  timeout: {}", fmt::config_duration(timeout));

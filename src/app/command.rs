@@ -24,16 +24,19 @@ pub enum Mode {
     ConfirmRerun,
     /// The `x` menu; its digits pick a signal by number.
     SignalMenu,
+    /// `i` on a PTY job: every key goes to the job, except the one that leaves.
+    Input,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Normal,
         Mode::Prompt,
         Mode::Help,
         Mode::ConfirmQuit,
         Mode::ConfirmRerun,
         Mode::SignalMenu,
+        Mode::Input,
     ];
 
     /// As error messages and the README name it.
@@ -45,6 +48,7 @@ impl Mode {
             Mode::ConfirmQuit => "the quit dialog",
             Mode::ConfirmRerun => "the rerun dialog",
             Mode::SignalMenu => "the signal menu",
+            Mode::Input => "a job's terminal (after i)",
         }
     }
 
@@ -116,6 +120,7 @@ commands! {
     RestartAll = "restart_all", "restart all", "restart every job";
     Start = "start", "start", "start a pending or finished job";
     Signal = "signal", "signal", "send the job a signal, chosen from a menu";
+    Input = "input", "type", "type into the job: its terminal, or lines to its stdin";
     Search = "search", "search", "search the output (matches are highlighted)";
     SearchNext = "search_next", "next", "go to the next match";
     SearchPrev = "search_prev", "prev", "go to the previous match";
@@ -135,6 +140,8 @@ commands! {
     PromptDelete = "prompt_delete", "delete", "prompt: delete the last character";
     PromptClear = "prompt_clear", "clear", "prompt: delete everything typed";
     PromptEdit = "prompt_edit", "edit", "prompt: edit the suggestion instead of replacing it";
+    InputEof = "input_eof", "close stdin", "stdin prompt: close the job's stdin (end of file)";
+    InputLeave = "input_leave", "leave", "typing into a job: give the keys back to forkyard";
 }
 
 const fn ch(c: char) -> Key {
@@ -160,7 +167,7 @@ const END: Key = code(KeyCode::End);
 const PGUP: Key = code(KeyCode::PageUp);
 const PGDN: Key = code(KeyCode::PageDown);
 
-use Mode::{ConfirmQuit, ConfirmRerun, Help, Normal, Prompt, SignalMenu};
+use Mode::{ConfirmQuit, ConfirmRerun, Help, Input, Normal, Prompt, SignalMenu};
 
 /// `keys![(Normal, &[UP, ch('k')]), …]`: a static table of keys per mode.
 macro_rules! keys {
@@ -200,6 +207,7 @@ impl Command {
             Command::RestartAll => keys![(Normal, &[ch('R')])],
             Command::Start => keys![(Normal, &[ch('s')])],
             Command::Signal => keys![(Normal, &[ch('x')]), (SignalMenu, &[ch('x')])],
+            Command::Input => keys![(Normal, &[ch('i')])],
             Command::Search => keys![(Normal, &[ch('/')])],
             Command::SearchNext => keys![(Normal, &[ch('n')])],
             Command::SearchPrev => keys![(Normal, &[ch('N')])],
@@ -235,6 +243,9 @@ impl Command {
             Command::PromptDelete => keys![(Prompt, &[code(KeyCode::Backspace)])],
             Command::PromptClear => keys![(Prompt, &[ctrl('u')])],
             Command::PromptEdit => keys![(Prompt, &[LEFT, RIGHT, HOME, END])],
+            Command::InputEof => keys![(Prompt, &[ctrl('d')])],
+            // As in mprocs. Every other key, Ctrl-C included, goes to the job.
+            Command::InputLeave => keys![(Input, &[ctrl('a')])],
         }
     }
 

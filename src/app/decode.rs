@@ -5,7 +5,8 @@
 //! read that returns EOF or EIO. This decoder covers what a terminal sends to a program
 //! that enabled SGR mouse reporting: UTF-8 text, control keys, Alt as an ESC prefix, CSI
 //! and SS3 sequences for arrows, Home/End, PgUp/PgDn, Insert/Delete, F1–F12 (with
-//! modifiers), Shift-Tab, and SGR mouse reports. Anything else is dropped.
+//! modifiers), Shift-Tab, SGR mouse reports, and bracketed pastes (`ESC [ 200 ~` …
+//! `ESC [ 201 ~`, one [`Event::Paste`]). Anything else is dropped.
 
 use crossterm::event::{
     Event, KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -15,10 +16,17 @@ const ESC: u8 = 0x1b;
 /// A sequence longer than this is garbage: drop it rather than wait for its end.
 const MAX_SEQUENCE: usize = 64;
 
+/// The most of one paste kept (the rest until its end marker is dropped).
+const MAX_PASTE: usize = 1 << 20;
+const PASTE_START: &[u8] = b"\x1b[200~";
+const PASTE_END: &[u8] = b"\x1b[201~";
+
 /// Keeps a sequence that a read cut in two until the rest arrives.
 #[derive(Debug, Default)]
 pub struct Decoder {
     pending: Vec<u8>,
+    /// Inside a bracketed paste: its text so far.
+    paste: Option<Vec<u8>>,
 }
 
 /// What one step of decoding found.
@@ -37,6 +45,37 @@ impl Decoder {
         let mut events = Vec::new();
         let mut at = 0;
         while at < self.pending.len() {
+            if let Some(paste) = &mut self.paste {
+                let rest = &self.pending[at..];
+                match memchr::memmem::find(rest, PASTE_END) {
+                    Some(end) => {
+                        let room = MAX_PASTE.saturating_sub(paste.len());
+                        paste.extend_from_slice(&rest[..end.min(room)]);
+                        let text = String::from_utf8_lossy(paste).into_owned();
+                        events.push(Event::Paste(text));
+                        self.paste = None;
+                        at += end + PASTE_END.len();
+                        continue;
+                    }
+                    None => {
+                        // Keep what could be the start of the end marker.
+                        let keep = (1..PASTE_END.len())
+                            .rev()
+                            .find(|n| rest.ends_with(&PASTE_END[..*n]))
+                            .unwrap_or(0);
+                        let take = rest.len() - keep;
+                        let room = MAX_PASTE.saturating_sub(paste.len());
+                        paste.extend_from_slice(&rest[..take.min(room)]);
+                        at += take;
+                        break;
+                    }
+                }
+            }
+            if self.pending[at..].starts_with(PASTE_START) {
+                self.paste = Some(Vec::new());
+                at += PASTE_START.len();
+                continue;
+            }
             match step(&self.pending[at..]) {
                 Step::Done(event, used) => {
                     events.extend(event);
@@ -349,6 +388,18 @@ mod tests {
         garbage.extend([b'1'; 100]);
         decoder.feed(&garbage);
         assert_eq!(decoder.feed(b"z").len(), 1);
+    }
+
+    #[test]
+    fn a_bracketed_paste_is_one_event_however_it_is_cut() {
+        let mut decoder = Decoder::default();
+        let mut events = decoder.feed(b"a\x1b[200~q\x1b[A\r");
+        events.extend(decoder.feed(b"\xc3"));
+        events.extend(decoder.feed(b"\xa9\x1b[20"));
+        events.extend(decoder.feed(b"1~b"));
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(matches!(&events[1], Event::Paste(text) if text == "q\x1b[A\ré"));
+        assert!(matches!(events[2], Event::Key(k) if k.code == KeyCode::Char('b')));
     }
 
     #[test]

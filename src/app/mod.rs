@@ -12,6 +12,7 @@
 
 pub mod command;
 mod decode;
+pub mod encode;
 pub mod input;
 pub mod keymap;
 mod mouse;
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::output::SharedBuffer;
+use crate::supervisor::pty::{self, JobIo};
 use crate::supervisor::{Controller, Event, Supervisor, SupervisorOptions};
 use crate::ui::{self, Model};
 
@@ -166,6 +168,10 @@ pub struct Shell<S: Screen, I: TerminalInput, G: SignalSource> {
     /// The `-j` of the current run.
     max_parallel: usize,
     rerun_error: Option<anyhow::Error>,
+    /// Per job of the current run: its input endpoint (PTY jobs, `stdin = "pipe"`).
+    ios: Vec<Option<Arc<JobIo>>>,
+    /// The size the PTY jobs were last given (the output pane's body).
+    pty_size: Option<pty::Size>,
 }
 
 impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
@@ -181,7 +187,9 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         let activity = Arc::new(Notify::new());
         let sampled = Arc::new(Notify::new());
         let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
-        let (supervisor, events) = start_supervisor(&config, max_parallel, &activity, &sampled)?;
+        let pty_size = first_pane_size(&config, size);
+        let (supervisor, events) =
+            start_supervisor(&config, max_parallel, &activity, &sampled, pty_size)?;
         let origin = std::path::Path::new(&config.origin)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -199,8 +207,15 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             );
         }
         let buffers = buffers_of(&supervisor);
+        let ios = ios_of(&supervisor);
+        model.inputs = ios
+            .iter()
+            .map(|io| io.as_ref().map(|io| io.kind()))
+            .collect();
+        let mut state = State::new(model, buffers, size);
+        state.set_terminals(terminals_of(&ios));
         Ok(Shell {
-            state: State::new(model, buffers, size),
+            state,
             screen: Some(screen),
             input: Some(input),
             signals,
@@ -214,6 +229,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             max_parallel,
             config,
             rerun_error: None,
+            ios,
+            pty_size,
         })
     }
 
@@ -301,8 +318,10 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             return;
         };
         let (model, buffers) = (&self.state.model, &self.state.buffers);
-        let drawn = screen.draw(&mut |frame| ui::draw(frame, model, buffers));
+        let terminals = &self.state.terminals;
+        let drawn = screen.draw(&mut |frame| ui::draw_with(frame, model, buffers, terminals));
         self.state.end_frame();
+        self.follow_pane_size();
         if let Err(err) = drawn {
             let effects = self
                 .state
@@ -311,10 +330,62 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         }
     }
 
+    /// PTY jobs are as large as the output pane: after a frame whose layout changed it
+    /// (a resize, a pipeline expanded), their terminals follow.
+    fn follow_pane_size(&mut self) {
+        let Some(areas) = self
+            .state
+            .size
+            .and_then(|s| ui::layout(s, &self.state.model))
+        else {
+            return;
+        };
+        let size = pty::Size {
+            rows: areas.output_body.height,
+            cols: areas.output_body.width,
+        };
+        if self.pty_size != Some(size) {
+            self.pty_size = Some(size);
+            for io in self.ios.iter().flatten().filter(|io| io.is_pty()) {
+                io.resize(size);
+            }
+        }
+    }
+
+    /// Sends what the user typed to job `id`, encoded for its terminal's modes.
+    fn send_input(&mut self, id: usize, input: update::JobInput) {
+        let Some(Some(io)) = self.ios.get(id) else {
+            self.state
+                .input_failed(id, "it takes no input", Instant::now());
+            return;
+        };
+        let modes = io
+            .terminal()
+            .map(|t| pty::lock(t).input_modes())
+            .unwrap_or_default();
+        let result = match input {
+            update::JobInput::Eof => io.close(),
+            update::JobInput::Line(line) => io.send(line.into_bytes()),
+            update::JobInput::Key(key) => io.send(encode::key(key, modes)),
+            update::JobInput::Paste(text) => io.send(encode::paste(&text, modes)),
+            update::JobInput::Mouse(kind, mods, col, row) => {
+                match encode::mouse(kind, mods, col, row, modes) {
+                    Some(bytes) => io.send(bytes),
+                    None => Ok(()),
+                }
+            }
+        };
+        if let Err(err) = result {
+            self.state
+                .input_failed(id, &err.to_string(), Instant::now());
+        }
+    }
+
     fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::Control(id, control) => self.controller.control(id, control),
+                Effect::Input(id, input) => self.send_input(id, input),
                 Effect::ControlAll(control) => self.controller.control_all(control),
                 Effect::Shutdown => {
                     if let Some(supervisor) = self.supervisor.take() {
@@ -352,12 +423,24 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         while let Ok(event) = self.events.try_recv() {
             self.state.model.tracker.apply(&event);
         }
-        let (supervisor, events) =
-            start_supervisor(&self.config, limit, &self.activity, &self.sampled)
-                .context("cannot start the jobs again")?;
+        let (supervisor, events) = start_supervisor(
+            &self.config,
+            limit,
+            &self.activity,
+            &self.sampled,
+            self.pty_size,
+        )
+        .context("cannot start the jobs again")?;
         let buffers = buffers_of(&supervisor);
         self.state
             .start_run(crate::run::tracker_for(&supervisor), buffers, limit);
+        self.ios = ios_of(&supervisor);
+        self.state.model.inputs = self
+            .ios
+            .iter()
+            .map(|io| io.as_ref().map(|io| io.kind()))
+            .collect();
+        self.state.set_terminals(terminals_of(&self.ios));
         self.controller = supervisor.controller();
         self.supervisor = Some(supervisor);
         // The old receiver is dropped here: a late event of the old run has nowhere to go.
@@ -416,11 +499,40 @@ fn buffers_of(supervisor: &Supervisor) -> Vec<SharedBuffer> {
     supervisor.jobs().iter().map(|j| j.buffer.clone()).collect()
 }
 
+fn ios_of(supervisor: &Supervisor) -> Vec<Option<Arc<JobIo>>> {
+    supervisor.jobs().iter().map(|j| j.io.clone()).collect()
+}
+
+fn terminals_of(ios: &[Option<Arc<JobIo>>]) -> Vec<Option<pty::SharedTerminal>> {
+    ios.iter()
+        .map(|io| io.as_ref().and_then(|io| io.terminal().cloned()))
+        .collect()
+}
+
+/// The output pane's body on the first frame, so PTY jobs start at the size they are
+/// shown at (`stty size` right at the start is already right).
+fn first_pane_size(config: &Config, size: Rect) -> Option<pty::Size> {
+    let jobs = config.jobs.iter().map(|job| {
+        let argvs = job.stages().iter().map(|s| s.argv()).collect();
+        let state = crate::supervisor::JobState::Pending(crate::supervisor::PendingReason::Queued);
+        (
+            job.name.clone(),
+            crate::supervisor::JobStatus::new(state, argvs),
+        )
+    });
+    let model = Model::from_statuses(jobs, "");
+    ui::layout(size, &model).map(|areas| pty::Size {
+        rows: areas.output_body.height,
+        cols: areas.output_body.width,
+    })
+}
+
 fn start_supervisor(
     config: &Config,
     max_parallel: usize,
     activity: &Arc<Notify>,
     sampled: &Arc<Notify>,
+    pty_size: Option<pty::Size>,
 ) -> anyhow::Result<(Supervisor, mpsc::UnboundedReceiver<Event>)> {
     Supervisor::start(
         config,
@@ -428,6 +540,7 @@ fn start_supervisor(
             max_parallel: Some(max_parallel),
             activity: Some(activity.clone()),
             sampled: Some(sampled.clone()),
+            pty_size,
             ..SupervisorOptions::default()
         },
     )

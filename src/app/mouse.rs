@@ -121,6 +121,7 @@ mod tests {
         let areas = crate::ui::layout(Rect::new(0, 0, 100, 30), &model);
         let ctx = Ctx {
             buffers: &buffers,
+            terminals: &[],
             areas,
             now: Instant::now(),
         };
@@ -146,6 +147,7 @@ mod tests {
         let areas = crate::ui::layout(Rect::new(0, 0, 80, 24), &model).expect("layout");
         let ctx = Ctx {
             buffers: &buffers,
+            terminals: &[],
             areas: Some(areas),
             now: Instant::now(),
         };

@@ -19,13 +19,14 @@ use nix::sys::signal::Signal;
 use ratatui::layout::Rect;
 
 use crate::output::SharedBuffer;
+use crate::supervisor::pty::SharedTerminal;
 use crate::supervisor::{Control, Event, JobId, Level};
 use crate::tracker::Tracker;
 use crate::ui::model::{MessageKind, Quitting};
 use crate::ui::{self, Model};
 
 use super::mouse;
-use super::update::{self, Action, Ctx};
+use super::update::{self, Action, Ctx, JobInput};
 
 /// At most ~30 frames per second.
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
@@ -78,9 +79,11 @@ pub enum Input {
 }
 
 /// What the shell must do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Control(JobId, Control),
+    /// Send this to the job (its terminal or its stdin pipe).
+    Input(JobId, JobInput),
     ControlAll(Control),
     /// Start stopping the current run (`Supervisor::shutdown`), answered by
     /// [`Input::ShutdownDone`].
@@ -101,6 +104,8 @@ pub struct State {
     pub model: Model,
     /// Job i's output, for the current run.
     pub buffers: Vec<SharedBuffer>,
+    /// PTY job i's screen, for the current run (see [`State::set_terminals`]).
+    pub terminals: Vec<Option<SharedTerminal>>,
     pub lifecycle: Lifecycle,
     /// The first ending signal (exit status 128+N); SIGHUP when the terminal went away.
     pub ended_by: Option<Signal>,
@@ -121,6 +126,7 @@ impl State {
         State {
             model,
             buffers,
+            terminals: Vec::new(),
             lifecycle: Lifecycle::Running,
             ended_by: None,
             size: Some(size),
@@ -130,6 +136,27 @@ impl State {
             tick_at: None,
             drawn_output: None,
         }
+    }
+
+    /// The PTY jobs' screens of the current run (`terminals[i]` is job i's).
+    pub fn set_terminals(&mut self, terminals: Vec<Option<SharedTerminal>>) {
+        self.terminals = terminals;
+        self.dirty = true;
+    }
+
+    /// Input did not reach job `id`: say why.
+    pub fn input_failed(&mut self, id: JobId, why: &str, now: Instant) {
+        let name = self
+            .model
+            .job(id)
+            .map(|j| j.name.clone())
+            .unwrap_or_default();
+        self.model.set_message(
+            format!("not sent to {name}: {why}"),
+            MessageKind::Error,
+            now,
+        );
+        self.dirty = true;
     }
 
     /// The exit status, once [`Lifecycle::Done`]: 128+N after signal N (129 when the
@@ -226,6 +253,7 @@ impl State {
             // Motion is reported too (by some terminals); it changes nothing, so it must
             // not cost a frame.
             TermEvent::Mouse(m) => mouse::relevant(m),
+            TermEvent::Paste(_) => true,
             _ => false,
         };
         if !relevant || self.size.is_none() {
@@ -239,6 +267,7 @@ impl State {
         }
         let ctx = Ctx {
             buffers: &self.buffers,
+            terminals: &self.terminals,
             areas: self.size.and_then(|size| ui::layout(size, &self.model)),
             now,
         };
@@ -248,13 +277,18 @@ impl State {
                 self.model.unstick_message();
                 update::key(&mut self.model, key, &ctx)
             }
+            TermEvent::Mouse(m) if self.model.mode() == super::command::Mode::Input => {
+                update::input_mouse(&self.model, m, &ctx)
+            }
             TermEvent::Mouse(m) => mouse::on_mouse(&mut self.model, m, &ctx),
+            TermEvent::Paste(text) => update::paste(&mut self.model, &text),
             _ => Vec::new(),
         };
         self.dirty = true;
         for action in actions {
             match action {
                 Action::Control(id, control) => effects.push(Effect::Control(id, control)),
+                Action::Input(id, input) => effects.push(Effect::Input(id, input)),
                 Action::Quit { kill } => self.quit(kill, effects),
                 Action::Rerun { max_parallel } => self.rerun(max_parallel, effects),
             }
@@ -263,6 +297,13 @@ impl State {
 
     fn on_event(&mut self, event: Event, now: Instant) {
         self.model.tracker.apply_at(&event, now);
+        if let Some(id) = self.model.input_focus
+            && !self.model.job(id).is_some_and(|j| j.status.is_active())
+        {
+            // Its terminal is gone: the keys are forkyard's again.
+            update::leave_input(&mut self.model, now);
+            self.dirty = true;
+        }
         match event {
             // Shown at the next clock tick; not worth a frame of its own.
             Event::Sample { .. } | Event::Machine(_) => {}
@@ -308,6 +349,7 @@ impl State {
         previous.complete = ending.complete;
         self.model.start_run(tracker, limit, previous);
         self.buffers = buffers;
+        self.terminals = Vec::new();
         self.lifecycle = Lifecycle::Running;
         self.drawn_output = None;
         self.tick_at = None;

@@ -106,6 +106,7 @@ fn restore_locked() {
         let mut bytes = Vec::new();
         let _ = queue!(
             bytes,
+            crossterm::event::DisableBracketedPaste,
             DisableMouseCapture,
             LeaveAlternateScreen,
             crossterm::cursor::Show
@@ -127,8 +128,10 @@ impl Drop for Session {
     }
 }
 
-/// Press and wheel reports in SGR form (no motion: it would wake the loop for nothing).
-const MOUSE_ON: &[u8] = b"\x1b[?1000h\x1b[?1002h\x1b[?1006h";
+/// Press and wheel reports in SGR form (no motion: it would wake the loop for nothing);
+/// bracketed paste, so a paste is one event (typed into a job, or a prompt) and never
+/// runs as keys.
+const MOUSE_ON: &[u8] = b"\x1b[?1000h\x1b[?1002h\x1b[?1006h\x1b[?2004h";
 
 /// Raw mode, alternate screen, mouse reports, hidden cursor; frames of `size` cells.
 pub fn enter((width, height): (u16, u16)) -> io::Result<Session> {

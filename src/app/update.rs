@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
 use crate::output::SharedBuffer;
+use crate::supervisor::pty::{InputKind, SharedTerminal};
 use crate::supervisor::signals::COMMON_SIGNALS;
 use crate::supervisor::{Control, JobId};
 use crate::ui::Areas;
@@ -28,9 +29,24 @@ pub const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Longest prompt input, in characters.
 const MAX_INPUT: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Input for a job, as the user gave it; the shell encodes it for the job's terminal
+/// (whose modes decide how) or pipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobInput {
+    Key(KeyEvent),
+    Paste(String),
+    /// A mouse event at (column, row) of the job's screen.
+    Mouse(MouseEventKind, KeyModifiers, u16, u16),
+    /// A line for a `stdin = "pipe"` job, with its `\n`.
+    Line(String),
+    /// Close a `stdin = "pipe"` job's stdin.
+    Eof,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Control(JobId, Control),
+    Input(JobId, JobInput),
     /// Stop every job and exit; `kill` sends SIGKILL to all first (or, when already
     /// quitting, escalates to it).
     Quit {
@@ -45,6 +61,8 @@ pub enum Action {
 /// What a handler may look at besides the model.
 pub struct Ctx<'a> {
     pub buffers: &'a [SharedBuffer],
+    /// PTY jobs' screens (the search looks there too).
+    pub terminals: &'a [Option<SharedTerminal>],
     /// The current layout (None when the terminal is too small).
     pub areas: Option<Areas>,
     pub now: Instant,
@@ -83,6 +101,18 @@ pub fn parse_deadline(text: &str) -> Result<Duration, String> {
 /// A key press: through the keymap of the current mode to a command; in a prompt,
 /// printable keys are text; in the signal menu, digits pick a signal.
 pub fn key(model: &mut Model, event: KeyEvent, ctx: &Ctx<'_>) -> Vec<Action> {
+    if model.mode() == Mode::Input {
+        // Every key goes to the job, but the one that leaves.
+        let leave = Key::of(&event)
+            .is_some_and(|k| model.keymap.lookup(Mode::Input, k) == Some(Command::InputLeave));
+        if leave {
+            return update(model, Command::InputLeave, ctx);
+        }
+        return match model.input_focus {
+            Some(id) => vec![Action::Input(id, JobInput::Key(event))],
+            None => Vec::new(),
+        };
+    }
     let Some(key) = Key::of(&event) else {
         return Vec::new();
     };
@@ -133,7 +163,115 @@ pub fn update(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action>
         Mode::ConfirmQuit => confirm_quit(model, command),
         Mode::ConfirmRerun => confirm_rerun(model, command),
         Mode::SignalMenu => signal_menu(model, command),
+        Mode::Input => {
+            if command == Command::InputLeave {
+                leave_input(model, ctx.now);
+            }
+            Vec::new()
+        }
     }
+}
+
+/// Keys are forkyard's again.
+pub(crate) fn leave_input(model: &mut Model, now: Instant) {
+    if let Some(id) = model.input_focus.take() {
+        let name = model.job(id).map(|j| j.name.clone()).unwrap_or_default();
+        model.set_message(
+            format!("keys go to forkyard again (not to {name})"),
+            MessageKind::Info,
+            now,
+        );
+    }
+}
+
+/// `i`: a PTY job's terminal gets the keys; a `stdin = "pipe"` job gets a line prompt.
+fn start_input(model: &mut Model, id: JobId, now: Instant) {
+    let Some(job) = model.job(id) else {
+        return;
+    };
+    let name = job.name.clone();
+    let active = job.status.is_active();
+    match model.input_kind(id) {
+        Some(_) if !active => {
+            model.set_message(format!("{name} is not running"), MessageKind::Error, now);
+        }
+        Some(InputKind::Terminal) => {
+            model.input_focus = Some(id);
+            if let Some(view) = model.view_mut(id) {
+                view.follow = true;
+            }
+        }
+        Some(InputKind::Pipe) => model.prompt = Some(Prompt::new(PromptKind::Input(id), "")),
+        None => model.set_message(
+            format!("{name} takes no input: give it pty = true (a terminal) or stdin = \"pipe\""),
+            MessageKind::Error,
+            now,
+        ),
+    }
+}
+
+/// A paste (the host terminal's bracketed paste): to the job's terminal while typing
+/// into it; into a prompt as text (a stdin prompt sends each complete line); ignored
+/// on the main screen, where it would otherwise run as keys.
+pub fn paste(model: &mut Model, text: &str) -> Vec<Action> {
+    match model.mode() {
+        Mode::Input => match model.input_focus {
+            Some(id) => vec![Action::Input(id, JobInput::Paste(text.to_string()))],
+            None => Vec::new(),
+        },
+        Mode::Prompt => {
+            let mut actions = Vec::new();
+            let kind = model.prompt.as_ref().map(|p| p.kind);
+            let mut lines = text.split('\n').peekable();
+            while let Some(line) = lines.next() {
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                for c in line.chars().filter(|c| !c.is_control()) {
+                    type_char(model, c);
+                }
+                if lines.peek().is_none() {
+                    break;
+                }
+                match kind {
+                    Some(PromptKind::Input(id)) => {
+                        if let Some(prompt) = model.prompt.as_mut() {
+                            let mut line = std::mem::take(&mut prompt.input);
+                            line.push('\n');
+                            actions.push(Action::Input(id, JobInput::Line(line)));
+                        }
+                    }
+                    // Other prompts take one line.
+                    _ => break,
+                }
+            }
+            actions
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A mouse event while typing into a job: inside its pane, for the job (the shell sends
+/// it if the program asked for mouse reports); elsewhere nothing.
+pub fn input_mouse(model: &Model, event: MouseEvent, ctx: &Ctx<'_>) -> Vec<Action> {
+    let (Some(id), Some(areas)) = (model.input_focus, ctx.areas) else {
+        return Vec::new();
+    };
+    let body = areas.output_body;
+    let inside = event.column >= body.x
+        && event.column < body.right()
+        && event.row >= body.y
+        && event.row < body.bottom();
+    if !inside {
+        return Vec::new();
+    }
+    vec![Action::Input(
+        id,
+        JobInput::Mouse(
+            event.kind,
+            event.modifiers,
+            event.column - body.x,
+            event.row - body.y,
+        ),
+    )]
 }
 
 /// While the run stops (to quit, or before a rerun): looking around is allowed, job
@@ -179,6 +317,10 @@ fn normal(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
                     max_parallel: limit,
                 }]
             }
+        }
+        Command::Input => {
+            start_input(model, id, now);
+            Vec::new()
         }
         Command::Stop => vec![Action::Control(id, Control::Stop)],
         Command::Kill => vec![Action::Control(id, Control::Kill)],
@@ -482,6 +624,18 @@ fn prompt(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
     match command {
         Command::PromptCancel => model.prompt = None,
         Command::PromptSubmit => return submit_prompt(model, ctx),
+        Command::InputEof => {
+            if let PromptKind::Input(id) = prompt.kind {
+                model.prompt = None;
+                let name = model.job(id).map(|j| j.name.clone()).unwrap_or_default();
+                model.set_message(
+                    format!("closed the stdin of {name}"),
+                    MessageKind::Info,
+                    ctx.now,
+                );
+                return vec![Action::Input(id, JobInput::Eof)];
+            }
+        }
         Command::PromptDelete | Command::PromptClear => {
             if prompt.fresh || command == Command::PromptClear {
                 prompt.input.clear();
@@ -539,6 +693,17 @@ fn submit_prompt(model: &mut Model, ctx: &Ctx<'_>) -> Vec<Action> {
                 }
             }
         }
+        PromptKind::Input(id) => {
+            // The prompt stays open for the next line.
+            if let Some(p) = model.prompt.as_mut() {
+                p.input.clear();
+                p.fresh = false;
+            }
+            vec![Action::Input(
+                id,
+                JobInput::Line(format!("{}\n", prompt.input)),
+            )]
+        }
         PromptKind::Search => {
             model.prompt = None;
             let query = prompt.input;
@@ -550,6 +715,26 @@ fn submit_prompt(model: &mut Model, ctx: &Ctx<'_>) -> Vec<Action> {
                 query,
                 current: None,
             });
+            let id = model.selected_job();
+            if model.view(id).follow
+                && let Some(Some(terminal)) = ctx.terminals.get(id)
+            {
+                let query = model.search.as_ref().map_or("", |s| s.query.as_str());
+                let on_screen = crate::ui::terminal_pane::screen_matches(terminal, query);
+                if on_screen > 0 {
+                    // On the live screen: highlighted there; n and N go through the
+                    // scrollback.
+                    model.set_message(
+                        format!(
+                            "{} on the screen (n: the scrollback)",
+                            crate::ui::format::count(on_screen as u64, "match", "matches")
+                        ),
+                        MessageKind::Info,
+                        ctx.now,
+                    );
+                    return Vec::new();
+                }
+            }
             // From a followed tail, the newest match; from a paused page, the first one
             // at or below its top.
             let forward = !model.view(model.selected_job()).follow;
@@ -720,6 +905,7 @@ mod tests {
     fn ctx_for<'a>(model: &Model, buffers: &'a [SharedBuffer]) -> Ctx<'a> {
         Ctx {
             buffers,
+            terminals: &[],
             areas: crate::ui::layout(Rect::new(0, 0, 100, 30), model),
             now: Instant::now(),
         }
@@ -892,6 +1078,7 @@ mod tests {
         let (mut model, _) = setup();
         let ctx = Ctx {
             buffers: &buffers,
+            terminals: &[],
             areas: None,
             now: Instant::now(),
         };

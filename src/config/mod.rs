@@ -70,6 +70,8 @@ pub struct Settings {
     /// Defaults for the jobs' `stall` and `on_stall`.
     pub stall: Option<Duration>,
     pub on_stall: OnStall,
+    /// The default of every job's `pty`.
+    pub pty: bool,
 }
 
 /// What a job that stalled (no output and almost no CPU for `stall`) gets.
@@ -107,6 +109,7 @@ impl Default for Settings {
             backoff_reset: DEFAULT_BACKOFF_RESET,
             stall: None,
             on_stall: OnStall::Warn,
+            pty: false,
         }
     }
 }
@@ -142,6 +145,9 @@ pub struct JobSpec {
     /// A running job that wrote nothing and used (almost) no CPU this long is quiet.
     pub stall: Option<Duration>,
     pub on_stall: OnStall,
+    /// Runs on a pseudo-terminal (see `supervisor::pty`): stdout and stderr are one
+    /// terminal stream, and stdin is the terminal unless `stdin` says otherwise.
+    pub pty: bool,
 }
 
 impl JobSpec {
@@ -168,6 +174,7 @@ impl JobSpec {
             alive: None,
             stall: None,
             on_stall: OnStall::Warn,
+            pty: false,
         }
     }
 
@@ -254,6 +261,8 @@ pub enum StdinSpec {
     Text(String),
     /// Read from this file (resolved like `cwd`).
     File(PathBuf),
+    /// `stdin = "pipe"`: a pipe kept open, written from the TUI (`i`) until closed.
+    Pipe,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -67,6 +67,7 @@ struct RawSettings {
     exit_with: Option<Spanned<String>>,
     backoff_max: Option<Spanned<Value>>,
     backoff_reset: Option<Spanned<Value>>,
+    pty: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +97,7 @@ struct RawJob {
     alive: Option<Spanned<RawProbe>>,
     backoff_max: Option<Spanned<Value>>,
     backoff_reset: Option<Spanned<Value>>,
+    pty: Option<Spanned<bool>>,
 }
 
 /// Parses and validates a config.
@@ -441,6 +443,9 @@ impl Cx<'_> {
             settings.backoff_reset,
         )
         .map_err(located)?;
+        if let Some(v) = &raw.pty {
+            settings.pty = *v.get_ref();
+        }
         Ok(settings)
     }
 
@@ -648,6 +653,17 @@ impl Cx<'_> {
         };
         let autostart = raw.autostart.as_ref().is_none_or(|v| *v.get_ref());
         let pipefail = raw.pipefail.as_ref().is_some_and(|v| *v.get_ref());
+        let pty = raw.pty.as_ref().map_or(settings.pty, |v| *v.get_ref());
+        if pty && stdin == StdinSpec::Pipe {
+            let span = raw.stdin.as_ref().map_or(header.clone(), |v| v.span());
+            return Err(fail(
+                span,
+                "stdin",
+                "stdin = \"pipe\" is for jobs without a terminal: a job with pty = true \
+                 reads what is typed into its terminal (set pty = false, or drop stdin)"
+                    .into(),
+            ));
+        }
 
         let mut template = JobSpec {
             name: name.clone(),
@@ -670,6 +686,7 @@ impl Cx<'_> {
             alive,
             stall,
             on_stall,
+            pty,
         };
         self.env_and_expansion(raw, &mut template, shared_env)?;
         let specs = if replicas == 1 {
@@ -801,10 +818,17 @@ impl Cx<'_> {
     }
 
     fn stdin(&self, v: &Value) -> Result<StdinSpec, String> {
-        const EXPECTED: &str =
-            r#"expected a string (text fed to the job) or a table like { file = "input.txt" }"#;
+        const EXPECTED: &str = r#"expected "pipe", a string (text fed to the job), or a table like { file = "input.txt" } or { text = "..." }"#;
         match v {
+            Value::String(s) if s == "pipe" => Ok(StdinSpec::Pipe),
             Value::String(s) => Ok(StdinSpec::Text(s.clone())),
+            Value::Table(t) if t.len() == 1 && t.contains_key("text") => match t.get("text") {
+                Some(Value::String(s)) => Ok(StdinSpec::Text(s.clone())),
+                other => Err(format!(
+                    "`text` must be a string, got {}",
+                    other.map_or("nothing", type_name)
+                )),
+            },
             Value::Table(t) => {
                 if let Some(k) = t.keys().find(|k| k.as_str() != "file") {
                     return Err(format!(
@@ -1439,6 +1463,29 @@ pipefail = true
             assert_eq!(e.key(), Some(field), "{e}");
             assert_eq!(e.line(), Some(4), "{e}");
         }
+    }
+
+    #[test]
+    fn pty_and_stdin_pipe() {
+        let c = parse(
+            "[settings]\npty = true\n[[job]]\nname = \"a\"\ncmd = [\"top\"]\n[[job]]\nname = \"b\"\ncmd = [\"cat\"]\npty = false\nstdin = \"pipe\"\n[[job]]\nname = \"c\"\ncmd = [\"cat\"]\npty = false\nstdin = { text = \"pipe\" }\n",
+            "t.toml",
+            None,
+        )
+        .expect("parses");
+        assert!(c.settings.pty);
+        assert!(c.jobs[0].pty);
+        assert!(!c.jobs[1].pty);
+        assert_eq!(c.jobs[1].stdin, StdinSpec::Pipe);
+        assert_eq!(c.jobs[2].stdin, StdinSpec::Text("pipe".into()));
+        let e = parse(
+            "[[job]]\nname = \"a\"\ncmd = [\"cat\"]\npty = true\nstdin = \"pipe\"\n",
+            "t.toml",
+            None,
+        )
+        .expect_err("pipe and pty");
+        assert_eq!(e.key(), Some("stdin"), "{e}");
+        assert!(e.to_string().contains("t.toml:5:9"), "{e}");
     }
 
     #[test]

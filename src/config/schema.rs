@@ -57,6 +57,8 @@ struct SettingsTable {
     stall: Option<Duration>,
     /// What a quiet job gets: a warning, a stop or a restart. Default "warn".
     on_stall: Option<OnStall>,
+    /// Every job's default for `pty` (run on a pseudo-terminal). Default false.
+    pty: Option<bool>,
 }
 
 /// What a job that stalled gets.
@@ -91,7 +93,9 @@ struct JobTable {
     env_file: Option<EnvFiles>,
     /// Working folder, relative to the config's folder. `${VAR}` is expanded.
     cwd: Option<String>,
-    /// Text fed to the job's stdin, or `{ file = "path" }`. Default: /dev/null.
+    /// Text fed to the job's stdin, `{ file = "path" }`, `{ text = "..." }`, or "pipe"
+    /// (kept open, written from the TUI with `i`). Default: /dev/null, or the terminal
+    /// with `pty = true`.
     stdin: Option<StdinValue>,
     /// Stop the job (signal, grace, SIGKILL) after this long; it ends as "timed out".
     timeout: Option<Duration>,
@@ -177,6 +181,9 @@ struct Probe {
     retries: Option<i64>,
     /// Liveness: failed checks in a row before the job is restarted or stopped.
     failures: Option<i64>,
+    /// Run on a pseudo-terminal, its screen drawn by a terminal emulator. Default:
+    /// settings.pty.
+    pty: Option<bool>,
 }
 
 /// A duration in humantime syntax: "500ms", "3s", "2m", "1m 30s".
@@ -208,10 +215,19 @@ enum StageValue {
 #[serde(untagged)]
 #[allow(dead_code)]
 enum StdinValue {
-    /// Text written to the job's stdin, then closed.
+    /// Text written to the job's stdin, then closed; "pipe" keeps stdin open instead.
     Text(String),
     /// A file read as the job's stdin.
     File(StdinFile),
+    /// Text written to the job's stdin (also when the text is "pipe").
+    TextTable(StdinText),
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StdinText {
+    text: String,
 }
 
 #[derive(JsonSchema)]

@@ -7,12 +7,14 @@
 //! into styled, escape-free text so nothing a child prints reaches the host terminal raw.
 
 mod buffer;
+pub mod emulator;
 mod lines;
 pub mod sanitize;
 #[cfg(test)]
 mod testutil;
 
 pub use buffer::{LineIter, LineRef, OutputBuffer, SharedBuffer};
+pub use emulator::Emulator;
 pub use lines::LineSplitter;
 
 /// A single line longer than this is split into pieces of at most this size.

@@ -3,7 +3,7 @@
 //! One task per pipe, so a child blocked writing stderr never stalls its stdout. Reads
 //! are large (the pipe is enlarged to 1 MiB where allowed) so a flood costs few syscalls.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +15,9 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::output::{SharedBuffer, Stream};
 
+use super::pty::JobIo;
 use super::status::JobId;
+use crate::output::emulator::History;
 
 /// A quiet pipe costs no buffer at all; the first read uses this much...
 const FIRST_READ_SIZE: usize = 16 * 1024;
@@ -112,6 +114,8 @@ pub struct DrainTarget {
     pub log: Option<Arc<super::probe::LogWatch>>,
     /// When the job last wrote anything (for `stall`).
     pub last_output: OutputClock,
+    /// The job's input endpoint and terminal (a PTY job, `stdin = "pipe"`).
+    pub io: Option<Arc<JobIo>>,
 }
 
 /// An instant kept in an atomic, so a drain can set it without a lock on every read.
@@ -169,6 +173,10 @@ impl DrainTarget {
 
 /// Reads until EOF; returns the number of bytes read.
 pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainTarget>) -> u64 {
+    if let Some(io) = target.io.clone().filter(|io| io.is_pty()) {
+        // A PTY job's one output is its terminal's master.
+        return drain_pty(fd, stage, io, target).await;
+    }
     let mut total = 0u64;
     let reader = match pipe::Receiver::from_owned_fd(fd) {
         Ok(reader) => reader,
@@ -261,6 +269,135 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
                 reader.as_fd(),
                 nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE),
             );
+        }
+    }
+    finish(&target, stage, stream).await;
+    total
+}
+
+/// Reads a PTY master until EIO (no process holds the slave any more). In the TUI the
+/// bytes go through the job's terminal emulator: its screen is what the pane draws, and
+/// the rows that scroll off its top become lines of the ring buffer. Headless, the bytes
+/// go to the tee as a pipe job's stdout does.
+async fn drain_pty(fd: OwnedFd, stage: usize, io: Arc<JobIo>, target: Arc<DrainTarget>) -> u64 {
+    let stream = Stream::Stdout;
+    let mut total = 0u64;
+    // SAFETY: the AsyncFd owns the descriptor, so it stays open while registered.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    };
+    let reader = match registered {
+        Ok(reader) => reader,
+        Err(err) => {
+            push_notice(
+                &target,
+                stage,
+                stream,
+                &format!("[forkyard] cannot read the terminal: {err}"),
+            );
+            io.detach();
+            return 0;
+        }
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let mut ready = match reader.readable().await {
+            Ok(ready) => ready,
+            Err(err) => {
+                push_notice(
+                    &target,
+                    stage,
+                    stream,
+                    &format!("[forkyard] read error: {err}"),
+                );
+                break;
+            }
+        };
+        let slot = match &target.tee {
+            Some(tee) => tee.reserve().await,
+            None => None,
+        };
+        if buf.is_empty() {
+            buf = vec![0u8; FIRST_READ_SIZE];
+        }
+        let read = match super::pty::read_master(reader.get_ref().as_raw_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                ready.clear_ready();
+                continue;
+            }
+            Err(err) => {
+                push_notice(
+                    &target,
+                    stage,
+                    stream,
+                    &format!("[forkyard] read error: {err}"),
+                );
+                break;
+            }
+        };
+        total += read as u64;
+        let filled = read == buf.len();
+        let chunk = &buf[..read];
+        let mut replies = Vec::new();
+        match io.terminal() {
+            Some(terminal) if !target.count_only => {
+                // Terminal, then buffer: the order the UI takes them in too, so a frame
+                // never sees a row both on screen and in the scrollback.
+                let mut terminal = super::pty::lock(terminal);
+                terminal.process(chunk);
+                let history = terminal.take_history();
+                replies = terminal.take_replies();
+                let mut buffer = crate::output::lock(&target.buffer);
+                let now = Instant::now();
+                let mut counted = 0;
+                for item in history {
+                    match item {
+                        History::Line(line) => {
+                            buffer.push_line(stage, stream, now, line.as_bytes())
+                        }
+                        History::Raw(range) => {
+                            // Whole plain lines: stored in one piece (and counted).
+                            counted += range.len();
+                            buffer.push_chunk(stage, stream, now, &chunk[range]);
+                        }
+                    }
+                }
+                buffer.count_only(stream, chunk.len() - counted);
+            }
+            _ => crate::output::lock(&target.buffer).count_only(stream, chunk.len()),
+        }
+        if !replies.is_empty() {
+            let _ = io.send(replies);
+        }
+        if let Some(activity) = &target.activity {
+            activity.notify_one();
+        }
+        match slot {
+            Some(slot) => slot.send(OutputChunk {
+                job: target.job,
+                stage,
+                stream,
+                data: Bytes::copy_from_slice(chunk),
+            }),
+            None => {
+                if let Some(tee) = &target.tee {
+                    tee.undelivered.fetch_add(read as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        if filled && buf.len() < READ_SIZE {
+            buf = vec![0u8; READ_SIZE];
+        }
+    }
+    io.detach();
+    if let Some(terminal) = io.terminal().filter(|_| !target.count_only) {
+        // Lines a resize or the last chunk left behind.
+        let lines = super::pty::lock(terminal).take_lines();
+        let mut buffer = crate::output::lock(&target.buffer);
+        for line in lines {
+            buffer.push_line(stage, stream, Instant::now(), line.as_bytes());
         }
     }
     finish(&target, stage, stream).await;

@@ -11,6 +11,7 @@ mod drain;
 mod job;
 mod probe;
 pub mod procfs;
+pub mod pty;
 mod reaper;
 mod sampler;
 pub mod signals;
@@ -69,6 +70,8 @@ pub struct SupervisorOptions {
     /// Notified after each sampling tick, once its events are sent: a consumer that
     /// redraws on it shows every sample as soon as it is taken.
     pub sampled: Option<Arc<Notify>>,
+    /// The size PTY jobs start with (the TUI's output pane); default 24×80.
+    pub pty_size: Option<pty::Size>,
 }
 
 /// One configured job, as the consumer sees it.
@@ -79,6 +82,9 @@ pub struct JobHandle {
     pub buffer: SharedBuffer,
     /// The status before any event arrives.
     pub initial: JobStatus,
+    /// Input to the job and, for a PTY job in the TUI, its terminal screen: present for
+    /// `pty = true` and `stdin = "pipe"`.
+    pub io: Option<Arc<pty::JobIo>>,
     controls: mpsc::UnboundedSender<Control>,
 }
 
@@ -177,6 +183,18 @@ impl Supervisor {
                     .collect();
             }
             let (controls_tx, controls_rx) = mpsc::unbounded_channel();
+            let input_kind = if spec.pty {
+                Some(pty::InputKind::Terminal)
+            } else {
+                (spec.stdin == crate::config::StdinSpec::Pipe).then_some(pty::InputKind::Pipe)
+            };
+            let io = input_kind.map(|kind| {
+                Arc::new(pty::JobIo::new(
+                    kind,
+                    options.pty_size.unwrap_or(pty::DEFAULT_SIZE),
+                    !options.discard_output,
+                ))
+            });
             let task = JobTask {
                 id,
                 spec: spec.clone(),
@@ -199,6 +217,7 @@ impl Supervisor {
                     activity: options.activity.clone(),
                     log: probe::LogWatch::for_job(&spec),
                     last_output: drain::OutputClock::default(),
+                    io: io.clone(),
                 }),
                 live: live.clone(),
                 sample_soon: sample_soon.clone(),
@@ -212,6 +231,7 @@ impl Supervisor {
                 spec,
                 buffer,
                 initial,
+                io,
                 controls: controls_tx,
             });
         }
@@ -264,6 +284,15 @@ impl Supervisor {
     /// clocks) wakes up together with the sampler.
     pub fn started_at(&self) -> Instant {
         self.started_at
+    }
+
+    /// Every PTY job's terminal follows the pane: `size` in cells.
+    pub fn resize_terminals(&self, size: pty::Size) {
+        for io in self.jobs.iter().filter_map(|j| j.io.as_ref()) {
+            if io.is_pty() {
+                io.resize(size);
+            }
+        }
     }
 
     /// A cloneable handle that sends controls, usable while `shutdown` runs.

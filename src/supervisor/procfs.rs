@@ -83,7 +83,14 @@ pub fn pipe_writers(inodes: &[u64]) -> (Vec<u32>, bool) {
         return (Vec::new(), false);
     }
     let my_exe = std::fs::read_link("/proc/self/exe").ok();
-    let names: Vec<String> = inodes.iter().map(|ino| format!("pipe:[{ino}]")).collect();
+    let names: Vec<String> = inodes
+        .iter()
+        .map(|key| match key & super::pty::PTY_KEY {
+            0 => format!("pipe:[{key}]"),
+            // A PTY master's: whoever holds its slave (see `pty::holder_key`).
+            _ => format!("/dev/pts/{}", key & !super::pty::PTY_KEY),
+        })
+        .collect();
     let me = std::process::id();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return (Vec::new(), false);

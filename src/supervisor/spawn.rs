@@ -4,6 +4,11 @@
 //! parent drops its copies as soon as each stage has started, so data never passes
 //! through forkyard and a reader that exits delivers SIGPIPE upstream, as in a shell.
 //! forkyard keeps only the read ends of every stage's stderr and the last stage's stdout.
+//!
+//! A PTY job (`pty = true`, see [`super::pty`]) has a pseudo-terminal instead: the
+//! slave is its stdin (unless `stdin` says otherwise), stdout and stderr — for a
+//! pipeline the first stage's stdin, the last stage's stdout and every stage's stderr —
+//! and forkyard keeps only the master.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -19,6 +24,7 @@ use tokio::sync::oneshot;
 use crate::config::{JobSpec, StdinSpec};
 use crate::output::Stream;
 
+use super::pty::{self, JobIo};
 use super::reaper::{ExitInfo, Reaper, SpawnGuard, SpawnInFlight};
 
 /// A stage that started.
@@ -42,8 +48,14 @@ pub struct SpawnedRun {
 /// Starts every stage. Never fails as a whole: each stage reports its own error, so a
 /// bad command shows why in its row instead of stopping forkyard.
 /// `cgroup_procs`: the run's `cgroup.procs`, open for writing: each stage joins it
-/// between `fork` and `exec`, before it can start anything of its own.
-pub fn spawn_run(spec: &JobSpec, reaper: &Reaper, cgroup_procs: Option<RawFd>) -> SpawnedRun {
+/// between `fork` and `exec`, before it can start anything of its own. `io`: the job's
+/// input endpoint (a PTY job, `stdin = "pipe"`), which gets this run's PTY or pipe.
+pub fn spawn_run(
+    spec: &JobSpec,
+    reaper: &Reaper,
+    cgroup_procs: Option<RawFd>,
+    io: Option<&JobIo>,
+) -> SpawnedRun {
     let stages = spec.stages();
     let count = stages.len();
     let mut run = SpawnedRun {
@@ -58,12 +70,42 @@ pub fn spawn_run(spec: &JobSpec, reaper: &Reaper, cgroup_procs: Option<RawFd>) -
         run.stages = (0..count).map(|_| Err(reason.clone())).collect();
         return run;
     }
-    let mut next_stdin = match first_stdin(&spec.stdin, &mut run.stdin_feed) {
-        Ok(stdin) => Some(stdin),
-        Err(reason) => {
+    let terminal = match spec
+        .pty
+        .then(|| pty::open(io.map_or(pty::DEFAULT_SIZE, JobIo::size)))
+    {
+        None => None,
+        Some(Ok(pair)) => Some(pair),
+        Some(Err(err)) => {
+            let reason = format!("cannot open a pseudo-terminal: {}", plain_io_error(&err));
             run.stages = (0..count).map(|_| Err(reason.clone())).collect();
             return run;
         }
+    };
+    let slave = terminal.as_ref().map(|(_, slave)| slave);
+    // A copy of the slave for one of a stage's standard streams.
+    let on_terminal = || -> Option<Stdio> { slave?.try_clone().ok().map(Stdio::from) };
+    let mut stdin_pipe: Option<OwnedFd> = None;
+    let mut next_stdin = match (&spec.stdin, slave) {
+        (StdinSpec::Null, Some(_)) => on_terminal(),
+        (StdinSpec::Pipe, _) => match std::io::pipe() {
+            Ok((reader, writer)) => {
+                stdin_pipe = Some(writer.into());
+                Some(Stdio::from(reader))
+            }
+            Err(err) => {
+                let reason = format!("cannot create stdin pipe: {err}");
+                run.stages = (0..count).map(|_| Err(reason.clone())).collect();
+                return run;
+            }
+        },
+        (stdin, _) => match first_stdin(stdin, &mut run.stdin_feed) {
+            Ok(stdin) => Some(stdin),
+            Err(reason) => {
+                run.stages = (0..count).map(|_| Err(reason.clone())).collect();
+                return run;
+            }
+        },
     };
 
     // A pipeline holds the reaper's lock across its stages (see `SpawnGuard`); a single
@@ -93,9 +135,22 @@ pub fn spawn_run(spec: &JobSpec, reaper: &Reaper, cgroup_procs: Option<RawFd>) -
             .envs(&spec.env)
             .env("FORKYARD_JOB", &spec.name)
             .stdin(next_stdin.take().unwrap_or_else(Stdio::null))
-            .stderr(Stdio::piped())
+            .stderr(on_terminal().unwrap_or_else(Stdio::piped));
+        if slave.is_some() && !spec.env.contains_key("TERM") {
+            // What the emulator understands (the job's own `env` may say otherwise).
+            command.env("TERM", "xterm-256color");
+        }
+        if slave.is_some() && count == 1 {
+            // Its own session, the PTY its controlling terminal; the session's group
+            // (led by the job, as `process_group(0)` would make it) is the job's group.
+            // SAFETY: the hook only makes async-signal-safe calls (setsid, ioctl).
+            unsafe {
+                command.pre_exec(pty::become_session_leader);
+            }
+        } else {
             // All stages share the first started stage's group (0 = become its leader).
-            .process_group(run.pgid.map_or(0, |pgid| pgid as i32));
+            command.process_group(run.pgid.map_or(0, |pgid| pgid as i32));
+        }
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
         }
@@ -111,7 +166,7 @@ pub fn spawn_run(spec: &JobSpec, reaper: &Reaper, cgroup_procs: Option<RawFd>) -
         }
         let mut link_reader: Option<PipeReader> = None;
         if is_last {
-            command.stdout(Stdio::piped());
+            command.stdout(on_terminal().unwrap_or_else(Stdio::piped));
         } else {
             match std::io::pipe() {
                 Ok((reader, writer)) => {
@@ -156,6 +211,21 @@ pub fn spawn_run(spec: &JobSpec, reaper: &Reaper, cgroup_procs: Option<RawFd>) -
         next_stdin = link_reader.map(Stdio::from);
     }
     drop(registration);
+    if let (Some(pgid), Some(io)) = (run.pgid, io) {
+        if let Some(writer) = stdin_pipe {
+            io.attach_pipe(writer, pgid);
+        }
+        if let Some((master, _)) = &terminal
+            && let Ok(copy) = master.try_clone()
+        {
+            io.attach_pty(copy, pgid, count == 1);
+        }
+    }
+    // Our copies of the slave close here (each stage has its own), so the master reads
+    // EIO once the last process holding it has gone.
+    if let (Some((master, _)), Some(_)) = (terminal, run.pgid) {
+        run.outputs.push((count - 1, Stream::Stdout, master));
+    }
     run
 }
 
@@ -250,7 +320,9 @@ fn check_cwd(cwd: Option<&Path>) -> Option<String> {
 
 fn first_stdin(spec: &StdinSpec, feed: &mut Option<(PipeWriter, String)>) -> Result<Stdio, String> {
     match spec {
+        // Without a terminal (a pty job's default stdin is its terminal: see `pty`).
         StdinSpec::Null => Ok(Stdio::null()),
+        StdinSpec::Pipe => Err("stdin = \"pipe\" needs the job's input endpoint".into()),
         StdinSpec::File(path) => std::fs::File::open(path)
             .map(Stdio::from)
             .map_err(|err| format!("stdin file {}: {}", path.display(), plain_io_error(&err))),

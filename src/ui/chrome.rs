@@ -326,6 +326,11 @@ fn hints(model: &Model) -> (Vec<Hint>, Vec<Hint>) {
             add(Command::Cancel, "close", &mut last);
             return (hints, last);
         }
+        Mode::Input => {
+            let mut last = Vec::new();
+            add(Command::InputLeave, "leave", &mut last);
+            return (hints, last);
+        }
         Mode::Prompt | Mode::Normal => {}
     }
     let id = model.selected_job();
@@ -358,6 +363,9 @@ fn hints(model: &Model) -> (Vec<Hint>, Vec<Hint>) {
     };
     for &command in job_keys {
         add(command, command.hint(), &mut hints);
+    }
+    if job.status.is_active() && model.input_kind(id).is_some() {
+        add(Command::Input, Command::Input.hint(), &mut hints);
     }
     add(Command::Search, "search", &mut hints);
     if model.search.is_some()
@@ -484,6 +492,10 @@ fn prompt_line(model: &Model, prompt: &Prompt) -> Line<'static> {
         ),
         PromptKind::Wait(WaitTarget::All) => " wait for every job, then stop them: ".to_string(),
         PromptKind::Search => " /".to_string(),
+        PromptKind::Input(id) => format!(
+            " line to {}'s stdin: ",
+            model.job(id).map(|j| j.name.as_str()).unwrap_or("?")
+        ),
     };
     let input_style = if prompt.fresh {
         theme::REVERSED
@@ -505,8 +517,14 @@ fn prompt_line(model: &Model, prompt: &Prompt) -> Line<'static> {
                 let what = match prompt.kind {
                     PromptKind::Wait(_) => "ok",
                     PromptKind::Search => "find",
+                    PromptKind::Input(_) => "send",
                 };
                 help.push_str(&format!(" {key} {what} ·"));
+            }
+            if let (PromptKind::Input(_), Some(key)) =
+                (prompt.kind, key_of(model, Mode::Prompt, Command::InputEof))
+            {
+                help.push_str(&format!(" {key} close stdin ·"));
             }
             if let Some(key) = cancel {
                 help.push_str(&format!(" {key} cancel"));

@@ -11,6 +11,7 @@ pub mod model;
 pub mod output;
 pub mod pane;
 mod table;
+pub mod terminal_pane;
 pub mod theme;
 pub mod timeline;
 pub mod tree;
@@ -25,6 +26,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Widget};
 
 use crate::output::SharedBuffer;
+use crate::supervisor::pty::SharedTerminal;
 use crate::supervisor::{JobState, PendingReason};
 
 pub use chrome::help_line_count;
@@ -131,6 +133,16 @@ pub fn layout(area: Rect, model: &Model) -> Option<Areas> {
 
 /// Renders the whole screen. `buffers[i]` is job i's output.
 pub fn draw(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer]) {
+    draw_with(frame, model, buffers, &[]);
+}
+
+/// Like [`draw`]; `terminals[i]` is PTY job i's screen (its pane draws that instead).
+pub fn draw_with(
+    frame: &mut Frame,
+    model: &Model,
+    buffers: &[SharedBuffer],
+    terminals: &[Option<SharedTerminal>],
+) {
     let area = frame.area();
     let Some(areas) = layout(area, model) else {
         chrome::too_small(frame, area, MIN_SIZE);
@@ -141,9 +153,19 @@ pub fn draw(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer]) {
         timeline::draw(frame, model, areas.table, areas.output);
     } else {
         table::draw(frame, model, areas.table);
-        output_pane(frame, model, buffers, &areas);
+        let id = model.selected_job();
+        match terminals.get(id) {
+            Some(Some(terminal)) => {
+                terminal_pane::draw(frame, model, buffers.get(id), terminal, areas.output);
+            }
+            _ => output_pane(frame, model, buffers, &areas),
+        }
     }
-    chrome::status_bar(frame, model, areas.status);
+    if model.mode() == crate::app::command::Mode::Input {
+        terminal_pane::input_status(frame, model, areas.status);
+    } else {
+        chrome::status_bar(frame, model, areas.status);
+    }
     if let Some(overlay) = model.overlay {
         chrome::overlay(frame, model, overlay, area);
     }

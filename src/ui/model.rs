@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::app::command::Mode;
 use crate::app::keymap::Keymap;
+use crate::supervisor::pty::InputKind;
 use crate::supervisor::{JobId, JobState, JobStatus};
 use crate::tracker::{JobRecord, Tracker};
 
@@ -89,6 +90,8 @@ pub enum PromptKind {
     Wait(WaitTarget),
     /// `/`: text to find in the output.
     Search,
+    /// `i` on a `stdin = "pipe"` job: a line to write to its stdin.
+    Input(JobId),
 }
 
 /// A one-line text input shown in place of the status bar.
@@ -204,6 +207,10 @@ pub struct Model {
     /// What the keys do (the help and the hint bar show it).
     pub keymap: Arc<Keymap>,
     pub theme: Theme,
+    /// Per job: how it takes input (`pty = true`, `stdin = "pipe"`), if at all.
+    pub inputs: Vec<Option<InputKind>>,
+    /// `i` on a PTY job: every key goes to this job's terminal until `input_leave`.
+    pub input_focus: Option<JobId>,
 }
 
 impl Model {
@@ -230,6 +237,8 @@ impl Model {
             rerun: None,
             keymap: Arc::new(Keymap::default()),
             theme: Theme::default(),
+            inputs: vec![None; n],
+            input_focus: None,
             tracker,
         }
     }
@@ -255,6 +264,7 @@ impl Model {
             return Mode::Prompt;
         }
         match self.overlay {
+            None if self.input_focus.is_some() => Mode::Input,
             None => Mode::Normal,
             Some(Overlay::Help { .. }) => Mode::Help,
             Some(Overlay::Signals { .. }) => Mode::SignalMenu,
@@ -285,6 +295,8 @@ impl Model {
         self.rerun = None;
         self.views = vec![OutputView::default(); n];
         self.expanded.resize(n, false);
+        self.inputs.resize(n, None);
+        self.input_focus = None;
         if self.selected_job() >= n {
             self.selected = RowRef::Job(0);
         }
@@ -316,6 +328,11 @@ impl Model {
 
     pub fn job(&self, id: JobId) -> Option<&JobRecord> {
         self.tracker.jobs.get(id)
+    }
+
+    /// How job `id` takes input, if at all.
+    pub fn input_kind(&self, id: JobId) -> Option<InputKind> {
+        self.inputs.get(id).copied().flatten()
     }
 
     /// A job can be expanded into stage rows when it has more than one process.

@@ -533,6 +533,7 @@ impl Job {
             &self.task.spec,
             &self.task.reaper,
             cgroup.as_ref().map(|c| c.procs_fd()),
+            self.task.drain_target.io.as_deref(),
         );
         let now = Instant::now();
         let status = &mut self.task.status;
@@ -604,9 +605,7 @@ impl Job {
         let mut pipe_inodes = Vec::new();
         let mut drains = JoinSet::new();
         for (stage, stream, fd) in spawned.outputs {
-            if let Ok(stat) = nix::sys::stat::fstat(fd.as_fd()) {
-                pipe_inodes.push(stat.st_ino);
-            }
+            pipe_inodes.extend(super::pty::holder_key(fd.as_fd()));
             drains.spawn(drain(fd, stage, stream, self.task.drain_target.clone()));
         }
         let feeder = spawned.stdin_feed.map(|(writer, text)| {
