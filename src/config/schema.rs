@@ -131,6 +131,9 @@ struct JobTable {
     stall: Option<Duration>,
     /// What it gets then. Default: settings.on_stall.
     on_stall: Option<OnStall>,
+    /// Run on a pseudo-terminal, its screen drawn by a terminal emulator. Default:
+    /// settings.pty.
+    pty: Option<bool>,
 }
 
 /// `depends_on`: names, or names with a condition each.
@@ -181,9 +184,6 @@ struct Probe {
     retries: Option<i64>,
     /// Liveness: failed checks in a row before the job is restarted or stopped.
     failures: Option<i64>,
-    /// Run on a pseudo-terminal, its screen drawn by a terminal emulator. Default:
-    /// settings.pty.
-    pty: Option<bool>,
 }
 
 /// A duration in humantime syntax: "500ms", "3s", "2m", "1m 30s".
