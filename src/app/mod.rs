@@ -55,6 +55,12 @@ pub struct TuiOptions {
     pub max_parallel: Option<usize>,
     /// `--report FILE`: the JSON report of the last run, written when the TUI exits.
     pub report: Option<PathBuf>,
+    /// `--timestamps`: start with the lines' arrival times shown.
+    pub timestamps: bool,
+    /// Log files, open already.
+    pub logs: Option<crate::logs::Logs>,
+    /// Where the logs' problems (a full disk) queue up for the status bar.
+    pub log_problems: crate::logs::ProblemQueue,
 }
 
 /// Runs the TUI until the user quits (or a signal arrives, or the terminal goes away)
@@ -166,6 +172,9 @@ pub struct Shell<S: Screen, I: TerminalInput, G: SignalSource> {
     /// The `-j` of the current run.
     max_parallel: usize,
     rerun_error: Option<anyhow::Error>,
+    /// Log files (every run of the set writes to the same ones).
+    logs: Option<crate::logs::Logs>,
+    log_problems: crate::logs::ProblemQueue,
 }
 
 impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
@@ -181,7 +190,9 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         let activity = Arc::new(Notify::new());
         let sampled = Arc::new(Notify::new());
         let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
-        let (supervisor, events) = start_supervisor(&config, max_parallel, &activity, &sampled)?;
+        let tap = options.logs.as_ref().map(crate::logs::Logs::tap);
+        let (supervisor, events) =
+            start_supervisor(&config, max_parallel, &activity, &sampled, tap)?;
         let origin = std::path::Path::new(&config.origin)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -214,6 +225,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             max_parallel,
             config,
             rerun_error: None,
+            logs: options.logs.clone(),
+            log_problems: options.log_problems.clone(),
         })
     }
 
@@ -221,6 +234,7 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
     pub async fn run(&mut self) {
         let activity = self.activity.clone();
         let sampled = self.sampled.clone();
+        let problems = self.log_problems.clone();
         while !self.state.is_done() {
             let now = Instant::now();
             if self.state.frame_due(now) {
@@ -262,11 +276,11 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                 },
                 event = self.events.recv(), if self.events_open => match event {
                     Some(event) => {
-                        self.state.step(Input::Supervisor(event), Instant::now());
+                        self.supervisor_event(event);
                         // A sampler tick sends one event per job: take the whole burst
                         // in this wake-up rather than one loop turn each.
                         while let Ok(event) = self.events.try_recv() {
-                            self.state.step(Input::Supervisor(event), Instant::now());
+                            self.supervisor_event(event);
                         }
                         continue;
                     }
@@ -278,9 +292,20 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                 _ = sampled.notified() => {
                     // The tick's samples were sent before this: apply them, then draw.
                     while let Ok(event) = self.events.try_recv() {
-                        self.state.step(Input::Supervisor(event), Instant::now());
+                        self.supervisor_event(event);
                     }
                     Input::Sampled
+                }
+                _ = problems.ready() => {
+                    for problem in problems.take() {
+                        let event = Event::Notice(crate::supervisor::Notice {
+                            job: problem.job,
+                            level: crate::supervisor::Level::Warn,
+                            text: problem.text,
+                        });
+                        self.state.step(Input::Supervisor(event), Instant::now());
+                    }
+                    continue;
                 }
                 _ = activity.notified(), if watch_activity => Input::Activity,
                 _ = sleep, if wake.is_some() => Input::Tick,
@@ -291,8 +316,19 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         // The last status changes (every job finished) are worth applying for the
         // summary and the report, even though nobody will see another frame.
         while let Ok(event) = self.events.try_recv() {
+            if let Some(logs) = &self.logs {
+                logs.event(&event);
+            }
             self.state.model.tracker.apply(&event);
         }
+    }
+
+    /// One supervisor event: into the log files' own lines, then the state.
+    fn supervisor_event(&mut self, event: Event) {
+        if let Some(logs) = &self.logs {
+            logs.event(&event);
+        }
+        self.state.step(Input::Supervisor(event), Instant::now());
     }
 
     fn draw(&mut self, now: Instant) {
@@ -350,10 +386,14 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
     fn start_run(&mut self, limit: usize) -> anyhow::Result<()> {
         // Its last events still belong to it (the final statuses).
         while let Ok(event) = self.events.try_recv() {
+            if let Some(logs) = &self.logs {
+                logs.event(&event);
+            }
             self.state.model.tracker.apply(&event);
         }
+        let tap = self.logs.as_ref().map(crate::logs::Logs::tap);
         let (supervisor, events) =
-            start_supervisor(&self.config, limit, &self.activity, &self.sampled)
+            start_supervisor(&self.config, limit, &self.activity, &self.sampled, tap)
                 .context("cannot start the jobs again")?;
         let buffers = buffers_of(&supervisor);
         self.state
@@ -426,6 +466,7 @@ fn start_supervisor(
     max_parallel: usize,
     activity: &Arc<Notify>,
     sampled: &Arc<Notify>,
+    log_tap: Option<crate::logs::Tap>,
 ) -> anyhow::Result<(Supervisor, mpsc::UnboundedReceiver<Event>)> {
     Supervisor::start(
         config,
@@ -433,6 +474,7 @@ fn start_supervisor(
             max_parallel: Some(max_parallel),
             activity: Some(activity.clone()),
             sampled: Some(sampled.clone()),
+            log_tap,
             ..SupervisorOptions::default()
         },
     )

@@ -28,6 +28,10 @@ pub const BUILTIN_DEMO_NAME: &str = "<built-in demo>";
 pub const DEFAULT_SCROLLBACK: usize = 10_000;
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 pub const DEFAULT_MAX_RESTARTS: u32 = 5;
+/// Rotated log files kept per job (`settings.log_keep`).
+pub const DEFAULT_LOG_KEEP: u32 = 3;
+/// Lines of each failed job's output printed after the TUI exits (`settings.failed_tail`).
+pub const DEFAULT_FAILED_TAIL: usize = 10;
 
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +56,56 @@ pub struct Settings {
     /// Headless only: once this long has passed, every job still running is stopped as
     /// if its `timeout` had expired, and the run ends. The TUI ignores it.
     pub headless_timeout: Option<Duration>,
+    /// `log_dir`: every job's output goes to `DIR/NAME.log` (unless its `log` says
+    /// otherwise). Resolved against the config's folder; `--log-dir` overrides it.
+    pub log_dir: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// Rotate a job's log file before it grows past this many bytes.
+    pub log_max_size: Option<u64>,
+    /// Rotated files kept (`NAME.log.1` .. `NAME.log.N`).
+    pub log_keep: u32,
+    /// Lines of each failed job's output printed after the TUI exits (0: none).
+    pub failed_tail: usize,
+}
+
+/// How log files are written (see `crate::logs::format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `12:34:56.789 | text`: a time, a stream mark, the line as the job wrote it.
+    #[default]
+    Plain,
+    /// One JSON object per line, for tools.
+    Jsonl,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Plain => "plain",
+            LogFormat::Jsonl => "jsonl",
+        }
+    }
+
+    /// `plain` or `jsonl`.
+    pub fn parse(text: &str) -> Option<LogFormat> {
+        match text {
+            "plain" => Some(LogFormat::Plain),
+            "jsonl" => Some(LogFormat::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+/// A job's `log` key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LogTarget {
+    /// `DIR/NAME.log` when there is a log folder (`settings.log_dir`, `--log-dir`).
+    #[default]
+    Default,
+    /// `log = false`: no log file, whatever the folder.
+    Off,
+    /// `log = "path"`: this file (resolved against the config's folder).
+    File(PathBuf),
 }
 
 impl Default for Settings {
@@ -62,6 +116,11 @@ impl Default for Settings {
             stop_signal: Signal::SIGTERM,
             max_parallel: 0,
             headless_timeout: None,
+            log_dir: None,
+            log_format: LogFormat::Plain,
+            log_max_size: None,
+            log_keep: DEFAULT_LOG_KEEP,
+            failed_tail: DEFAULT_FAILED_TAIL,
         }
     }
 }
@@ -82,6 +141,8 @@ pub struct JobSpec {
     pub max_restarts: u32,
     pub autostart: bool,
     pub pipefail: bool,
+    /// Where its output is logged (`log`).
+    pub log: LogTarget,
 }
 
 impl JobSpec {
@@ -101,6 +162,7 @@ impl JobSpec {
             max_restarts: DEFAULT_MAX_RESTARTS,
             autostart: true,
             pipefail: false,
+            log: LogTarget::Default,
         }
     }
 

@@ -30,6 +30,8 @@ pub struct OutputChunk {
     pub job: JobId,
     pub stage: usize,
     pub stream: Stream,
+    /// When it was read (headless `--timestamps`).
+    pub at: Instant,
     pub data: Bytes,
 }
 
@@ -108,6 +110,8 @@ pub struct DrainTarget {
     pub count_only: bool,
     pub tee: Option<OutputTee>,
     pub activity: Option<Arc<Notify>>,
+    /// Log files: every chunk, in the buffer's order (see [`crate::logs::Tap`]).
+    pub tap: Option<crate::logs::Tap>,
 }
 
 /// Reads until EOF; returns the number of bytes read.
@@ -125,6 +129,9 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
             return 0;
         }
     };
+    if let Some(tap) = &target.tap {
+        tap.open(target.job);
+    }
     // Allocated on the first readiness: a thousand sleeping jobs hold no read buffers.
     let mut buf: Vec<u8> = Vec::new();
     loop {
@@ -135,6 +142,11 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
         // take places from busy ones.
         let slot = match &target.tee {
             Some(tee) => tee.reserve().await,
+            None => None,
+        };
+        // And room in the log queue (a log behind slows the child the same way).
+        let log_room = match &target.tap {
+            Some(tap) => tap.reserve(target.job).await,
             None => None,
         };
         if buf.is_empty() {
@@ -171,6 +183,9 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
             } else {
                 buffer.push_chunk(stage, stream, Instant::now(), chunk);
             }
+            if let Some(tap) = &target.tap {
+                tap.chunk(target.job, stage, stream, chunk, log_room);
+            }
         }
         if let Some(activity) = &target.activity {
             activity.notify_one();
@@ -182,6 +197,7 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
                 job: target.job,
                 stage,
                 stream,
+                at: Instant::now(),
                 data: Bytes::copy_from_slice(chunk),
             }),
             None => {
@@ -209,6 +225,9 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
 /// Flushes the stream's last partial line and tells the tee the stream ended.
 async fn finish(target: &DrainTarget, stage: usize, stream: Stream) {
     crate::output::lock(&target.buffer).finish_stream(stage, stream, Instant::now());
+    if let Some(tap) = &target.tap {
+        tap.close(target.job, stage, stream);
+    }
     if let Some(activity) = &target.activity {
         activity.notify_one();
     }
@@ -219,6 +238,7 @@ async fn finish(target: &DrainTarget, stage: usize, stream: Stream) {
             job: target.job,
             stage,
             stream,
+            at: Instant::now(),
             data: Bytes::new(),
         });
     }
@@ -226,4 +246,7 @@ async fn finish(target: &DrainTarget, stage: usize, stream: Stream) {
 
 fn push_notice(target: &DrainTarget, stage: usize, stream: Stream, text: &str) {
     crate::output::lock(&target.buffer).push_line(stage, stream, Instant::now(), text.as_bytes());
+    if let Some(tap) = &target.tap {
+        tap.marker(target.job, text);
+    }
 }

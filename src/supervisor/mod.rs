@@ -65,6 +65,8 @@ pub struct SupervisorOptions {
     /// Notified after each sampling tick, once its events are sent: a consumer that
     /// redraws on it shows every sample as soon as it is taken.
     pub sampled: Option<Arc<Notify>>,
+    /// Every output chunk is also handed to the log files' writer (never waited for).
+    pub log_tap: Option<crate::logs::Tap>,
 }
 
 /// One configured job, as the consumer sees it.
@@ -161,6 +163,7 @@ impl Supervisor {
                     count_only: options.discard_output,
                     tee: options.tee.clone(),
                     activity: options.activity.clone(),
+                    tap: options.log_tap.clone(),
                 }),
                 live: live.clone(),
                 sample_soon: sample_soon.clone(),
