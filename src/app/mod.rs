@@ -15,6 +15,7 @@ mod decode;
 pub mod input;
 pub mod keymap;
 mod mouse;
+mod reading;
 pub mod state;
 pub mod terminal;
 pub(crate) mod update;
@@ -102,6 +103,13 @@ pub trait Screen {
     fn draw(&mut self, render: &mut dyn FnMut(&mut Frame)) -> io::Result<()>;
     /// Follows a resize of the terminal to `width`×`height`.
     fn resize(&mut self, width: u16, height: u16) -> io::Result<()>;
+    /// Writes an OSC 52 sequence (built by forkyard: see `reading::osc52`), which puts
+    /// text on the terminal's clipboard. A screen without a terminal behind it (tests)
+    /// has nowhere to put it.
+    fn clipboard(&mut self, sequence: &[u8]) -> io::Result<()> {
+        let _ = sequence;
+        Ok(())
+    }
 }
 
 impl Screen for terminal::Session {
@@ -111,6 +119,10 @@ impl Screen for terminal::Session {
 
     fn resize(&mut self, width: u16, height: u16) -> io::Result<()> {
         self.terminal.resize(Rect::new(0, 0, width, height))
+    }
+
+    fn clipboard(&mut self, sequence: &[u8]) -> io::Result<()> {
+        self.write_raw(sequence)
     }
 }
 
@@ -200,6 +212,12 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         let mut model = Model::new(crate::run::tracker_for(&supervisor), origin);
         model.max_parallel = max_parallel;
         model.clocks_follow_samples = true;
+        model.timestamps = options.timestamps;
+        if let Some(logs) = &options.logs {
+            model.log_paths = (0..config.jobs.len())
+                .map(|id| logs.path(id).map(std::path::Path::to_path_buf))
+                .collect();
+        }
         if config.origin == crate::config::BUILTIN_DEMO_NAME {
             // The tour's first hint; its guide is the selected job's output.
             model.set_sticky_message(
@@ -350,6 +368,25 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
     fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
+                Effect::Clipboard(text) => {
+                    let sequence = reading::osc52(&text);
+                    let written = self.screen.as_mut().map(|s| s.clipboard(&sequence));
+                    if let Some(Err(err)) = written {
+                        let effects = self
+                            .state
+                            .step(Input::TerminalLost(Some(err)), Instant::now());
+                        self.apply(effects);
+                    }
+                }
+                Effect::Save {
+                    path,
+                    text,
+                    lines,
+                    replace,
+                } => {
+                    let result = save(&path, text.as_bytes(), replace);
+                    self.state.saved(&path, lines, result);
+                }
                 Effect::Control(id, control) => self.controller.control(id, control),
                 Effect::ControlAll(control) => self.controller.control_all(control),
                 Effect::Shutdown => {
@@ -407,22 +444,37 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         Ok(())
     }
 
-    /// After the loop: the closing lines on stderr and the report (`--report`).
+    /// After the loop, on the normal screen: the summary table and the last lines of each
+    /// failed job (stdout), the closing lines (stderr) and the report (`--report`).
     pub fn finish(&mut self, report: Option<&std::path::Path>) {
+        // Every job is over: the logs are complete once the writer has written its queue.
+        let log_reports = self.logs.as_ref().map(crate::logs::Logs::finish);
         let tracker = &self.state.model.tracker;
-        let ok = tracker
-            .jobs
-            .iter()
-            .filter(|j| j.status.outcome().is_some_and(|o| o.is_success()))
-            .count();
-        crate::say!(
-            "{}: {ok} succeeded, {} failed (all stopped)",
-            ui::format::count(tracker.jobs.len() as u64, "job", "jobs"),
-            tracker.jobs.iter().filter(|j| j.failed()).count()
-        );
-        // The screen is gone: keep the measurements.
         let end = tracker.settled_at.unwrap_or_else(Instant::now);
-        crate::say!("{}", crate::fmt::figures_line(&tracker.figures(end)));
+        let dropped: Vec<u64> = self
+            .state
+            .buffers
+            .iter()
+            .map(|b| crate::output::lock(b).dropped())
+            .collect();
+        let mut text = crate::report::summary::render(tracker, Some(&dropped), end);
+        text.push_str(&failed_tails(
+            &self.state.model,
+            &self.state.buffers,
+            self.config.settings.failed_tail,
+        ));
+        // Nowhere else to say it when stdout is gone.
+        let _ = crate::stdio::print(&text);
+        match log_reports {
+            Some(Ok(reports)) => {
+                for problem in reports.iter().filter_map(crate::logs::LogReport::describe) {
+                    crate::say!("{problem}");
+                }
+            }
+            Some(Err(stuck)) => crate::say!("{stuck}"),
+            None => {}
+        }
+        let tracker = &self.state.model.tracker;
         let mut model = self.state.model.clone();
         model.now = Instant::now();
         let complete = match self.state.lifecycle {
@@ -455,6 +507,88 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             }
         }
     }
+}
+
+/// Writes a save: a new file unless `replace`.
+fn save(path: &std::path::Path, bytes: &[u8], replace: bool) -> io::Result<u64> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// The last `lines` lines of each failed job's output, headed by its result and its log
+/// file, for the normal screen after the TUI is gone. Child text is sanitised (no
+/// escape sequence gets through), names made visible.
+pub fn failed_tails(model: &Model, buffers: &[SharedBuffer], lines: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if lines == 0 {
+        return out;
+    }
+    for (id, job) in model.jobs().iter().enumerate() {
+        if !job.failed() {
+            continue;
+        }
+        let Some(buffer) = buffers.get(id) else {
+            continue;
+        };
+        let name = crate::stdio::visible_inline(&job.name).into_owned();
+        let pipeline = model.is_pipeline(id);
+        let (tail, total): (Vec<String>, usize) = {
+            let buf = crate::output::lock(buffer);
+            let mut tail: Vec<String> = buf
+                .iter()
+                .rev()
+                .take(lines)
+                .map(|line| {
+                    let label = if pipeline {
+                        format!("{name}[{}]", line.stage + 1)
+                    } else {
+                        name.clone()
+                    };
+                    let mark = match line.stream {
+                        crate::output::Stream::Stdout => '|',
+                        crate::output::Stream::Stderr => '!',
+                    };
+                    format!(
+                        "{label} {mark} {}",
+                        crate::output::sanitize::plain_text(line.text)
+                    )
+                })
+                .collect();
+            tail.reverse();
+            (tail, buf.len())
+        };
+        let mut head = format!(
+            "\n── {name}: {}",
+            crate::stdio::visible_inline(&crate::fmt::result_text(job))
+        );
+        if total == 0 {
+            head.push_str(" · no output");
+        } else if tail.len() < total {
+            let _ = write!(head, " · last {} of {total} lines", tail.len());
+        }
+        if let Some(path) = model.log_paths.get(id).and_then(|p| p.as_ref()) {
+            let _ = write!(
+                head,
+                " · log {}",
+                crate::stdio::visible_inline(&path.display().to_string())
+            );
+        }
+        let _ = writeln!(out, "{head} ──");
+        for line in tail {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
 }
 
 fn buffers_of(supervisor: &Supervisor) -> Vec<SharedBuffer> {

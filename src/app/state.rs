@@ -78,8 +78,17 @@ pub enum Input {
 }
 
 /// What the shell must do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
+    /// Put this text on the host's clipboard (OSC 52, written by forkyard itself).
+    Clipboard(String),
+    /// Write a file (copy mode's `s`, `S`), then call [`State::saved`].
+    Save {
+        path: std::path::PathBuf,
+        text: String,
+        lines: usize,
+        replace: bool,
+    },
     Control(JobId, Control),
     ControlAll(Control),
     /// Start stopping the current run (`Supervisor::shutdown`), answered by
@@ -225,7 +234,7 @@ impl State {
             TermEvent::Key(_) | TermEvent::Resize(..) => true,
             // Motion is reported too (by some terminals); it changes nothing, so it must
             // not cost a frame.
-            TermEvent::Mouse(m) => mouse::relevant(m),
+            TermEvent::Mouse(m) => mouse::relevant(m, &self.model),
             _ => false,
         };
         if !relevant || self.size.is_none() {
@@ -257,6 +266,18 @@ impl State {
                 Action::Control(id, control) => effects.push(Effect::Control(id, control)),
                 Action::Quit { kill } => self.quit(kill, effects),
                 Action::Rerun { max_parallel } => self.rerun(max_parallel, effects),
+                Action::Clipboard(text) => effects.push(Effect::Clipboard(text)),
+                Action::Save {
+                    path,
+                    text,
+                    lines,
+                    replace,
+                } => effects.push(Effect::Save {
+                    path,
+                    text,
+                    lines,
+                    replace,
+                }),
             }
         }
     }
@@ -317,6 +338,13 @@ impl State {
             MessageKind::Info,
             now,
         );
+    }
+
+    /// The shell wrote (or failed to write) a save.
+    pub fn saved(&mut self, path: &std::path::Path, lines: usize, result: std::io::Result<u64>) {
+        let now = Instant::now();
+        super::reading::saved(&mut self.model, path, lines, result, now);
+        self.dirty = true;
     }
 
     /// The new run could not start: the TUI ends as if the previous run was quit.

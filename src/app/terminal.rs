@@ -127,6 +127,14 @@ impl Drop for Session {
     }
 }
 
+impl Session {
+    /// Bytes of forkyard's own between frames: the clipboard's OSC 52, which
+    /// `app::reading::osc52` builds (no child output ever goes this way).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        Out.write_all(bytes)
+    }
+}
+
 /// Press and wheel reports in SGR form (no motion: it would wake the loop for nothing).
 const MOUSE_ON: &[u8] = b"\x1b[?1000h\x1b[?1002h\x1b[?1006h";
 
