@@ -517,6 +517,9 @@ fn start(config: Config, opts: &RunOpts) -> anyhow::Result<i32> {
         .thread_name("forkyard")
         .build()?;
     if let Some(CompareLimits(limits)) = &opts.compare {
+        if !crate::logs::LogPlan::new(&config, None, None).is_empty() {
+            say!("--compare runs the set once per limit: no log files are written");
+        }
         return run_to_end(
             runtime,
             headless::compare::run(&config, limits, opts.report.as_deref()),

@@ -746,3 +746,34 @@ fn a_log_that_takes_nothing_holds_the_job_about_a_second_then_drops_and_counts()
     let missing: u64 = gaps.iter().map(|(n, _)| n).sum();
     assert_eq!(complete + missing, 5_000_000, "{gaps:?}");
 }
+
+#[test]
+fn headless_timestamps_start_every_line_with_its_arrival_time() {
+    let dir = tempdir();
+    let config = write_file(
+        dir.path(),
+        "jobs.toml",
+        "[[job]]\nname = \"t\"\nshell = \"echo one; sleep 0.3; echo two >&2\"\n",
+    );
+    let out = forkyard(
+        dir.path(),
+        &["--timestamps", "--no-summary", config.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let ms = |line: &str| -> i64 {
+        let t = line.as_bytes();
+        assert!(
+            t[2] == b':' && t[5] == b':' && t[8] == b'.' && t[12] == b' ',
+            "{line}"
+        );
+        let n = |r: std::ops::Range<usize>| line[r].parse::<i64>().unwrap();
+        ((n(0..2) * 60 + n(3..5)) * 60 + n(6..8)) * 1000 + n(9..12)
+    };
+    assert_eq!(&lines[0][13..], "t | one");
+    assert_eq!(&lines[1][13..], "t ! two");
+    let gap = (ms(lines[1]) - ms(lines[0])).rem_euclid(86_400_000);
+    assert!((250..2000).contains(&gap), "{gap} ms apart: {text}");
+}

@@ -440,6 +440,18 @@ impl State {
     }
 
     fn output_signature(&self) -> Option<OutputSignature> {
+        if self.model.merged_selected() {
+            // The all row shows every job's lines: any of them changes it.
+            let mut signature = (crate::ui::model::NO_JOB, 0, 0, 0);
+            for buffer in &self.buffers {
+                let buf = crate::output::lock(buffer);
+                signature.1 += buf.total_lines();
+                signature.2 += buf.bytes_received(crate::output::Stream::Stdout)
+                    + buf.bytes_received(crate::output::Stream::Stderr);
+                signature.3 += buf.len();
+            }
+            return Some(signature);
+        }
         let id = self.model.selected_job();
         let buf = crate::output::lock(self.buffers.get(id)?);
         Some((
@@ -586,6 +598,32 @@ mod tests {
         assert!(matches!(s.lifecycle, Lifecycle::Stopping(_)));
         assert_eq!(step(&mut s, Input::ShutdownDone), []);
         assert!(s.is_done());
+    }
+
+    #[test]
+    fn output_of_any_job_redraws_the_all_row() {
+        use crate::output::{OutputBuffer, Stream};
+        use std::sync::{Arc, Mutex};
+        let statuses = ["a", "b"].map(|name| {
+            (
+                name.to_string(),
+                JobStatus::new(JobState::Running, vec![vec!["sleep".to_string()]]),
+            )
+        });
+        let model = Model::from_statuses(statuses, "test");
+        let buffers: Vec<SharedBuffer> = (0..2)
+            .map(|_| Arc::new(Mutex::new(OutputBuffer::new(100, 1 << 20))))
+            .collect();
+        let mut s = State::new(model, buffers.clone(), Rect::new(0, 0, 100, 30));
+        s.model.selected = crate::ui::model::RowRef::All;
+        let t0 = Instant::now();
+        s.begin_frame(t0);
+        s.end_frame();
+        step(&mut s, Input::Activity);
+        assert!(!s.is_dirty(), "nothing new");
+        crate::output::lock(&buffers[1]).push_line(0, Stream::Stdout, t0, b"from b");
+        step(&mut s, Input::Activity);
+        assert!(s.is_dirty(), "b's line shows in the all row");
     }
 
     #[test]

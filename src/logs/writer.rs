@@ -28,6 +28,8 @@ use super::{JobLog, LogPlan, LogReport, Msg, Problem, Shared};
 pub const PIECE: usize = 64 * 1024;
 /// A file's formatted records are written once they reach this size.
 const FLUSH_BYTES: usize = 256 * 1024;
+/// A file's record buffer is kept between writes up to this capacity.
+const KEEP_BUFFER: usize = 64 * 1024;
 /// An incomplete line waits this long for its newline before it is written as a piece.
 const PARTIAL_PATIENCE: Duration = Duration::from_secs(1);
 
@@ -73,6 +75,8 @@ pub(super) struct Writer {
     local: LocalClock,
     /// The last stamp made, for the millisecond it was made for.
     stamp: Option<(i64, Stamp)>,
+    /// When incomplete lines were last looked at.
+    stale_checked: Instant,
 }
 
 impl Writer {
@@ -110,6 +114,7 @@ impl Writer {
             clock: WallClock::now(),
             local: LocalClock::new(),
             stamp: None,
+            stale_checked: Instant::now(),
         }
     }
 
@@ -142,6 +147,15 @@ impl Writer {
                 match receiver.try_recv() {
                     Ok(next) => msg = next,
                     Err(_) => break,
+                }
+            }
+            // Busy with other jobs' output, a quiet job's open line still gets written
+            // (looked for four times a second: the check visits every file).
+            let now = Instant::now();
+            if now.saturating_duration_since(self.stale_checked) >= PARTIAL_PATIENCE / 4 {
+                self.stale_checked = now;
+                if self.has_partials() {
+                    self.write_stale_partials(now);
                 }
             }
             self.flush_all();
@@ -688,7 +702,11 @@ impl Out<'_> {
         let lost = (out.len() - done.max(note_len)) as u64;
         let mut out = out;
         out.clear();
-        self.file.out = out; // keep the allocation
+        // A small buffer is kept for the next records; a flood's large one is freed, so
+        // a thousand files that were busy once do not each hold one.
+        if out.capacity() <= KEEP_BUFFER {
+            self.file.out = out;
+        }
         match failure {
             None => {
                 if self.file.failing {
