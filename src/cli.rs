@@ -132,6 +132,20 @@ pub struct RunOpts {
     /// the project's package manager. Repeatable.
     #[arg(long, value_name = "PATTERN")]
     pub npm: Vec<String>,
+
+    /// Write each job's output to DIR/NAME.log (stdout and stderr in arrival order, each
+    /// line with its time and stream); overrides settings.log_dir.
+    #[arg(long, value_name = "DIR", conflicts_with = "compare")]
+    pub log_dir: Option<PathBuf>,
+
+    /// Log file format: plain (the default) or jsonl (one JSON object per line).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<config::LogFormat>,
+
+    /// Start each output line with the time it arrived (headless; the TUI starts with
+    /// its timestamps shown).
+    #[arg(long)]
+    pub timestamps: bool,
 }
 
 impl RunOpts {
@@ -151,6 +165,9 @@ impl RunOpts {
             restart: later.restart.or(self.restart),
             timeout: later.timeout.or(self.timeout),
             npm: [self.npm, later.npm].concat(),
+            log_dir: later.log_dir.or(self.log_dir),
+            log_format: later.log_format.or(self.log_format),
+            timestamps: self.timestamps || later.timestamps,
         }
     }
 
@@ -169,6 +186,9 @@ impl RunOpts {
         flag(self.report.is_some(), "--report");
         flag(self.no_summary, "--no-summary");
         flag(self.compare.is_some(), "--compare");
+        flag(self.log_dir.is_some(), "--log-dir");
+        flag(self.log_format.is_some(), "--log-format");
+        flag(self.timestamps, "--timestamps");
         flags.extend(self.job_flags());
         flags
     }
@@ -212,6 +232,10 @@ impl RestartArg {
 /// The limits of `--compare`, one run each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompareLimits(pub Vec<usize>);
+
+fn parse_log_format(text: &str) -> Result<config::LogFormat, String> {
+    config::LogFormat::parse(text).ok_or_else(|| "expected plain or jsonl".to_string())
+}
 
 fn parse_compare(text: &str) -> Result<CompareLimits, String> {
     crate::headless::compare::parse_limits(text).map(CompareLimits)
@@ -497,6 +521,9 @@ fn start(config: Config, opts: &RunOpts) -> anyhow::Result<i32> {
         .thread_name("forkyard")
         .build()?;
     if let Some(CompareLimits(limits)) = &opts.compare {
+        if !crate::logs::LogPlan::new(&config, None, None).is_empty() {
+            say!("--compare runs the set once per limit: no log files are written");
+        }
         return run_to_end(
             runtime,
             headless::compare::run(&config, limits, opts.report.as_deref()),
@@ -524,10 +551,34 @@ fn start(config: Config, opts: &RunOpts) -> anyhow::Result<i32> {
             Some(_) => {}
         }
     }
+    // Log files are opened before anything runs: a folder that cannot be written is an
+    // error now (exit status 2), not output lost later.
+    let plan = crate::logs::LogPlan::new(&config, opts.log_dir.as_deref(), opts.log_format);
+    let problems = crate::logs::ProblemQueue::default();
+    let reporter = if use_tui {
+        // The TUI shows problems in its status bar: stderr is its screen.
+        problems.reporter()
+    } else {
+        std::sync::Arc::new(|problem: crate::logs::Problem| say!("{}", problem.text))
+    };
+    let logs = if plan.is_empty() {
+        None
+    } else {
+        match crate::logs::Logs::open(plan, reporter) {
+            Ok(logs) => Some(logs),
+            Err(err) => {
+                say!("{}", visible_inline(&err.to_string()));
+                return Ok(EXIT_CONFIG);
+            }
+        }
+    };
     if use_tui {
         let options = crate::app::TuiOptions {
             max_parallel: opts.max_parallel,
             report: opts.report.clone(),
+            timestamps: opts.timestamps,
+            logs,
+            log_problems: problems,
         };
         return run_to_end(runtime, crate::app::run(config, options));
     }
@@ -538,6 +589,8 @@ fn start(config: Config, opts: &RunOpts) -> anyhow::Result<i32> {
         no_summary: opts.no_summary,
         quiet: false,
         exit_with: opts.exit_with.clone(),
+        timestamps: opts.timestamps,
+        logs,
     };
     run_to_end(runtime, headless::run(&config, &options))
 }
@@ -879,6 +932,23 @@ pub fn describe(config: &Config) -> String {
             job.autostart,
             if job.pipefail { "; pipefail" } else { "" }
         );
+    }
+    let plan = crate::logs::LogPlan::new(config, None, None);
+    let logged: Vec<&crate::logs::JobLog> = plan.jobs.iter().flatten().collect();
+    if !logged.is_empty() {
+        let rotation = match plan.max_size {
+            Some(max) => format!(", rotated at {} keeping {}", fmt::bytes(max), plan.keep),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "\nlogs ({}{rotation}):", plan.format.as_str());
+        for log in logged {
+            let _ = writeln!(
+                out,
+                "  {}: {}",
+                v(&log.name),
+                v(&log.path.display().to_string())
+            );
+        }
     }
     out
 }

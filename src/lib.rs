@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod fmt;
 pub mod headless;
+pub mod logs;
 pub mod output;
 pub mod report;
 pub mod run;

@@ -18,6 +18,10 @@ use common::{config_in, pgrep_count, tempdir};
 
 /// A `sleep` argument that adds nothing measurable (`0.000<pid><tag>` seconds: GNU sleep
 /// adds its arguments up) but makes the process findable with `pgrep -f`.
+/// One test at a time: the CPU-bound tests fill every core, and a sleep test running
+/// beside them measures their scheduling delays instead of its own figures.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn marker(tag: u32) -> String {
     format!("0.000{:07}{tag:02}", std::process::id())
 }
@@ -50,6 +54,7 @@ fn sleeps(n: usize, secs: &str, tag: u32) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_sleeps_at_once_are_concurrent_not_parallel() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (toml, mark) = sleeps(10, "1", 1);
     let (result, f) = run(&toml, 0).await;
     assert_eq!(result.exit_code, 0);
@@ -68,6 +73,7 @@ async fn ten_sleeps_at_once_are_concurrent_not_parallel() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sleeps_one_at_a_time_have_no_concurrency() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (toml, mark) = sleeps(10, "0.3", 2);
     let (result, f) = run(&toml, 1).await;
     assert_eq!(result.exit_code, 0);
@@ -99,6 +105,7 @@ fn cpu_times() -> Option<(f64, f64)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_cpu_bound_jobs_use_two_cores() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cores = forkyard::sys::cores();
     if cores < 2 {
         eprintln!("SKIPPED: needs at least 2 cores, this machine has {cores}");
@@ -162,6 +169,7 @@ fn wall_of(table: &str, label: &str) -> f64 {
 
 #[test]
 fn compare_runs_the_set_once_per_limit() {
+    let _serial = ONE_AT_A_TIME.blocking_lock();
     let dir = tempdir();
     let (toml, mark) = sleeps(4, "0.5", 4);
     let config = dir.path().join("sleeps.toml");
@@ -196,6 +204,7 @@ fn compare_runs_the_set_once_per_limit() {
 /// jobs cost each other: about Σ CPU. A run that did not measure the wait fails.
 #[tokio::test(flavor = "multi_thread")]
 async fn cpu_bound_jobs_beyond_the_cores_wait_for_a_cpu() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cores = forkyard::sys::cores();
     let toml = format!(
         "[[job]]\nname = \"hash\"\npipeline = [[\"head\", \"-c\", \"300M\", \"/dev/zero\"], [\"sha256sum\"]]\nreplicas = {}\n",

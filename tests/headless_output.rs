@@ -12,6 +12,7 @@ use forkyard::headless::{HeadlessOptions, PrintStyle, RunResult, run_with_output
 const PLAIN: PrintStyle = PrintStyle {
     color: false,
     sanitize: false,
+    timestamps: false,
 };
 
 async fn run(config: &Config, options: &HeadlessOptions) -> (RunResult, String) {

@@ -370,6 +370,7 @@ cmd = ["echo", "fine"]
         PrintStyle {
             color: false,
             sanitize: false,
+            timestamps: false,
         },
     )
     .await
@@ -750,6 +751,7 @@ backoff_max = "300ms"
         PrintStyle {
             color: false,
             sanitize: false,
+            timestamps: false,
         },
     )
     .await

@@ -716,7 +716,8 @@ fn timeline_view_and_rerun_with_another_limit() {
     assert_eq!(t.assert_clean_exit(), 0);
     // The measurements outlive the screen.
     let screen = t.screen();
-    assert!(screen.contains("forkyard: wall "), "{screen}");
+    // The summary table, on the normal screen, ends with the run's figures.
+    assert!(screen.contains("total: wall "), "{screen}");
     assert!(
         screen.contains("forkyard: runs  -j unlimited: "),
         "{screen}"

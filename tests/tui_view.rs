@@ -347,7 +347,8 @@ fn stopping_countdown_snapshot() {
         reason: StopReason::User,
     };
     f.model.quitting = Some(Quitting::Graceful);
-    let text = f.text(80, 12);
+    // 14 rows: the table holds the "all" row and the three jobs.
+    let text = f.text(80, 14);
     assert!(text.contains("stopping 2.1s"), "{text}");
     assert!(text.contains("killing"), "{text}");
     insta::assert_snapshot!("stopping_countdown", text);
@@ -396,6 +397,7 @@ fn search_with_matches_snapshot() {
     f.model.search = Some(Search {
         query: "error".into(),
         current: Some(current),
+        current_key: None,
     });
     f.model.focus = Focus::Output;
     let terminal = f.render(100, 30);
@@ -432,7 +434,7 @@ fn help_overlay_snapshot() {
     insta::assert_snapshot!("help_overlay", text);
     // Tall enough for all of it: every command is listed with its keys, from the keymap
     // (h, l, Home, End, Esc and Shift-Tab included, which a hand-written list missed).
-    let text = f.text(100, 50);
+    let text = f.text(100, 90);
     let entries = f.model.keymap.help_entries();
     assert!(entries.len() >= 36, "{entries:?}");
     for entry in entries {
@@ -648,12 +650,12 @@ fn the_hint_bar_keeps_help_and_quit_to_the_last() {
 fn hidden_rows_are_counted_below_the_table() {
     let mut f = sleepers(20);
     let text = f.text(80, 24);
-    assert!(text.contains("↓ 12 more"), "{text}");
+    assert!(text.contains("↓ 13 more"), "{text}");
     // Scrolled to the end: the rows above are counted instead.
     f.model.selected = RowRef::Job(19);
     f.model.table_offset = 12;
     let text = f.text(80, 24);
-    assert!(text.contains("↑ 12 more"), "{text}");
+    assert!(text.contains("↑ 13 more"), "{text}");
     assert!(text.contains(" job20 "), "{text}");
     // Everything fits: no such line.
     let text = sleepers(3).text(80, 24);

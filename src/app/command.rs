@@ -26,10 +26,12 @@ pub enum Mode {
     SignalMenu,
     /// `i` on a PTY job: every key goes to the job, except the one that leaves.
     Input,
+    /// Copy mode (`y`): a cursor line and a selection in the output pane.
+    Copy,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 7] = [
+    pub const ALL: [Mode; 8] = [
         Mode::Normal,
         Mode::Prompt,
         Mode::Help,
@@ -37,6 +39,7 @@ impl Mode {
         Mode::ConfirmRerun,
         Mode::SignalMenu,
         Mode::Input,
+        Mode::Copy,
     ];
 
     /// As error messages and the README name it.
@@ -49,6 +52,7 @@ impl Mode {
             Mode::ConfirmRerun => "the rerun dialog",
             Mode::SignalMenu => "the signal menu",
             Mode::Input => "a job's terminal (after i)",
+            Mode::Copy => "copy mode",
         }
     }
 
@@ -103,10 +107,10 @@ macro_rules! commands {
 }
 
 commands! {
-    SelectPrev = "select_prev", "select", "select the row above (output focused: scroll up)";
-    SelectNext = "select_next", "select", "select the row below (output focused: scroll down)";
-    Expand = "expand", "expand", "expand a pipeline: one row per stage";
-    Collapse = "collapse", "collapse", "collapse a pipeline";
+    SelectPrev = "select_prev", "select", "select the row above (output focused: scroll up; copy mode: the line above)";
+    SelectNext = "select_next", "select", "select the row below (output focused: scroll down; copy mode: the line below)";
+    Expand = "expand", "expand", "expand a pipeline: one row per stage (output focused: scroll right)";
+    Collapse = "collapse", "collapse", "collapse a pipeline (output focused: scroll left)";
     Focus = "focus", "focus", "switch the focus: jobs / output";
     PageUp = "page_up", "page", "scroll the output a page up";
     PageDown = "page_down", "page", "scroll the output a page down";
@@ -133,8 +137,19 @@ commands! {
     Quit = "quit", "quit", "quit: asks while jobs run, then stops every job";
     QuitNow = "quit_now", "quit now", "quit now: kills and reaps every job";
     Interrupt = "interrupt", "quit", "from anywhere: stop every job and quit; twice: kill";
+    Timestamps = "timestamps", "times", "show (or hide) each line's arrival time";
+    Wrap = "wrap", "wrap", "wrap long lines (or cut them at the pane's edge)";
+    ScrollLeft = "scroll_left", "left", "output: scroll long lines left";
+    ScrollRight = "scroll_right", "right", "output: scroll long lines right";
+    StreamFilter = "stream", "stream", "show both streams, then stderr only, then stdout only";
+    Filter = "filter", "filter", "all: show only the jobs named (web api*)";
+    CopyMode = "copy_mode", "copy", "copy mode: select lines to copy or save";
+    CopyMark = "copy_mark", "mark", "copy mode: start (or drop) the selection at the cursor";
+    Copy = "copy", "copy", "copy mode: copy the selection to the clipboard (OSC 52)";
+    SaveSelection = "save_selection", "save", "copy mode: save the selection to a file";
+    Save = "save", "save all", "save everything the output pane holds to a file";
     Confirm = "confirm", "yes", "yes (dialogs); send the chosen signal (menu)";
-    Cancel = "cancel", "no", "no (dialogs); close the menu or the help";
+    Cancel = "cancel", "no", "no (dialogs); close the menu or the help; leave copy mode";
     PromptSubmit = "prompt_submit", "ok", "prompt: accept the text";
     PromptCancel = "prompt_cancel", "cancel", "prompt: close it";
     PromptDelete = "prompt_delete", "delete", "prompt: delete the last character";
@@ -168,6 +183,8 @@ const PGUP: Key = code(KeyCode::PageUp);
 const PGDN: Key = code(KeyCode::PageDown);
 
 use Mode::{ConfirmQuit, ConfirmRerun, Help, Input, Normal, Prompt, SignalMenu};
+/// `Copy` alone would shadow the trait of that name.
+const COPY: Mode = Mode::Copy;
 
 /// `keys![(Normal, &[UP, ch('k')]), …]`: a static table of keys per mode.
 macro_rules! keys {
@@ -186,19 +203,23 @@ impl Command {
                 (Normal, &[UP, ch('k')]),
                 (Help, &[UP, ch('k')]),
                 (SignalMenu, &[UP, ch('k')]),
+                (COPY, &[UP, ch('k')]),
             ],
             Command::SelectNext => keys![
                 (Normal, &[DOWN, ch('j')]),
                 (Help, &[DOWN, ch('j')]),
                 (SignalMenu, &[DOWN, ch('j')]),
+                (COPY, &[DOWN, ch('j')]),
             ],
             Command::Expand => keys![(Normal, &[ENTER, RIGHT, ch('l')])],
             Command::Collapse => keys![(Normal, &[LEFT, ch('h')])],
             Command::Focus => keys![(Normal, &[code(KeyCode::Tab), code(KeyCode::BackTab)])],
-            Command::PageUp => keys![(Normal, &[PGUP]), (Help, &[PGUP])],
-            Command::PageDown => keys![(Normal, &[PGDN]), (Help, &[PGDN, ch(' ')])],
-            Command::Top => keys![(Normal, &[ch('g'), HOME])],
-            Command::Bottom => keys![(Normal, &[ch('G'), END])],
+            Command::PageUp => keys![(Normal, &[PGUP]), (Help, &[PGUP]), (COPY, &[PGUP])],
+            Command::PageDown => {
+                keys![(Normal, &[PGDN]), (Help, &[PGDN, ch(' ')]), (COPY, &[PGDN])]
+            }
+            Command::Top => keys![(Normal, &[ch('g'), HOME]), (COPY, &[ch('g'), HOME])],
+            Command::Bottom => keys![(Normal, &[ch('G'), END]), (COPY, &[ch('G'), END])],
             Command::Stop => keys![(Normal, &[ch('t')])],
             Command::Kill => keys![(Normal, &[ch('K')])],
             Command::Wait => keys![(Normal, &[ch('w')])],
@@ -214,6 +235,17 @@ impl Command {
             Command::Follow => keys![(Normal, &[ch('f')])],
             Command::Clear => keys![(Normal, &[ch('c')])],
             Command::Dismiss => keys![(Normal, &[ESC])],
+            Command::Timestamps => keys![(Normal, &[ch('@')]), (COPY, &[ch('@')])],
+            Command::Wrap => keys![(Normal, &[ch('L')]), (COPY, &[ch('L')])],
+            Command::ScrollLeft => keys![(Normal, &[ch('<')]), (COPY, &[ch('<'), LEFT, ch('h')])],
+            Command::ScrollRight => keys![(Normal, &[ch('>')]), (COPY, &[ch('>'), RIGHT, ch('l')])],
+            Command::StreamFilter => keys![(Normal, &[ch('E')]), (COPY, &[ch('E')])],
+            Command::Filter => keys![(Normal, &[ch('F')])],
+            Command::CopyMode => keys![(Normal, &[ch('y')])],
+            Command::CopyMark => keys![(COPY, &[ch('v'), ch(' ')])],
+            Command::Copy => keys![(COPY, &[ch('y'), ENTER])],
+            Command::SaveSelection => keys![(COPY, &[ch('s')])],
+            Command::Save => keys![(Normal, &[ch('S')]), (COPY, &[ch('S')])],
             Command::Timeline => keys![(Normal, &[ch('v')])],
             Command::Rerun => keys![(Normal, &[ch('p')]), (ConfirmRerun, &[ch('p')])],
             Command::Help => keys![(Normal, &[ch('?')]), (Help, &[ch('?')])],
@@ -226,6 +258,7 @@ impl Command {
                 (ConfirmQuit, &[ctrl('c')]),
                 (ConfirmRerun, &[ctrl('c')]),
                 (SignalMenu, &[ctrl('c')]),
+                (COPY, &[ctrl('c')]),
             ],
             Command::Confirm => keys![
                 (ConfirmQuit, &[ch('y'), ch('Y'), ENTER]),
@@ -237,6 +270,7 @@ impl Command {
                 (ConfirmQuit, &[ch('n'), ch('N'), ESC]),
                 (ConfirmRerun, &[ch('n'), ch('N'), ESC, ch('q')]),
                 (SignalMenu, &[ESC, ch('q')]),
+                (COPY, &[ESC, ch('q')]),
             ],
             Command::PromptSubmit => keys![(Prompt, &[ENTER])],
             Command::PromptCancel => keys![(Prompt, &[ESC])],

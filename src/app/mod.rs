@@ -16,6 +16,7 @@ pub mod encode;
 pub mod input;
 pub mod keymap;
 mod mouse;
+mod reading;
 pub mod state;
 pub mod terminal;
 pub(crate) mod update;
@@ -57,6 +58,12 @@ pub struct TuiOptions {
     pub max_parallel: Option<usize>,
     /// `--report FILE`: the JSON report of the last run, written when the TUI exits.
     pub report: Option<PathBuf>,
+    /// `--timestamps`: start with the lines' arrival times shown.
+    pub timestamps: bool,
+    /// Log files, open already.
+    pub logs: Option<crate::logs::Logs>,
+    /// Where the logs' problems (a full disk) queue up for the status bar.
+    pub log_problems: crate::logs::ProblemQueue,
 }
 
 /// Runs the TUI until the user quits (or a signal arrives, or the terminal goes away)
@@ -98,6 +105,13 @@ pub trait Screen {
     fn draw(&mut self, render: &mut dyn FnMut(&mut Frame)) -> io::Result<()>;
     /// Follows a resize of the terminal to `width`×`height`.
     fn resize(&mut self, width: u16, height: u16) -> io::Result<()>;
+    /// Writes an OSC 52 sequence (built by forkyard: see `reading::osc52`), which puts
+    /// text on the terminal's clipboard. A screen without a terminal behind it (tests)
+    /// has nowhere to put it.
+    fn clipboard(&mut self, sequence: &[u8]) -> io::Result<()> {
+        let _ = sequence;
+        Ok(())
+    }
 }
 
 impl Screen for terminal::Session {
@@ -107,6 +121,10 @@ impl Screen for terminal::Session {
 
     fn resize(&mut self, width: u16, height: u16) -> io::Result<()> {
         self.terminal.resize(Rect::new(0, 0, width, height))
+    }
+
+    fn clipboard(&mut self, sequence: &[u8]) -> io::Result<()> {
+        self.write_raw(sequence)
     }
 }
 
@@ -172,6 +190,9 @@ pub struct Shell<S: Screen, I: TerminalInput, G: SignalSource> {
     ios: Vec<Option<Arc<JobIo>>>,
     /// The size the PTY jobs were last given (the output pane's body).
     pty_size: Option<pty::Size>,
+    /// Log files (every run of the set writes to the same ones).
+    logs: Option<crate::logs::Logs>,
+    log_problems: crate::logs::ProblemQueue,
 }
 
 impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
@@ -188,8 +209,9 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         let sampled = Arc::new(Notify::new());
         let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
         let pty_size = first_pane_size(&config, size);
+        let tap = options.logs.as_ref().map(crate::logs::Logs::tap);
         let (supervisor, events) =
-            start_supervisor(&config, max_parallel, &activity, &sampled, pty_size)?;
+            start_supervisor(&config, max_parallel, &activity, &sampled, pty_size, tap)?;
         let origin = std::path::Path::new(&config.origin)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -197,6 +219,12 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         let mut model = Model::new(crate::run::tracker_for(&supervisor), origin);
         model.max_parallel = max_parallel;
         model.clocks_follow_samples = true;
+        model.timestamps = options.timestamps;
+        if let Some(logs) = &options.logs {
+            model.log_paths = (0..config.jobs.len())
+                .map(|id| logs.path(id).map(std::path::Path::to_path_buf))
+                .collect();
+        }
         if config.origin == crate::config::BUILTIN_DEMO_NAME {
             // The tour's first hint; its guide is the selected job's output.
             model.set_sticky_message(
@@ -231,6 +259,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             rerun_error: None,
             ios,
             pty_size,
+            logs: options.logs.clone(),
+            log_problems: options.log_problems.clone(),
         })
     }
 
@@ -238,6 +268,7 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
     pub async fn run(&mut self) {
         let activity = self.activity.clone();
         let sampled = self.sampled.clone();
+        let problems = self.log_problems.clone();
         while !self.state.is_done() {
             let now = Instant::now();
             if self.state.frame_due(now) {
@@ -279,11 +310,11 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                 },
                 event = self.events.recv(), if self.events_open => match event {
                     Some(event) => {
-                        self.state.step(Input::Supervisor(event), Instant::now());
+                        self.supervisor_event(event);
                         // A sampler tick sends one event per job: take the whole burst
                         // in this wake-up rather than one loop turn each.
                         while let Ok(event) = self.events.try_recv() {
-                            self.state.step(Input::Supervisor(event), Instant::now());
+                            self.supervisor_event(event);
                         }
                         continue;
                     }
@@ -295,9 +326,20 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                 _ = sampled.notified() => {
                     // The tick's samples were sent before this: apply them, then draw.
                     while let Ok(event) = self.events.try_recv() {
-                        self.state.step(Input::Supervisor(event), Instant::now());
+                        self.supervisor_event(event);
                     }
                     Input::Sampled
+                }
+                _ = problems.ready() => {
+                    for problem in problems.take() {
+                        let event = Event::Notice(crate::supervisor::Notice {
+                            job: problem.job,
+                            level: crate::supervisor::Level::Warn,
+                            text: problem.text,
+                        });
+                        self.state.step(Input::Supervisor(event), Instant::now());
+                    }
+                    continue;
                 }
                 _ = activity.notified(), if watch_activity => Input::Activity,
                 _ = sleep, if wake.is_some() => Input::Tick,
@@ -308,8 +350,19 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         // The last status changes (every job finished) are worth applying for the
         // summary and the report, even though nobody will see another frame.
         while let Ok(event) = self.events.try_recv() {
+            if let Some(logs) = &self.logs {
+                logs.event(&event);
+            }
             self.state.model.tracker.apply(&event);
         }
+    }
+
+    /// One supervisor event: into the log files' own lines, then the state.
+    fn supervisor_event(&mut self, event: Event) {
+        if let Some(logs) = &self.logs {
+            logs.event(&event);
+        }
+        self.state.step(Input::Supervisor(event), Instant::now());
     }
 
     fn draw(&mut self, now: Instant) {
@@ -384,6 +437,25 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
     fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
+                Effect::Clipboard(text) => {
+                    let sequence = reading::osc52(&text);
+                    let written = self.screen.as_mut().map(|s| s.clipboard(&sequence));
+                    if let Some(Err(err)) = written {
+                        let effects = self
+                            .state
+                            .step(Input::TerminalLost(Some(err)), Instant::now());
+                        self.apply(effects);
+                    }
+                }
+                Effect::Save {
+                    path,
+                    text,
+                    lines,
+                    replace,
+                } => {
+                    let result = save(&path, text.as_bytes(), replace);
+                    self.state.saved(&path, lines, result);
+                }
                 Effect::Control(id, control) => self.controller.control(id, control),
                 Effect::Input(id, input) => self.send_input(id, input),
                 Effect::ControlAll(control) => self.controller.control_all(control),
@@ -421,14 +493,19 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
     fn start_run(&mut self, limit: usize) -> anyhow::Result<()> {
         // Its last events still belong to it (the final statuses).
         while let Ok(event) = self.events.try_recv() {
+            if let Some(logs) = &self.logs {
+                logs.event(&event);
+            }
             self.state.model.tracker.apply(&event);
         }
+        let tap = self.logs.as_ref().map(crate::logs::Logs::tap);
         let (supervisor, events) = start_supervisor(
             &self.config,
             limit,
             &self.activity,
             &self.sampled,
             self.pty_size,
+            tap,
         )
         .context("cannot start the jobs again")?;
         let buffers = buffers_of(&supervisor);
@@ -450,17 +527,38 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         Ok(())
     }
 
-    /// After the loop: the closing lines on stderr and the report (`--report`).
+    /// After the loop, on the normal screen: the summary table and the last lines of each
+    /// failed job (stdout), the closing lines (stderr) and the report (`--report`).
     pub fn finish(&mut self, report: Option<&std::path::Path>) {
+        // Every job is over: the logs are complete once the writer has written its queue.
+        let log_reports = self.logs.as_ref().map(crate::logs::Logs::finish);
         let tracker = &self.state.model.tracker;
-        crate::say!(
-            "{}: {} (all stopped)",
-            ui::format::count(tracker.jobs.len() as u64, "job", "jobs"),
-            crate::fmt::result_counts(tracker.jobs.iter().map(|j| &j.status))
-        );
-        // The screen is gone: keep the measurements.
+
         let end = tracker.settled_at.unwrap_or_else(Instant::now);
-        crate::say!("{}", crate::fmt::figures_line(&tracker.figures(end)));
+        let dropped: Vec<u64> = self
+            .state
+            .buffers
+            .iter()
+            .map(|b| crate::output::lock(b).dropped())
+            .collect();
+        let mut text = crate::report::summary::render(tracker, Some(&dropped), end);
+        text.push_str(&failed_tails(
+            &self.state.model,
+            &self.state.buffers,
+            self.config.settings.failed_tail,
+        ));
+        // Nowhere else to say it when stdout is gone.
+        let _ = crate::stdio::print(&text);
+        match log_reports {
+            Some(Ok(reports)) => {
+                for problem in reports.iter().filter_map(crate::logs::LogReport::describe) {
+                    crate::say!("{problem}");
+                }
+            }
+            Some(Err(stuck)) => crate::say!("{stuck}"),
+            None => {}
+        }
+        let tracker = &self.state.model.tracker;
         let mut model = self.state.model.clone();
         model.now = Instant::now();
         let complete = match self.state.lifecycle {
@@ -493,6 +591,88 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             }
         }
     }
+}
+
+/// Writes a save: a new file unless `replace`.
+fn save(path: &std::path::Path, bytes: &[u8], replace: bool) -> io::Result<u64> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// The last `lines` lines of each failed job's output, headed by its result and its log
+/// file, for the normal screen after the TUI is gone. Child text is sanitised (no
+/// escape sequence gets through), names made visible.
+pub fn failed_tails(model: &Model, buffers: &[SharedBuffer], lines: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if lines == 0 {
+        return out;
+    }
+    for (id, job) in model.jobs().iter().enumerate() {
+        if !job.failed() {
+            continue;
+        }
+        let Some(buffer) = buffers.get(id) else {
+            continue;
+        };
+        let name = crate::stdio::visible_inline(&job.name).into_owned();
+        let pipeline = model.is_pipeline(id);
+        let (tail, total): (Vec<String>, usize) = {
+            let buf = crate::output::lock(buffer);
+            let mut tail: Vec<String> = buf
+                .iter()
+                .rev()
+                .take(lines)
+                .map(|line| {
+                    let label = if pipeline {
+                        format!("{name}[{}]", line.stage + 1)
+                    } else {
+                        name.clone()
+                    };
+                    let mark = match line.stream {
+                        crate::output::Stream::Stdout => '|',
+                        crate::output::Stream::Stderr => '!',
+                    };
+                    format!(
+                        "{label} {mark} {}",
+                        crate::output::sanitize::plain_text(line.text)
+                    )
+                })
+                .collect();
+            tail.reverse();
+            (tail, buf.len())
+        };
+        let mut head = format!(
+            "\n── {name}: {}",
+            crate::stdio::visible_inline(&crate::fmt::result_text(job))
+        );
+        if total == 0 {
+            head.push_str(" · no output");
+        } else if tail.len() < total {
+            let _ = write!(head, " · last {} of {total} lines", tail.len());
+        }
+        if let Some(path) = model.log_paths.get(id).and_then(|p| p.as_ref()) {
+            let _ = write!(
+                head,
+                " · log {}",
+                crate::stdio::visible_inline(&path.display().to_string())
+            );
+        }
+        let _ = writeln!(out, "{head} ──");
+        for line in tail {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
 }
 
 fn buffers_of(supervisor: &Supervisor) -> Vec<SharedBuffer> {
@@ -533,6 +713,7 @@ fn start_supervisor(
     activity: &Arc<Notify>,
     sampled: &Arc<Notify>,
     pty_size: Option<pty::Size>,
+    log_tap: Option<crate::logs::Tap>,
 ) -> anyhow::Result<(Supervisor, mpsc::UnboundedReceiver<Event>)> {
     Supervisor::start(
         config,
@@ -541,6 +722,7 @@ fn start_supervisor(
             activity: Some(activity.clone()),
             sampled: Some(sampled.clone()),
             pty_size,
+            log_tap,
             ..SupervisorOptions::default()
         },
     )

@@ -1,35 +1,80 @@
 //! The mouse: the wheel moves the selection over the table (the timeline) and scrolls
 //! the output elsewhere; a click selects a row, toggles a pipeline's ▸ marker, or
-//! focuses the output. Only on the main screen: a dialog, menu or prompt takes keys.
+//! focuses the output; a drag over the output's lines selects them and copies them to
+//! the clipboard when released. Only on the main screen (and in copy mode): a dialog,
+//! menu or prompt takes keys.
 
 use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 
 use crate::app::command::Mode;
-use crate::ui::model::{Focus, Model, RowRef};
+use crate::ui::model::{Focus, LineKey, Model, RowRef};
 
 use super::update::{Action, Ctx, clear_current_match, scroll, select};
 
 /// Rows moved per mouse wheel notch.
 const WHEEL_ROWS: isize = 3;
 
-/// Whether a mouse event can change anything (motion and releases cannot): the loop
-/// skips the rest, and the frame, for those.
-pub fn relevant(mouse: &MouseEvent) -> bool {
-    !matches!(
-        mouse.kind,
-        MouseEventKind::Moved | MouseEventKind::Drag(_) | MouseEventKind::Up(_)
-    )
+/// Whether a mouse event can change anything (motion and releases cannot, unless a
+/// selection is being dragged): the loop skips the rest, and the frame, for those.
+pub fn relevant(mouse: &MouseEvent, model: &Model) -> bool {
+    let dragging = model.copy.is_some_and(|c| c.dragging);
+    match mouse.kind {
+        MouseEventKind::Moved => false,
+        MouseEventKind::Drag(_) | MouseEventKind::Up(_) => dragging,
+        _ => true,
+    }
+}
+
+/// The line shown on screen row `row` of the output pane (the nearest one when the row
+/// is above or below its lines).
+fn line_at(model: &Model, ctx: &Ctx<'_>, row: u16) -> Option<LineKey> {
+    let areas = ctx.areas?;
+    let view = crate::ui::pane_view(
+        model,
+        ctx.buffers,
+        usize::from(areas.output_body.width),
+        areas.output_rows(),
+    );
+    let index = usize::from(row.saturating_sub(areas.output_body.y));
+    let keys: Vec<Option<LineKey>> = view.rows.iter().map(|(k, _)| *k).collect();
+    if index >= keys.len() {
+        return keys.iter().rev().find_map(|k| *k);
+    }
+    // A marker row or a line still being written: the nearest line above, else below.
+    keys[..=index]
+        .iter()
+        .rev()
+        .find_map(|k| *k)
+        .or_else(|| keys[index..].iter().find_map(|k| *k))
 }
 
 pub fn on_mouse(model: &mut Model, mouse: MouseEvent, ctx: &Ctx<'_>) -> Vec<Action> {
     let Some(areas) = ctx.areas else {
         return Vec::new();
     };
-    if model.mode() != Mode::Normal {
+    if !matches!(model.mode(), Mode::Normal | Mode::Copy) {
         return Vec::new();
     }
     let at = Position::new(mouse.column, mouse.row);
+    // A selection being dragged follows the mouse wherever it goes.
+    if model.copy.is_some_and(|c| c.dragging) {
+        match mouse.kind {
+            MouseEventKind::Drag(MouseButton::Left) => {
+                if mouse.row < areas.output_body.y {
+                    scroll(model, ctx, -1);
+                } else if mouse.row >= areas.output_body.bottom() {
+                    scroll(model, ctx, 1);
+                }
+                if let Some(key) = line_at(model, ctx, mouse.row) {
+                    super::reading::drag(model, key);
+                }
+                return Vec::new();
+            }
+            MouseEventKind::Up(MouseButton::Left) => return super::reading::release(model, ctx),
+            _ => {}
+        }
+    }
     let inside = |r: Rect| r.contains(at);
     // In the timeline every row is a job row; the wheel moves the selection anywhere.
     let over_table = inside(areas.table) || model.timeline;
@@ -58,6 +103,12 @@ pub fn on_mouse(model: &mut Model, mouse: MouseEvent, ctx: &Ctx<'_>) -> Vec<Acti
                     let expanded = model.is_expanded(id);
                     model.set_expanded(!expanded);
                 }
+            }
+        }
+        MouseEventKind::Down(MouseButton::Left) if inside(areas.output_body) && !model.timeline => {
+            model.focus = Focus::Output;
+            if let Some(key) = line_at(model, ctx, mouse.row) {
+                super::reading::press(model, ctx, key);
             }
         }
         MouseEventKind::Down(MouseButton::Left) if inside(areas.output) && !model.timeline => {
@@ -127,8 +178,11 @@ mod tests {
         };
         let areas = areas.expect("layout");
         let click = MouseEventKind::Down(MouseButton::Left);
-        // The second row of the table (below the column titles).
-        on_mouse(&mut model, mouse(click, areas.table.y + 2), &ctx);
+        // The third row of the table (below the column titles): the second job, after
+        // the "all" row and the first job.
+        on_mouse(&mut model, mouse(click, areas.table.y + 1), &ctx);
+        assert_eq!(model.selected, RowRef::All);
+        on_mouse(&mut model, mouse(click, areas.table.y + 3), &ctx);
         assert_eq!(model.selected, RowRef::Job(1));
         on_mouse(
             &mut model,
@@ -138,7 +192,77 @@ mod tests {
         assert!(!model.view(1).follow);
         on_mouse(&mut model, mouse(click, areas.output_body.y), &ctx);
         assert_eq!(model.focus, Focus::Output);
-        assert!(!relevant(&mouse(MouseEventKind::Moved, 0)));
+        assert!(!relevant(&mouse(MouseEventKind::Moved, 0), &model));
+    }
+
+    #[test]
+    fn a_drag_over_the_output_copies_its_lines_and_a_click_copies_nothing() {
+        let (mut model, buffers) = setup(2);
+        model.selected = RowRef::Job(1);
+        let areas = crate::ui::layout(Rect::new(0, 0, 100, 30), &model);
+        let ctx = Ctx {
+            buffers: &buffers,
+            terminals: &[],
+            areas,
+            now: Instant::now(),
+        };
+        let body = areas.expect("layout").output_body;
+        let left = MouseButton::Left;
+        // A click: focus, no selection left, nothing copied.
+        on_mouse(
+            &mut model,
+            mouse(MouseEventKind::Down(left), body.y + 1),
+            &ctx,
+        );
+        assert!(relevant(
+            &mouse(MouseEventKind::Up(left), body.y + 1),
+            &model
+        ));
+        let actions = on_mouse(
+            &mut model,
+            mouse(MouseEventKind::Up(left), body.y + 1),
+            &ctx,
+        );
+        assert!(actions.is_empty(), "{actions:?}");
+        assert!(model.copy.is_none());
+        // A drag over three rows copies their three lines.
+        on_mouse(
+            &mut model,
+            mouse(MouseEventKind::Down(left), body.y + 1),
+            &ctx,
+        );
+        on_mouse(
+            &mut model,
+            mouse(MouseEventKind::Drag(left), body.y + 2),
+            &ctx,
+        );
+        on_mouse(
+            &mut model,
+            mouse(MouseEventKind::Drag(left), body.y + 3),
+            &ctx,
+        );
+        let shown = crate::ui::pane_view(
+            &model,
+            &buffers,
+            usize::from(body.width),
+            usize::from(body.height),
+        );
+        let text = |row: usize| -> String {
+            shown.rows[row]
+                .1
+                .spans
+                .iter()
+                .map(|s| s.content.as_ref())
+                .collect()
+        };
+        let want = format!("{}\n{}\n{}\n", text(1), text(2), text(3));
+        let actions = on_mouse(
+            &mut model,
+            mouse(MouseEventKind::Up(left), body.y + 3),
+            &ctx,
+        );
+        assert_eq!(actions, [Action::Clipboard(want)]);
+        assert!(model.copy.is_none());
     }
 
     #[test]

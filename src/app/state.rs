@@ -81,6 +81,15 @@ pub enum Input {
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
+    /// Put this text on the host's clipboard (OSC 52, written by forkyard itself).
+    Clipboard(String),
+    /// Write a file (copy mode's `s`, `S`), then call [`State::saved`].
+    Save {
+        path: std::path::PathBuf,
+        text: String,
+        lines: usize,
+        replace: bool,
+    },
     Control(JobId, Control),
     /// Send this to the job (its terminal or its stdin pipe).
     Input(JobId, JobInput),
@@ -252,7 +261,7 @@ impl State {
             TermEvent::Key(_) | TermEvent::Resize(..) => true,
             // Motion is reported too (by some terminals); it changes nothing, so it must
             // not cost a frame.
-            TermEvent::Mouse(m) => mouse::relevant(m),
+            TermEvent::Mouse(m) => mouse::relevant(m, &self.model),
             TermEvent::Paste(_) => true,
             _ => false,
         };
@@ -291,6 +300,18 @@ impl State {
                 Action::Input(id, input) => effects.push(Effect::Input(id, input)),
                 Action::Quit { kill } => self.quit(kill, effects),
                 Action::Rerun { max_parallel } => self.rerun(max_parallel, effects),
+                Action::Clipboard(text) => effects.push(Effect::Clipboard(text)),
+                Action::Save {
+                    path,
+                    text,
+                    lines,
+                    replace,
+                } => effects.push(Effect::Save {
+                    path,
+                    text,
+                    lines,
+                    replace,
+                }),
             }
         }
     }
@@ -360,6 +381,13 @@ impl State {
             MessageKind::Info,
             now,
         );
+    }
+
+    /// The shell wrote (or failed to write) a save.
+    pub fn saved(&mut self, path: &std::path::Path, lines: usize, result: std::io::Result<u64>) {
+        let now = Instant::now();
+        super::reading::saved(&mut self.model, path, lines, result, now);
+        self.dirty = true;
     }
 
     /// The new run could not start: the TUI ends as if the previous run was quit.
@@ -455,6 +483,18 @@ impl State {
     }
 
     fn output_signature(&self) -> Option<OutputSignature> {
+        if self.model.merged_selected() {
+            // The all row shows every job's lines: any of them changes it.
+            let mut signature = (crate::ui::model::NO_JOB, 0, 0, 0);
+            for buffer in &self.buffers {
+                let buf = crate::output::lock(buffer);
+                signature.1 += buf.total_lines();
+                signature.2 += buf.bytes_received(crate::output::Stream::Stdout)
+                    + buf.bytes_received(crate::output::Stream::Stderr);
+                signature.3 += buf.len();
+            }
+            return Some(signature);
+        }
         let id = self.model.selected_job();
         let buf = crate::output::lock(self.buffers.get(id)?);
         Some((
@@ -601,6 +641,32 @@ mod tests {
         assert!(matches!(s.lifecycle, Lifecycle::Stopping(_)));
         assert_eq!(step(&mut s, Input::ShutdownDone), []);
         assert!(s.is_done());
+    }
+
+    #[test]
+    fn output_of_any_job_redraws_the_all_row() {
+        use crate::output::{OutputBuffer, Stream};
+        use std::sync::{Arc, Mutex};
+        let statuses = ["a", "b"].map(|name| {
+            (
+                name.to_string(),
+                JobStatus::new(JobState::Running, vec![vec!["sleep".to_string()]]),
+            )
+        });
+        let model = Model::from_statuses(statuses, "test");
+        let buffers: Vec<SharedBuffer> = (0..2)
+            .map(|_| Arc::new(Mutex::new(OutputBuffer::new(100, 1 << 20))))
+            .collect();
+        let mut s = State::new(model, buffers.clone(), Rect::new(0, 0, 100, 30));
+        s.model.selected = crate::ui::model::RowRef::All;
+        let t0 = Instant::now();
+        s.begin_frame(t0);
+        s.end_frame();
+        step(&mut s, Input::Activity);
+        assert!(!s.is_dirty(), "nothing new");
+        crate::output::lock(&buffers[1]).push_line(0, Stream::Stdout, t0, b"from b");
+        step(&mut s, Input::Activity);
+        assert!(s.is_dirty(), "b's line shows in the all row");
     }
 
     #[test]

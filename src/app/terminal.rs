@@ -128,6 +128,14 @@ impl Drop for Session {
     }
 }
 
+impl Session {
+    /// Bytes of forkyard's own between frames: the clipboard's OSC 52, which
+    /// `app::reading::osc52` builds (no child output ever goes this way).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        Out.write_all(bytes)
+    }
+}
+
 /// Press and wheel reports in SGR form (no motion: it would wake the loop for nothing);
 /// bracketed paste, so a paste is one event (typed into a job, or a prompt) and never
 /// runs as keys.

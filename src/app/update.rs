@@ -15,7 +15,7 @@ use crate::supervisor::signals::COMMON_SIGNALS;
 use crate::supervisor::{Control, JobId};
 use crate::ui::Areas;
 use crate::ui::model::{
-    Focus, MessageKind, Model, Overlay, Prompt, PromptKind, Search, WaitTarget,
+    Focus, MessageKind, Model, Overlay, Prompt, PromptKind, SaveWhat, Search, WaitTarget,
 };
 use crate::ui::pane;
 
@@ -47,6 +47,15 @@ pub enum JobInput {
 pub enum Action {
     Control(JobId, Control),
     Input(JobId, JobInput),
+    /// Put this text on the host's clipboard (OSC 52).
+    Clipboard(String),
+    /// Write `text` (`lines` lines) to `path`; `replace` an existing file.
+    Save {
+        path: std::path::PathBuf,
+        text: String,
+        lines: usize,
+        replace: bool,
+    },
     /// Stop every job and exit; `kill` sends SIGKILL to all first (or, when already
     /// quitting, escalates to it).
     Quit {
@@ -169,6 +178,7 @@ pub fn update(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action>
             }
             Vec::new()
         }
+        Mode::Copy => super::reading::copy_mode(model, command, ctx),
     }
 }
 
@@ -293,6 +303,40 @@ fn normal(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
     let name = model.job(id).map(|j| j.name.clone()).unwrap_or_default();
     let active = model.job(id).is_some_and(|j| j.status.is_active());
     let now = ctx.now;
+    let for_one_job = matches!(
+        command,
+        Command::Stop
+            | Command::Kill
+            | Command::Wait
+            | Command::Restart
+            | Command::Start
+            | Command::Signal
+            | Command::Clear
+    );
+    if for_one_job && model.merged_selected() {
+        model.set_message(
+            "the all row shows every job's output: select a job for that",
+            MessageKind::Info,
+            now,
+        );
+        return Vec::new();
+    }
+    match command {
+        Command::CopyMode => return super::reading::enter_copy(model, ctx),
+        Command::Save => {
+            super::reading::open_save(model, SaveWhat::Scrollback, ctx);
+            return Vec::new();
+        }
+        Command::Filter => {
+            if model.has_all_row() {
+                model.selected = crate::ui::model::RowRef::All;
+            }
+            let current = model.merged_filter.text();
+            model.prompt = Some(Prompt::new(PromptKind::Filter, &current));
+            return Vec::new();
+        }
+        _ => {}
+    }
     match command {
         Command::Quit => {
             if model.unsettled_count() > 0 {
@@ -441,10 +485,38 @@ fn navigate(model: &mut Model, command: Command, ctx: &Ctx<'_>) {
             Focus::Jobs => select(model, 1),
             Focus::Output => scroll(model, ctx, 1),
         },
+        Command::Expand if model.focus == Focus::Output => {
+            super::reading::hscroll(model, ctx, true);
+        }
+        Command::Collapse if model.focus == Focus::Output => {
+            super::reading::hscroll(model, ctx, false);
+        }
         Command::Expand => {
             model.set_expanded(true);
         }
         Command::Collapse => collapse(model),
+        Command::ScrollRight => super::reading::hscroll(model, ctx, true),
+        Command::ScrollLeft => super::reading::hscroll(model, ctx, false),
+        Command::Timestamps => {
+            model.timestamps = !model.timestamps;
+            let said = if model.timestamps {
+                "timestamps on: each line's arrival time"
+            } else {
+                "timestamps off"
+            };
+            model.set_message(said, MessageKind::Info, ctx.now);
+        }
+        Command::Wrap => {
+            model.wrap = !model.wrap;
+            model.hscroll = 0;
+            let said = if model.wrap {
+                "long lines wrap"
+            } else {
+                "long lines are cut at the edge (< > scroll sideways)"
+            };
+            model.set_message(said, MessageKind::Info, ctx.now);
+        }
+        Command::StreamFilter => super::reading::cycle_stream(model, ctx),
         // The timeline has no output pane to focus.
         Command::Focus if !model.timeline => {
             model.focus = match model.focus {
@@ -456,19 +528,17 @@ fn navigate(model: &mut Model, command: Command, ctx: &Ctx<'_>) {
             model.timeline = !model.timeline;
             if model.timeline {
                 model.focus = Focus::Jobs;
+                model.copy = None;
+                if model.merged_selected() {
+                    // The timeline has no "all" row.
+                    model.selected = crate::ui::model::RowRef::Job(0);
+                }
             }
         }
         Command::PageUp => scroll(model, ctx, -(page as isize)),
         Command::PageDown => scroll(model, ctx, page as isize),
-        Command::Top => with_buffer(model, ctx, |buf, _, view, _| {
-            pane::scroll_to_top(buf, view);
-        }),
-        Command::Bottom => {
-            let id = model.selected_job();
-            if let Some(view) = model.view_mut(id) {
-                view.follow = true;
-            }
-        }
+        Command::Top => super::reading::top(model, ctx),
+        Command::Bottom => super::reading::bottom(model),
         _ => {}
     }
 }
@@ -492,47 +562,54 @@ pub(crate) fn select(model: &mut Model, delta: isize) {
 pub(crate) fn clear_current_match(model: &mut Model) {
     if let Some(search) = &mut model.search {
         search.current = None;
+        search.current_key = None;
     }
+    // So does the copy cursor, and the sideways scroll of the old lines.
+    model.copy = None;
+    model.hscroll = 0;
 }
 
-/// Runs `f` on the selected job's buffer (locked) and view.
-fn with_buffer(
+/// Runs `f` on the selected job's buffer (locked), its filter and view.
+pub(crate) fn with_buffer(
     model: &mut Model,
     ctx: &Ctx<'_>,
-    f: impl FnOnce(
-        &crate::output::OutputBuffer,
-        Option<usize>,
-        &mut crate::ui::model::OutputView,
-        usize,
-    ),
+    f: impl FnOnce(&crate::output::OutputBuffer, pane::Filter, &mut crate::ui::model::OutputView, usize),
 ) {
     let id = model.selected_job();
-    let stage = model.selected.stage();
+    let filter = crate::ui::pane_filter(model);
     let rows = ctx.output_rows();
     let (Some(buffer), Some(view)) = (ctx.buffers.get(id), model.views.get_mut(id)) else {
         return;
     };
     let buf = crate::output::lock(buffer);
-    f(&buf, stage, view, rows);
+    f(&buf, filter, view, rows);
 }
 
 /// Scrolls the output by `delta` rows (negative: up).
 pub(crate) fn scroll(model: &mut Model, ctx: &Ctx<'_>, delta: isize) {
-    with_buffer(model, ctx, |buf, stage, view, rows| {
+    if model.merged_selected() {
+        super::reading::scroll_merged(model, ctx, delta);
+        return;
+    }
+    with_buffer(model, ctx, |buf, filter, view, rows| {
         if delta < 0 {
-            pane::scroll_up(buf, stage, view, rows, delta.unsigned_abs());
+            pane::scroll_up(buf, filter, view, rows, delta.unsigned_abs());
         } else {
-            pane::scroll_down(buf, stage, view, rows, delta.unsigned_abs());
+            pane::scroll_down(buf, filter, view, rows, delta.unsigned_abs());
         }
     });
 }
 
 fn toggle_follow(model: &mut Model, ctx: &Ctx<'_>) {
+    if model.merged_selected() {
+        super::reading::toggle_follow_merged(model, ctx);
+        return;
+    }
     let id = model.selected_job();
     if model.view(id).follow {
         // Pause where we are: scrolling up zero rows freezes the current page.
-        with_buffer(model, ctx, |buf, stage, view, rows| {
-            pane::scroll_up(buf, stage, view, rows, 0);
+        with_buffer(model, ctx, |buf, filter, view, rows| {
+            pane::scroll_up(buf, filter, view, rows, 0);
         });
         if model.view(id).follow {
             // Everything fits on one page: still pause, at the first row.
@@ -553,33 +630,48 @@ fn search_step(model: &mut Model, ctx: &Ctx<'_>, forward: bool) {
         model.set_message(hint, MessageKind::Error, ctx.now);
         return;
     };
+    if model.merged_selected() {
+        super::reading::search_merged(model, ctx, &search, forward);
+        return;
+    }
     let id = model.selected_job();
     let view = model.view(id);
+    let wrap = model.wrap;
     let mut wrapped = false;
     let mut found = None;
-    with_buffer(model, ctx, |buf, stage, _, _| {
+    with_buffer(model, ctx, |buf, filter, _, _| {
         let from = match (search.current, forward) {
             (Some(seq), _) => Some(seq),
             (None, _) if view.follow => None,
             (None, true) => view.top.checked_sub(1),
             (None, false) => Some(view.top),
         };
-        let mut hit = pane::find(buf, stage, &search.query, from, forward);
+        let mut hit = pane::find(buf, filter, &search.query, from, forward);
         if hit.is_none() && from.is_some() {
-            hit = pane::find(buf, stage, &search.query, None, forward);
+            hit = pane::find(buf, filter, &search.query, None, forward);
             wrapped = hit.is_some();
         }
         found = hit;
     });
     if let Some(seq) = found {
-        with_buffer(model, ctx, |buf, stage, view_mut, rows| {
-            pane::reveal(buf, stage, view_mut, rows, seq);
+        with_buffer(model, ctx, |buf, filter, view_mut, rows| {
+            pane::reveal(buf, filter, view_mut, rows, seq, wrap);
         });
     }
     match found {
         Some(seq) => {
+            let key = ctx.buffers.get(id).and_then(|b| {
+                crate::output::lock(b)
+                    .get_seq(seq)
+                    .map(|l| crate::ui::model::LineKey {
+                        at: l.at,
+                        job: id,
+                        seq,
+                    })
+            });
             if let Some(s) = &mut model.search {
                 s.current = Some(seq);
+                s.current_key = key;
             }
             if wrapped {
                 model.set_message("search wrapped around", MessageKind::Info, ctx.now);
@@ -604,8 +696,9 @@ fn type_char(model: &mut Model, c: char) {
     if prompt.input.chars().count() < MAX_INPUT {
         prompt.input.push(c);
     }
-    if matches!(prompt.kind, PromptKind::Search) || !nothing_running(prompt) {
+    if !matches!(prompt.kind, PromptKind::Wait(_)) || !nothing_running(prompt) {
         prompt.error = None;
+        prompt.replace = None;
     }
 }
 
@@ -714,6 +807,7 @@ fn submit_prompt(model: &mut Model, ctx: &Ctx<'_>) -> Vec<Action> {
             model.search = Some(Search {
                 query,
                 current: None,
+                current_key: None,
             });
             let id = model.selected_job();
             if model.view(id).follow
@@ -737,10 +831,37 @@ fn submit_prompt(model: &mut Model, ctx: &Ctx<'_>) -> Vec<Action> {
             }
             // From a followed tail, the newest match; from a paused page, the first one
             // at or below its top.
-            let forward = !model.view(model.selected_job()).follow;
-            search_step(model, ctx, forward);
+            let following = if model.merged_selected() {
+                model.merged.follow
+            } else {
+                model.view(model.selected_job()).follow
+            };
+            search_step(model, ctx, !following);
             Vec::new()
         }
+        PromptKind::Filter => {
+            model.prompt = None;
+            model.merged_filter = crate::ui::model::JobFilter::parse(&prompt.input);
+            model.merged = Default::default();
+            clear_current_match(model);
+            let shown = crate::ui::merged_filter(model)
+                .jobs
+                .iter()
+                .filter(|j| **j)
+                .count();
+            let said = if model.merged_filter.patterns.is_empty() {
+                "all: every job".to_string()
+            } else {
+                format!(
+                    "all: {} ({})",
+                    crate::ui::format::count(shown as u64, "job", "jobs"),
+                    model.merged_filter.text()
+                )
+            };
+            model.set_message(said, MessageKind::Info, ctx.now);
+            Vec::new()
+        }
+        PromptKind::Save(what) => super::reading::submit_save(model, ctx, what, &prompt),
     }
 }
 
@@ -1263,6 +1384,126 @@ mod tests {
         assert_eq!(areas.output_rows(), 0);
         press(&mut model, &buffers, &[KeyCode::Char('v')]);
         assert!(!model.timeline);
+    }
+
+    #[test]
+    fn copy_mode_selects_lines_with_the_keyboard_and_copies_them() {
+        let (mut model, buffers) = setup();
+        press(&mut model, &buffers, &[KeyCode::Char('y')]);
+        assert_eq!(model.mode(), Mode::Copy);
+        assert_eq!(model.copy.map(|c| c.cursor.seq), Some(99));
+        assert!(!model.view(0).follow, "copy mode holds the view still");
+        let actions = press(
+            &mut model,
+            &buffers,
+            &[
+                KeyCode::Char('v'),
+                KeyCode::Up,
+                KeyCode::Char('k'),
+                KeyCode::Char('y'),
+            ],
+        );
+        assert_eq!(actions, [Action::Clipboard("l97\nl98\nl99\n".into())]);
+        assert_eq!(model.mode(), Mode::Normal);
+        // g goes to the first line, however far; Esc leaves without copying.
+        press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('y'), KeyCode::Char('g')],
+        );
+        assert_eq!(model.copy.map(|c| c.cursor.seq), Some(0));
+        assert!(press(&mut model, &buffers, &[KeyCode::Esc]).is_empty());
+        assert!(model.copy.is_none());
+        // With timestamps shown, they are copied too.
+        press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('G'), KeyCode::Char('@'), KeyCode::Char('y')],
+        );
+        let actions = press(&mut model, &buffers, &[KeyCode::Enter]);
+        let [Action::Clipboard(text)] = actions.as_slice() else {
+            panic!("{actions:?}");
+        };
+        assert!(
+            text.ends_with(" l99\n") && text.as_bytes()[2] == b':',
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_all_row_merges_filters_and_refuses_job_commands() {
+        let (mut model, buffers) = setup();
+        press(&mut model, &buffers, &[KeyCode::Up]);
+        assert_eq!(model.selected, RowRef::All);
+        // A job command needs a job.
+        assert!(press(&mut model, &buffers, &[KeyCode::Char('t')]).is_empty());
+        assert!(
+            model
+                .message
+                .as_ref()
+                .is_some_and(|m| m.text.contains("select a job"))
+        );
+        // Its lines carry their job's name (a pipeline's, its stage).
+        press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('y'), KeyCode::Char('v'), KeyCode::Up],
+        );
+        let actions = press(&mut model, &buffers, &[KeyCode::Char('y')]);
+        assert_eq!(
+            actions,
+            [Action::Clipboard("two[1] | l98\ntwo[2] | l99\n".into())]
+        );
+        // F: only the jobs named.
+        press(&mut model, &buffers, &[KeyCode::Char('F')]);
+        press(
+            &mut model,
+            &buffers,
+            &[chars("one"), vec![KeyCode::Enter]].concat(),
+        );
+        assert_eq!(model.merged_filter.patterns, ["one"]);
+        press(&mut model, &buffers, &[KeyCode::Char('y')]);
+        let actions = press(&mut model, &buffers, &[KeyCode::Char('y')]);
+        assert_eq!(actions, [Action::Clipboard("one | l99\n".into())]);
+        // S: everything the view holds, to a file named after it.
+        press(&mut model, &buffers, &[KeyCode::Char('S')]);
+        let prompt = model.prompt.clone().expect("the save prompt");
+        assert!(prompt.input.starts_with("all-") && prompt.input.ends_with(".txt"));
+        let actions = press(&mut model, &buffers, &[KeyCode::Enter]);
+        let [
+            Action::Save {
+                text,
+                lines,
+                replace,
+                ..
+            },
+        ] = actions.as_slice()
+        else {
+            panic!("{actions:?}");
+        };
+        assert_eq!((*lines, *replace), (100, false));
+        assert!(text.starts_with("one | l0\none | l1\n") && text.ends_with("one | l99\n"));
+    }
+
+    #[test]
+    fn e_filters_a_stream_and_l_wraps() {
+        let (mut model, buffers) = setup();
+        crate::output::lock(&buffers[0]).push_line(0, Stream::Stderr, Instant::now(), b"oops");
+        press(&mut model, &buffers, &[KeyCode::Char('E')]);
+        assert_eq!(model.stream_filter, Some(Stream::Stderr));
+        press(&mut model, &buffers, &[KeyCode::Char('y')]);
+        let actions = press(&mut model, &buffers, &[KeyCode::Char('y')]);
+        assert_eq!(actions, [Action::Clipboard("oops\n".into())]);
+        press(
+            &mut model,
+            &buffers,
+            &[KeyCode::Char('E'), KeyCode::Char('E')],
+        );
+        assert_eq!(model.stream_filter, None);
+        press(&mut model, &buffers, &[KeyCode::Char('>')]);
+        assert!(model.hscroll > 0);
+        press(&mut model, &buffers, &[KeyCode::Char('L')]);
+        assert!(model.wrap && model.hscroll == 0);
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a run must stay up for the backoff (and the `max_restarts` count) to start
 /// over, when `backoff_reset` is not set.
 pub const DEFAULT_BACKOFF_RESET: Duration = Duration::from_secs(10);
+/// Rotated log files kept per job (`settings.log_keep`).
+pub const DEFAULT_LOG_KEEP: u32 = 3;
+/// Lines of each failed job's output printed after the TUI exits (`settings.failed_tail`).
+pub const DEFAULT_FAILED_TAIL: usize = 10;
 
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +76,16 @@ pub struct Settings {
     pub on_stall: OnStall,
     /// The default of every job's `pty`.
     pub pty: bool,
+    /// `log_dir`: every job's output goes to `DIR/NAME.log` (unless its `log` says
+    /// otherwise). Resolved against the config's folder; `--log-dir` overrides it.
+    pub log_dir: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// Rotate a job's log file before it grows past this many bytes.
+    pub log_max_size: Option<u64>,
+    /// Rotated files kept (`NAME.log.1` .. `NAME.log.N`).
+    pub log_keep: u32,
+    /// Lines of each failed job's output printed after the TUI exits (0: none).
+    pub failed_tail: usize,
 }
 
 /// What a job that stalled (no output and almost no CPU for `stall`) gets.
@@ -96,6 +110,46 @@ impl OnStall {
     }
 }
 
+/// How log files are written (see `crate::logs::format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `12:34:56.789 | text`: a time, a stream mark, the line as the job wrote it.
+    #[default]
+    Plain,
+    /// One JSON object per line, for tools.
+    Jsonl,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Plain => "plain",
+            LogFormat::Jsonl => "jsonl",
+        }
+    }
+
+    /// `plain` or `jsonl`.
+    pub fn parse(text: &str) -> Option<LogFormat> {
+        match text {
+            "plain" => Some(LogFormat::Plain),
+            "jsonl" => Some(LogFormat::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+/// A job's `log` key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LogTarget {
+    /// `DIR/NAME.log` when there is a log folder (`settings.log_dir`, `--log-dir`).
+    #[default]
+    Default,
+    /// `log = false`: no log file, whatever the folder.
+    Off,
+    /// `log = "path"`: this file (resolved against the config's folder).
+    File(PathBuf),
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -110,6 +164,11 @@ impl Default for Settings {
             stall: None,
             on_stall: OnStall::Warn,
             pty: false,
+            log_dir: None,
+            log_format: LogFormat::Plain,
+            log_max_size: None,
+            log_keep: DEFAULT_LOG_KEEP,
+            failed_tail: DEFAULT_FAILED_TAIL,
         }
     }
 }
@@ -148,6 +207,8 @@ pub struct JobSpec {
     /// Runs on a pseudo-terminal (see `supervisor::pty`): stdout and stderr are one
     /// terminal stream, and stdin is the terminal unless `stdin` says otherwise.
     pub pty: bool,
+    /// Where its output is logged (`log`).
+    pub log: LogTarget,
 }
 
 impl JobSpec {
@@ -175,6 +236,7 @@ impl JobSpec {
             stall: None,
             on_stall: OnStall::Warn,
             pty: false,
+            log: LogTarget::Default,
         }
     }
 

@@ -29,7 +29,8 @@ use super::services::{self, KeyError, RawDependsOn, RawProbe};
 #[path = "env.rs"]
 mod env;
 use super::{
-    CommandSpec, Config, DEFAULT_MAX_RESTARTS, JobSpec, RestartPolicy, Settings, Stage, StdinSpec,
+    CommandSpec, Config, DEFAULT_MAX_RESTARTS, JobSpec, LogFormat, LogTarget, RestartPolicy,
+    Settings, Stage, StdinSpec,
 };
 pub(super) use env::read_env_file;
 
@@ -37,6 +38,12 @@ pub(super) use env::read_env_file;
 pub const MAX_REPLICAS: i64 = 10_000;
 /// Highest accepted `settings.scrollback`.
 pub const MAX_SCROLLBACK: i64 = 10_000_000;
+/// Smallest and largest accepted `settings.log_max_size`.
+pub const MIN_LOG_SIZE: u64 = 1024;
+pub const MAX_LOG_SIZE: u64 = 1 << 40;
+/// Most rotated files kept (`settings.log_keep`) and lines shown (`settings.failed_tail`).
+pub const MAX_LOG_KEEP: i64 = 1000;
+pub const MAX_FAILED_TAIL: i64 = 10_000;
 /// Longest accepted `grace` / `timeout`.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -68,6 +75,11 @@ struct RawSettings {
     backoff_max: Option<Spanned<Value>>,
     backoff_reset: Option<Spanned<Value>>,
     pty: Option<Spanned<bool>>,
+    log_dir: Option<Spanned<String>>,
+    log_format: Option<Spanned<String>>,
+    log_max_size: Option<Spanned<Value>>,
+    log_keep: Option<Spanned<i64>>,
+    failed_tail: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +110,7 @@ struct RawJob {
     backoff_max: Option<Spanned<Value>>,
     backoff_reset: Option<Spanned<Value>>,
     pty: Option<Spanned<bool>>,
+    log: Option<Spanned<Value>>,
 }
 
 /// Parses and validates a config.
@@ -446,6 +459,46 @@ impl Cx<'_> {
         if let Some(v) = &raw.pty {
             settings.pty = *v.get_ref();
         }
+        if let Some(v) = &raw.log_dir {
+            let dir = v.get_ref();
+            if dir.is_empty() || dir.contains('\0') {
+                return Err(self.err(
+                    v.span(),
+                    None,
+                    key("log_dir"),
+                    "must be a non-empty path without NUL",
+                ));
+            }
+            settings.log_dir = Some(resolve_path(self.base_dir, dir));
+        }
+        if let Some(v) = &raw.log_format {
+            settings.log_format = LogFormat::parse(v.get_ref()).ok_or_else(|| {
+                self.err(
+                    v.span(),
+                    None,
+                    key("log_format"),
+                    format!(
+                        r#"invalid log format {:?} (expected "plain" or "jsonl")"#,
+                        v.get_ref()
+                    ),
+                )
+            })?;
+        }
+        if let Some(v) = &raw.log_max_size {
+            settings.log_max_size = Some(
+                size(v.get_ref()).map_err(|m| self.err(v.span(), None, key("log_max_size"), m))?,
+            );
+        }
+        if let Some(v) = &raw.log_keep {
+            let n = int_in(v, 0, MAX_LOG_KEEP)
+                .map_err(|m| self.err(v.span(), None, key("log_keep"), m))?;
+            settings.log_keep = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(v) = &raw.failed_tail {
+            let n = int_in(v, 0, MAX_FAILED_TAIL)
+                .map_err(|m| self.err(v.span(), None, key("failed_tail"), m))?;
+            settings.failed_tail = to_usize(n);
+        }
         Ok(settings)
     }
 
@@ -664,6 +717,43 @@ impl Cx<'_> {
                     .into(),
             ));
         }
+        let log = match &raw.log {
+            None => LogTarget::Default,
+            Some(v) => match v.get_ref() {
+                Value::Boolean(true) => LogTarget::Default,
+                Value::Boolean(false) => LogTarget::Off,
+                Value::String(path) if !path.is_empty() && !path.contains('\0') => {
+                    if replicas > 1 {
+                        return Err(fail(
+                            v.span(),
+                            "log",
+                            format!(
+                                "one file for {replicas} replicas would mix their output; \
+                                 use settings.log_dir (one NAME.log per replica) or log = false"
+                            ),
+                        ));
+                    }
+                    LogTarget::File(resolve_path(self.base_dir, path))
+                }
+                Value::String(_) => {
+                    return Err(fail(
+                        v.span(),
+                        "log",
+                        "must be a non-empty path without NUL".into(),
+                    ));
+                }
+                other => {
+                    return Err(fail(
+                        v.span(),
+                        "log",
+                        format!(
+                            r#"expected a path ("logs/web.log") or false, got {} {other}"#,
+                            type_name(other)
+                        ),
+                    ));
+                }
+            },
+        };
 
         let mut template = JobSpec {
             name: name.clone(),
@@ -687,6 +777,7 @@ impl Cx<'_> {
             stall,
             on_stall,
             pty,
+            log,
         };
         self.env_and_expansion(raw, &mut template, shared_env)?;
         let specs = if replicas == 1 {
@@ -952,6 +1043,52 @@ fn replicas_value(v: &Spanned<Value>) -> Result<i64, String> {
         }
     };
     int_in(&Spanned::new(v.span(), n), 1, MAX_REPLICAS)
+}
+
+/// A size in bytes: an integer, or a string with a unit: `"512K"`, `"10M"`, `"1G"` and
+/// `"10KiB"`, `"10MiB"`, `"1GiB"` are powers of 1024, `"10KB"`, `"10MB"`, `"1GB"` of
+/// 1000, `"100B"` bytes.
+fn size(v: &Value) -> Result<u64, String> {
+    const EXAMPLES: &str = r#"expected e.g. 1048576, "512K", "10MiB", "1G""#;
+    let n = match v {
+        Value::Integer(n) => {
+            u64::try_from(*n).map_err(|_| format!("must not be negative, got {n}"))?
+        }
+        Value::String(text) => {
+            let t = text.trim();
+            let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (number, unit) = t.split_at(digits);
+            let number: u64 = number
+                .parse()
+                .map_err(|_| format!("invalid size {text:?} ({EXAMPLES})"))?;
+            let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kib" => 1 << 10,
+                "m" | "mib" => 1 << 20,
+                "g" | "gib" => 1 << 30,
+                "kb" => 1000,
+                "mb" => 1_000_000,
+                "gb" => 1_000_000_000,
+                _ => return Err(format!("invalid size {text:?} ({EXAMPLES})")),
+            };
+            number
+                .checked_mul(factor)
+                .ok_or_else(|| format!("must be at most 1 TiB, got {text:?}"))?
+        }
+        other => {
+            return Err(format!(
+                "expected a size ({EXAMPLES}), got {} {other}",
+                type_name(other)
+            ));
+        }
+    };
+    if n < MIN_LOG_SIZE {
+        return Err(format!("must be at least 1 KiB (1024), got {n}"));
+    }
+    if n > MAX_LOG_SIZE {
+        return Err(format!("must be at most 1 TiB, got {n}"));
+    }
+    Ok(n)
 }
 
 /// Only called on values checked to be within `0..=i64::MAX`.
@@ -1387,6 +1524,93 @@ pipefail = true
         let e = fail("job = 3\n");
         assert_eq!(e.key(), Some("job"));
         assert!(e.to_string().contains("expected an array"), "{e}");
+    }
+
+    #[test]
+    fn log_keys() {
+        let c = ok(r#"[settings]
+log_dir = "logs"
+log_format = "jsonl"
+log_max_size = "10MiB"
+log_keep = 0
+failed_tail = 3
+
+[[job]]
+name = "a"
+cmd = ["x"]
+log = false
+
+[[job]]
+name = "b"
+cmd = ["x"]
+log = "b/out.log"
+
+[[job]]
+name = "c"
+cmd = ["x"]
+replicas = 2
+log = true
+"#);
+        let s = &c.settings;
+        assert_eq!(s.log_dir.as_deref(), Some(Path::new("/base/logs")));
+        assert_eq!(s.log_format, LogFormat::Jsonl);
+        assert_eq!(s.log_max_size, Some(10 << 20));
+        assert_eq!((s.log_keep, s.failed_tail), (0, 3));
+        assert_eq!(c.jobs[0].log, LogTarget::Off);
+        assert_eq!(c.jobs[1].log, LogTarget::File("/base/b/out.log".into()));
+        assert_eq!(c.jobs[2].log, LogTarget::Default);
+        for (text, bytes) in [
+            ("4096", 4096),
+            ("\"2K\"", 2048),
+            ("\"1 gib\"", 1 << 30),
+            ("\"5MB\"", 5_000_000),
+        ] {
+            let c = ok(&format!(
+                "[settings]\nlog_max_size = {text}\n[[job]]\nname = \"a\"\ncmd = [\"x\"]\n"
+            ));
+            assert_eq!(c.settings.log_max_size, Some(bytes), "{text}");
+        }
+        for (text, key, says) in [
+            (
+                "[settings]\nlog_max_size = 10\n",
+                "settings.log_max_size",
+                "at least 1 KiB",
+            ),
+            (
+                "[settings]\nlog_max_size = \"10 parsecs\"\n",
+                "settings.log_max_size",
+                "invalid size",
+            ),
+            (
+                "[settings]\nlog_max_size = \"2T\"\n",
+                "settings.log_max_size",
+                "invalid size",
+            ),
+            (
+                "[settings]\nlog_format = \"xml\"\n",
+                "settings.log_format",
+                "plain",
+            ),
+            (
+                "[settings]\nlog_keep = -1\n",
+                "settings.log_keep",
+                "negative",
+            ),
+            (
+                "[settings]\nlog_dir = \"\"\n",
+                "settings.log_dir",
+                "non-empty",
+            ),
+        ] {
+            let e = fail(&format!("{text}[[job]]\nname = \"a\"\ncmd = [\"x\"]\n"));
+            assert_eq!(e.key(), Some(key), "{text}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        let e = fail("[[job]]\nname = \"a\"\ncmd = [\"x\"]\nreplicas = 3\nlog = \"a.log\"\n");
+        assert_eq!(e.key(), Some("log"));
+        assert!(e.to_string().contains("3 replicas"), "{e}");
+        let e = fail("[[job]]\nname = \"a\"\ncmd = [\"x\"]\nlog = 3\n");
+        assert_eq!((e.key(), e.line()), (Some("log"), Some(4)));
     }
 
     #[test]

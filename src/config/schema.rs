@@ -59,6 +59,19 @@ struct SettingsTable {
     on_stall: Option<OnStall>,
     /// Every job's default for `pty` (run on a pseudo-terminal). Default false.
     pty: Option<bool>,
+    /// Write every job's output to DIR/NAME.log (stdout and stderr in arrival order, each
+    /// line with its time and stream). Relative to the config's folder; `--log-dir` overrides it.
+    log_dir: Option<String>,
+    /// "plain" (the default: `12:34:56.789 | line`) or "jsonl" (one JSON object per line).
+    log_format: Option<LogFormatValue>,
+    /// Rotate a log file before it grows past this size: bytes, or "512K", "10MiB", "1G".
+    log_max_size: Option<Size>,
+    /// Rotated log files kept per job (NAME.log.1 .. NAME.log.N). Default 3.
+    #[schemars(range(min = 0, max = 1000))]
+    log_keep: Option<i64>,
+    /// Lines of each failed job's output printed after the TUI exits. Default 10.
+    #[schemars(range(min = 0, max = 10_000))]
+    failed_tail: Option<i64>,
 }
 
 /// What a job that stalled gets.
@@ -69,6 +82,34 @@ enum OnStall {
     Warn,
     Stop,
     Restart,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum LogFormatValue {
+    Plain,
+    Jsonl,
+}
+
+/// A size: a number of bytes, or a string such as "512K", "10MiB", "1G" (powers of
+/// 1024) or "10MB" (powers of 1000).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Size {
+    Bytes(#[schemars(range(min = 1024))] i64),
+    Text(#[schemars(regex(pattern = r"^\s*[0-9]+\s*([kKmMgG]([iI]?[bB])?|[bB])?\s*$"))] String),
+}
+
+/// A job's log file: a path (relative to the config's folder), true for DIR/NAME.log
+/// when there is a log folder, false for none.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum LogValue {
+    Path(String),
+    Enabled(bool),
 }
 
 #[derive(JsonSchema)]
@@ -134,6 +175,8 @@ struct JobTable {
     /// Run on a pseudo-terminal, its screen drawn by a terminal emulator. Default:
     /// settings.pty.
     pty: Option<bool>,
+    /// This job's log file ("logs/web.log"), or false for none (even with a log folder).
+    log: Option<LogValue>,
 }
 
 /// `depends_on`: names, or names with a condition each.

@@ -98,6 +98,7 @@ pub async fn run_silently(config: &Config, max_parallel: usize) -> anyhow::Resul
     let style = PrintStyle {
         color: false,
         sanitize: false,
+        timestamps: false,
     };
     run_with_output(config, &options, std::io::sink(), style).await
 }

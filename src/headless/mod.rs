@@ -47,6 +47,10 @@ pub struct HeadlessOptions {
     pub quiet: bool,
     /// `--exit-with NAME`: overrides `settings.exit_with`.
     pub exit_with: Option<String>,
+    /// Each output line starts with its arrival time (`--timestamps`).
+    pub timestamps: bool,
+    /// Log files (opened before the run: see [`crate::logs::Logs::open`]).
+    pub logs: Option<crate::logs::Logs>,
 }
 
 /// The result of a headless run.
@@ -78,6 +82,7 @@ pub async fn run(config: &Config, options: &HeadlessOptions) -> anyhow::Result<i
     let style = PrintStyle {
         color: is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         sanitize: is_tty,
+        timestamps: options.timestamps,
     };
     let result = run_with_output(config, options, stdout, style).await?;
     if let Some(path) = &options.report {
@@ -146,6 +151,7 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
             max_parallel: Some(max_parallel),
             tee: Some(tee),
             discard_output: true,
+            log_tap: options.logs.as_ref().map(crate::logs::Logs::tap),
             ..SupervisorOptions::default()
         },
     )?;
@@ -184,6 +190,7 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
             event = events.recv() => {
                 let Some(event) = event else { break };
                 tracker.apply(&event);
+                log_event(options, &event);
                 if !options.quiet {
                     report_event(&tracker, &event);
                 }
@@ -230,6 +237,7 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
             _ = &mut shutdown => break,
             Some(event) = events.recv() => {
                 tracker.apply(&event);
+                log_event(options, &event);
                 if !options.quiet {
                     report_event(&tracker, &event);
                 }
@@ -249,6 +257,7 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
     }
     while let Ok(event) = events.try_recv() {
         tracker.apply(&event);
+        log_event(options, &event);
         if !options.quiet {
             report_event(&tracker, &event);
         }
@@ -277,6 +286,17 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
             None
         }
     };
+    if let Some(logs) = &options.logs {
+        // Every job is over: what the writer holds is all there will be.
+        match logs.finish() {
+            Ok(reports) => {
+                for problem in reports.iter().filter_map(crate::logs::LogReport::describe) {
+                    say!("{problem}");
+                }
+            }
+            Err(stuck) => say!("{stuck}"),
+        }
+    }
     let undelivered = output.undelivered_bytes();
     if undelivered > 0 {
         say!(
@@ -331,6 +351,12 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         report,
         exit_code,
     })
+}
+
+fn log_event(options: &HeadlessOptions, event: &Event) {
+    if let Some(logs) = &options.logs {
+        logs.event(event);
+    }
 }
 
 fn far_future() -> Instant {

@@ -24,11 +24,15 @@ pub struct PrintStyle {
     pub color: bool,
     /// Strip escape sequences from child output (stdout is a terminal).
     pub sanitize: bool,
+    /// Each line starts with the local time its chunk arrived (`--timestamps`).
+    pub timestamps: bool,
 }
 
 /// Writes prefixed lines; remembers the first error so the splitter callback stays simple.
 struct LineWriter<'a, W: Write> {
     out: &'a mut io::BufWriter<W>,
+    /// The arrival time, written first (`--timestamps`).
+    time: &'a [u8],
     prefix: &'a [u8],
     style: PrintStyle,
     result: io::Result<()>,
@@ -44,6 +48,7 @@ impl<W: Write> LineWriter<'_, W> {
 
     #[inline]
     fn write(&mut self, line: &[u8]) -> io::Result<()> {
+        self.out.write_all(self.time)?;
         self.out.write_all(self.prefix)?;
         if self.style.sanitize {
             let text = if self.style.color {
@@ -70,6 +75,8 @@ pub struct Printer<W: Write> {
     labels: Vec<String>,
     width: usize,
     pipelines: Vec<bool>,
+    wall: crate::logs::clock::WallClock,
+    local: crate::logs::clock::LocalClock,
 }
 
 impl<W: Write> Printer<W> {
@@ -94,6 +101,8 @@ impl<W: Write> Printer<W> {
             labels,
             width,
             pipelines: jobs.iter().map(|(_, p)| *p).collect(),
+            wall: crate::logs::clock::WallClock::now(),
+            local: crate::logs::clock::LocalClock::new(),
         }
     }
 
@@ -128,8 +137,10 @@ impl<W: Write> Printer<W> {
             Some(prefix) => prefix,
             None => self.make_prefix(key),
         };
+        let time = self.time_prefix(chunk);
         let mut writer = LineWriter {
             out: &mut self.out,
+            time: &time,
             prefix: &prefix,
             style: self.style,
             result: Ok(()),
@@ -152,10 +163,30 @@ impl<W: Write> Printer<W> {
                 job,
                 stage,
                 stream,
+                at: std::time::Instant::now(),
                 data: bytes::Bytes::new(),
             })?;
         }
         self.out.flush()
+    }
+
+    /// `12:34:56.789 ` (dimmed on a colour terminal), or nothing without `--timestamps`.
+    fn time_prefix(&mut self, chunk: &OutputChunk) -> Vec<u8> {
+        if !self.style.timestamps {
+            return Vec::new();
+        }
+        let local = self.local.at_millis(self.wall.unix_millis(chunk.at));
+        let time = local.time_of_day();
+        let mut out = Vec::with_capacity(24);
+        if self.style.color {
+            out.extend_from_slice(b"\x1b[2m");
+            out.extend_from_slice(&time);
+            out.extend_from_slice(b"\x1b[0m ");
+        } else {
+            out.extend_from_slice(&time);
+            out.push(b' ');
+        }
+        out
     }
 
     fn make_prefix(&self, (job, stage, stream): (usize, usize, Stream)) -> Vec<u8> {
@@ -196,6 +227,7 @@ mod tests {
             job,
             stage,
             stream,
+            at: std::time::Instant::now(),
             data: Bytes::from_static(data),
         }
     }
@@ -216,6 +248,7 @@ mod tests {
         let plain = PrintStyle {
             color: false,
             sanitize: false,
+            timestamps: false,
         };
         let out = printed(
             plain,
@@ -237,6 +270,7 @@ mod tests {
         let tty = PrintStyle {
             color: false,
             sanitize: true,
+            timestamps: false,
         };
         let out = printed(
             tty,
@@ -244,5 +278,27 @@ mod tests {
         );
         assert_eq!(out, "web    | ab\n");
         assert!(!out.contains('\x1b'));
+    }
+
+    #[test]
+    fn timestamps_come_first() {
+        let style = PrintStyle {
+            color: false,
+            sanitize: false,
+            timestamps: true,
+        };
+        let out = printed(style, &[chunk(0, 0, Stream::Stdout, b"one\ntwo\n")]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2);
+        for line in lines {
+            // `12:34:56.789 web    | one`
+            let (time, rest) = line.split_at(13);
+            assert!(rest.starts_with("web    | "), "{line}");
+            let b = time.as_bytes();
+            assert!(
+                b[2] == b':' && b[5] == b':' && b[8] == b'.' && b[12] == b' ',
+                "{line}"
+            );
+        }
     }
 }

@@ -32,6 +32,8 @@ pub struct OutputChunk {
     pub job: JobId,
     pub stage: usize,
     pub stream: Stream,
+    /// When it was read (headless `--timestamps`).
+    pub at: Instant,
     pub data: Bytes,
 }
 
@@ -116,6 +118,8 @@ pub struct DrainTarget {
     pub last_output: OutputClock,
     /// The job's input endpoint and terminal (a PTY job, `stdin = "pipe"`).
     pub io: Option<Arc<JobIo>>,
+    /// Log files: every chunk, in the buffer's order (see [`crate::logs::Tap`]).
+    pub tap: Option<crate::logs::Tap>,
 }
 
 /// An instant kept in an atomic, so a drain can set it without a lock on every read.
@@ -155,6 +159,10 @@ impl DrainTarget {
         if let Some(activity) = &self.activity {
             activity.notify_one();
         }
+        // The restart marker is a line of the job's log too.
+        if let Some(tap) = &self.tap {
+            tap.marker(self.job, text);
+        }
         if let Some(tee) = &self.tee {
             let mut data = Vec::with_capacity(text.len() + 1);
             data.extend_from_slice(text.as_bytes());
@@ -164,6 +172,7 @@ impl DrainTarget {
                     job: self.job,
                     stage: 0,
                     stream: Stream::Stdout,
+                    at: Instant::now(),
                     data: Bytes::from(data),
                 });
             }
@@ -190,6 +199,9 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
             return 0;
         }
     };
+    if let Some(tap) = &target.tap {
+        tap.open(target.job);
+    }
     // Allocated on the first readiness: a thousand sleeping jobs hold no read buffers.
     let mut buf: Vec<u8> = Vec::new();
     loop {
@@ -200,6 +212,11 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
         // take places from busy ones.
         let slot = match &target.tee {
             Some(tee) => tee.reserve().await,
+            None => None,
+        };
+        // And room in the log queue (a log behind slows the child the same way).
+        let log_room = match &target.tap {
+            Some(tap) => tap.reserve(target.job).await,
             None => None,
         };
         if buf.is_empty() {
@@ -240,6 +257,9 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
             } else {
                 buffer.push_chunk(stage, stream, Instant::now(), chunk);
             }
+            if let Some(tap) = &target.tap {
+                tap.chunk(target.job, stage, stream, chunk, log_room);
+            }
         }
         if let Some(activity) = &target.activity {
             activity.notify_one();
@@ -251,6 +271,7 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
                 job: target.job,
                 stage,
                 stream,
+                at: Instant::now(),
                 data: Bytes::copy_from_slice(chunk),
             }),
             None => {
@@ -299,6 +320,9 @@ async fn drain_pty(fd: OwnedFd, stage: usize, io: Arc<JobIo>, target: Arc<DrainT
             return 0;
         }
     };
+    if let Some(tap) = &target.tap {
+        tap.open(target.job);
+    }
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let mut ready = match reader.readable().await {
@@ -315,6 +339,10 @@ async fn drain_pty(fd: OwnedFd, stage: usize, io: Arc<JobIo>, target: Arc<DrainT
         };
         let slot = match &target.tee {
             Some(tee) => tee.reserve().await,
+            None => None,
+        };
+        let log_room = match &target.tap {
+            Some(tap) => tap.reserve(target.job).await,
             None => None,
         };
         if buf.is_empty() {
@@ -338,6 +366,7 @@ async fn drain_pty(fd: OwnedFd, stage: usize, io: Arc<JobIo>, target: Arc<DrainT
             }
         };
         total += read as u64;
+        target.last_output.touch();
         let filled = read == buf.len();
         let chunk = &buf[..read];
         let mut replies = Vec::new();
@@ -368,6 +397,10 @@ async fn drain_pty(fd: OwnedFd, stage: usize, io: Arc<JobIo>, target: Arc<DrainT
             }
             _ => crate::output::lock(&target.buffer).count_only(stream, chunk.len()),
         }
+        // The log keeps the terminal's bytes as the job wrote them (as `script` does).
+        if let Some(tap) = &target.tap {
+            tap.chunk(target.job, stage, stream, chunk, log_room);
+        }
         if !replies.is_empty() {
             let _ = io.send(replies);
         }
@@ -379,6 +412,7 @@ async fn drain_pty(fd: OwnedFd, stage: usize, io: Arc<JobIo>, target: Arc<DrainT
                 job: target.job,
                 stage,
                 stream,
+                at: Instant::now(),
                 data: Bytes::copy_from_slice(chunk),
             }),
             None => {
@@ -410,6 +444,9 @@ async fn finish(target: &DrainTarget, stage: usize, stream: Stream) {
         log.finish(stage, stream);
     }
     crate::output::lock(&target.buffer).finish_stream(stage, stream, Instant::now());
+    if let Some(tap) = &target.tap {
+        tap.close(target.job, stage, stream);
+    }
     if let Some(activity) = &target.activity {
         activity.notify_one();
     }
@@ -420,6 +457,7 @@ async fn finish(target: &DrainTarget, stage: usize, stream: Stream) {
             job: target.job,
             stage,
             stream,
+            at: Instant::now(),
             data: Bytes::new(),
         });
     }
@@ -427,4 +465,7 @@ async fn finish(target: &DrainTarget, stage: usize, stream: Stream) {
 
 fn push_notice(target: &DrainTarget, stage: usize, stream: Stream, text: &str) {
     crate::output::lock(&target.buffer).push_line(stage, stream, Instant::now(), text.as_bytes());
+    if let Some(tap) = &target.tap {
+        tap.marker(target.job, text);
+    }
 }

@@ -72,6 +72,8 @@ pub struct SupervisorOptions {
     pub sampled: Option<Arc<Notify>>,
     /// The size PTY jobs start with (the TUI's output pane); default 24×80.
     pub pty_size: Option<pty::Size>,
+    /// Every output chunk is also handed to the log files' writer (never waited for).
+    pub log_tap: Option<crate::logs::Tap>,
 }
 
 /// One configured job, as the consumer sees it.
@@ -218,6 +220,7 @@ impl Supervisor {
                     log: probe::LogWatch::for_job(&spec),
                     last_output: drain::OutputClock::default(),
                     io: io.clone(),
+                    tap: options.log_tap.clone(),
                 }),
                 live: live.clone(),
                 sample_soon: sample_soon.clone(),

@@ -331,7 +331,54 @@ fn hints(model: &Model) -> (Vec<Hint>, Vec<Hint>) {
             add(Command::InputLeave, "leave", &mut last);
             return (hints, last);
         }
+        Mode::Copy => {
+            hints.extend(up_down("move"));
+            let marked = model.copy.is_some_and(|c| c.anchor.is_some());
+            add(
+                Command::CopyMark,
+                if marked { "unmark" } else { "mark" },
+                &mut hints,
+            );
+            add(Command::Copy, "copy", &mut hints);
+            add(Command::SaveSelection, "save", &mut hints);
+            add(Command::Save, "save all", &mut hints);
+            let mut last = Vec::new();
+            add(Command::Cancel, "leave", &mut last);
+            return (hints, last);
+        }
         Mode::Prompt | Mode::Normal => {}
+    }
+    if model.merged_selected() {
+        hints.extend(up_down(match model.focus {
+            Focus::Jobs => "select",
+            Focus::Output => "scroll",
+        }));
+        for (command, label) in [
+            (Command::Search, "search all"),
+            (Command::Filter, "jobs"),
+            (Command::StreamFilter, "stream"),
+            (Command::CopyMode, "copy"),
+            (Command::Timestamps, "times"),
+            (Command::Wrap, "wrap"),
+            (Command::Save, "save"),
+        ] {
+            add(command, label, &mut hints);
+        }
+        if model.search.is_some()
+            && let (Some(next), Some(prev)) = (
+                key_of(model, mode, Command::SearchNext),
+                key_of(model, mode, Command::SearchPrev),
+            )
+        {
+            hints.push((format!("{next}/{prev}"), "next/prev"));
+        }
+        if !model.merged.follow {
+            add(Command::Follow, "follow", &mut hints);
+        }
+        let mut last = Vec::new();
+        add(Command::Help, "help", &mut last);
+        add(Command::Quit, "quit", &mut last);
+        return (hints, last);
     }
     let id = model.selected_job();
     let Some(job) = model.job(id) else {
@@ -384,6 +431,7 @@ fn hints(model: &Model) -> (Vec<Hint>, Vec<Hint>) {
     add(Command::Rerun, Command::Rerun.hint(), &mut hints);
     if !model.timeline {
         add(Command::Focus, "focus", &mut hints);
+        add(Command::CopyMode, "copy", &mut hints);
     }
     let mut last = Vec::new();
     add(Command::Help, "help", &mut last);
@@ -496,6 +544,15 @@ fn prompt_line(model: &Model, prompt: &Prompt) -> Line<'static> {
             " line to {}'s stdin: ",
             model.job(id).map(|j| j.name.as_str()).unwrap_or("?")
         ),
+        PromptKind::Filter => {
+            " all: jobs to show (names, * matches any text; empty: all): ".to_string()
+        }
+        PromptKind::Save(crate::ui::model::SaveWhat::Selection) => {
+            " save the selection to: ".to_string()
+        }
+        PromptKind::Save(crate::ui::model::SaveWhat::Scrollback) => {
+            " save the whole output to: ".to_string()
+        }
     };
     let input_style = if prompt.fresh {
         theme::REVERSED
@@ -515,9 +572,10 @@ fn prompt_line(model: &Model, prompt: &Prompt) -> Line<'static> {
             let mut help = String::from(" ");
             if let Some(key) = submit {
                 let what = match prompt.kind {
-                    PromptKind::Wait(_) => "ok",
+                    PromptKind::Wait(_) | PromptKind::Filter => "ok",
                     PromptKind::Search => "find",
                     PromptKind::Input(_) => "send",
+                    PromptKind::Save(_) => "save",
                 };
                 help.push_str(&format!(" {key} {what} ·"));
             }

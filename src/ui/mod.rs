@@ -7,6 +7,7 @@
 
 mod chrome;
 pub mod format;
+pub mod merged;
 pub mod model;
 pub mod output;
 pub mod pane;
@@ -171,52 +172,162 @@ pub fn draw_with(
     }
 }
 
-fn output_pane(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer], areas: &Areas) {
-    let id = model.selected_job();
-    let stage = model.selected.stage();
-    let view = model.view(id);
-    let Some(record) = model.job(id) else {
-        return;
-    };
-    let height = areas.output_rows();
+/// What the output pane shows, row by row, and what its title says.
+pub struct PaneView {
+    /// Each screen row with the line it belongs to (None: a marker, a partial line).
+    pub rows: Vec<(Option<model::LineKey>, Line<'static>)>,
+    pub new_lines: u64,
+    pub dropped: u64,
+    pub follow: bool,
+}
 
-    // Copy the visible rows out under the lock; style them after releasing it.
-    let (rows, new_lines, dropped) = match buffers.get(id) {
-        Some(buffer) => {
-            let buf = crate::output::lock(buffer);
-            let items = pane::window(&buf, stage, view, height);
-            (
-                output::copy_rows(&buf, &items),
-                pane::new_lines(&buf, view),
-                buf.dropped(),
-            )
-        }
-        None => (Vec::new(), 0, 0),
-    };
-
-    let tags = (record.status.stages.len() > 1).then(|| {
-        let labels: Vec<String> = record
-            .status
-            .stages
+/// The merged view's filter, from the model: the jobs its patterns name, the stream.
+pub fn merged_filter(model: &Model) -> merged::Filter {
+    merged::Filter {
+        jobs: model
+            .jobs()
             .iter()
-            .enumerate()
-            .map(|(i, s)| format::stage_tag(i, &s.argv, 12))
-            .collect();
-        let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-        output::Tags { labels, width }
-    });
+            .map(|j| model.merged_filter.matches(&j.name))
+            .collect(),
+        stream: model.stream_filter,
+    }
+}
+
+/// The selected job's filter: its stage (a stage row), the stream.
+pub fn pane_filter(model: &Model) -> pane::Filter {
+    pane::Filter {
+        stage: model.selected.stage(),
+        stream: model.stream_filter,
+    }
+}
+
+/// The merged view's job labels (names, `[N]` for a pipeline's stages), padded to the
+/// longest shown.
+pub fn job_labels(model: &Model) -> output::JobLabels {
+    let filter = merged_filter(model);
+    let names: Vec<String> = model
+        .jobs()
+        .iter()
+        .map(|j| crate::stdio::visible_inline(&j.name).into_owned())
+        .collect();
+    let pipelines: Vec<bool> = (0..names.len()).map(|id| model.is_pipeline(id)).collect();
+    let width = names
+        .iter()
+        .zip(&pipelines)
+        .enumerate()
+        .filter(|(id, _)| filter.jobs.get(*id).copied().unwrap_or(false))
+        .map(|(_, (n, p))| n.chars().count() + if *p { 3 } else { 0 })
+        .max()
+        .unwrap_or(0)
+        .min(24);
+    output::JobLabels {
+        names,
+        pipelines,
+        width,
+    }
+}
+
+/// The output pane's rows for a body `width` × `height`: the selected job's lines, or
+/// the merged view's.
+pub fn pane_view(model: &Model, buffers: &[SharedBuffer], width: usize, height: usize) -> PaneView {
+    let (raw, new_lines, dropped, follow) = if model.merged_selected() {
+        let filter = merged_filter(model);
+        let keys = merged::window(buffers, &filter, model.merged, height);
+        (
+            output::copy_merged(buffers, &keys),
+            merged::new_lines(buffers, &filter, model.merged),
+            0,
+            model.merged.follow,
+        )
+    } else {
+        let id = model.selected_job();
+        let view = model.view(id);
+        match buffers.get(id) {
+            Some(buffer) => {
+                // Copy the visible rows out under the lock; style them after releasing it.
+                let buf = crate::output::lock(buffer);
+                let items = pane::window(&buf, pane_filter(model), view, height);
+                (
+                    output::copy_rows(&buf, id, &items),
+                    pane::new_lines(&buf, view),
+                    buf.dropped(),
+                    view.follow,
+                )
+            }
+            None => (Vec::new(), 0, 0, view.follow),
+        }
+    };
+    let labels = model.merged_selected().then(|| job_labels(model));
+    let tags = model
+        .job(model.selected_job())
+        .filter(|r| r.status.stages.len() > 1)
+        .map(|record| {
+            let labels: Vec<String> = record
+                .status
+                .stages
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format::stage_tag(i, &s.argv, 12))
+                .collect();
+            let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+            output::Tags { labels, width }
+        });
+    // One job's view knows its current match by sequence number alone.
+    let current = match &model.search {
+        Some(search) if model.merged_selected() => search.current_key,
+        Some(search) => search.current.map(|seq| model::LineKey {
+            at: model.now,
+            job: model.selected_job(),
+            seq,
+        }),
+        None => None,
+    };
     let style = output::RowStyle {
         tags: tags.as_ref(),
+        jobs: labels.as_ref(),
+        clock: model.timestamps.then_some(&model.clock),
         query: model.highlight_query(),
-        current: model.search.as_ref().and_then(|s| s.current),
+        current,
         dropped,
         theme: model.theme,
+        selection: model.copy.map(|c| c.range()),
+        hscroll: model.hscroll,
+        wrap: model.wrap,
+        width,
     };
-    let lines: Vec<Line> = rows.iter().map(|r| output::render_row(r, &style)).collect();
+    PaneView {
+        rows: output::fit(&raw, &style, height, follow),
+        new_lines,
+        dropped,
+        follow,
+    }
+}
+
+fn output_pane(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer], areas: &Areas) {
+    let height = areas.output_rows();
+    let width = usize::from(areas.output_body.width);
+    let merged = model.merged_selected();
+    let record = model.job(model.selected_job());
+    if !merged && record.is_none() {
+        return;
+    }
+    let pane = pane_view(model, buffers, width, height);
 
     let border = model.theme.border(model.focus == model::Focus::Output);
-    let mut title = vec![Span::styled(format!(" {} ", record.name), theme::BOLD)];
-    if let Some(stage) = stage
+    let mut title = match record {
+        Some(record) => vec![Span::styled(format!(" {} ", record.name), theme::BOLD)],
+        None => vec![Span::styled(" all ", theme::BOLD)],
+    };
+    if merged && !model.merged_filter.patterns.is_empty() {
+        title.push(Span::styled(
+            format!(
+                "{} ",
+                crate::stdio::visible_inline(&model.merged_filter.text())
+            ),
+            theme::STAGE_NAME,
+        ));
+    }
+    if let (Some(record), Some(stage)) = (record, model.selected.stage())
         && let Some(s) = record.status.stages.get(stage)
     {
         title.push(Span::styled(
@@ -224,17 +335,53 @@ fn output_pane(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer], areas
             theme::STAGE_NAME,
         ));
     }
-    let mut right = Vec::new();
-    if dropped > 0 {
-        right.push(Span::styled(format!(" {dropped} dropped "), theme::DIM));
+    let mut badges = Vec::new();
+    match model.stream_filter {
+        Some(crate::output::Stream::Stdout) => badges.push("stdout only".to_string()),
+        Some(crate::output::Stream::Stderr) => badges.push("stderr only".to_string()),
+        None => {}
     }
-    if view.follow {
+    if model.wrap {
+        badges.push("wrap".to_string());
+    } else if model.hscroll > 0 {
+        badges.push(format!("→ col {}", model.hscroll + 1));
+    }
+    if model.copy.is_some() {
+        badges.push("copy mode".to_string());
+    }
+    if !badges.is_empty() {
+        title.push(Span::styled(
+            format!("· {} ", badges.join(" · ")),
+            theme::BUSY,
+        ));
+    }
+    if let Some(path) = model
+        .log_paths
+        .get(model.selected_job())
+        .and_then(|p| p.as_ref())
+    {
+        title.push(Span::styled(
+            format!(
+                "log {} ",
+                crate::stdio::visible_inline(&path.display().to_string())
+            ),
+            theme::DIM,
+        ));
+    }
+    let mut right = Vec::new();
+    if pane.dropped > 0 {
+        right.push(Span::styled(
+            format!(" {} dropped ", pane.dropped),
+            theme::DIM,
+        ));
+    }
+    if pane.follow {
         right.push(Span::styled(" following ", theme::FOLLOWING));
     } else {
-        let text = if new_lines > 0 {
+        let text = if pane.new_lines > 0 {
             format!(
                 " paused · {} ↓ ",
-                format::count(new_lines, "new line", "new lines")
+                format::count(pane.new_lines, "new line", "new lines")
             )
         } else {
             " paused ".to_string()
@@ -248,6 +395,7 @@ fn output_pane(frame: &mut Frame, model: &Model, buffers: &[SharedBuffer], areas
         .title_top(Line::from(right).right_aligned());
     let body = block.inner(areas.output);
     frame.render_widget(block, areas.output);
+    let lines: Vec<Line> = pane.rows.into_iter().map(|(_, line)| line).collect();
     render_lines(frame.buffer_mut(), body, &lines);
 }
 

@@ -18,17 +18,24 @@ use super::theme::Theme;
 /// How long a transient message stays in the status bar.
 pub const MESSAGE_TTL: Duration = Duration::from_secs(4);
 
+/// What [`RowRef::job`] is for the "all" row: no job (every lookup by it finds none).
+pub const NO_JOB: JobId = usize::MAX;
+
 /// A row of the job table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowRef {
+    /// The "all" row above the jobs: every job's output merged (see `ui::merged`).
+    All,
     Job(JobId),
     /// One process of an expanded pipeline.
     Stage(JobId, usize),
 }
 
 impl RowRef {
+    /// The row's job ([`NO_JOB`] for the "all" row).
     pub fn job(self) -> JobId {
         match self {
+            RowRef::All => NO_JOB,
             RowRef::Job(id) | RowRef::Stage(id, _) => id,
         }
     }
@@ -36,8 +43,110 @@ impl RowRef {
     /// The pipeline stage whose output is shown alone, if a stage row is selected.
     pub fn stage(self) -> Option<usize> {
         match self {
-            RowRef::Job(_) => None,
+            RowRef::All | RowRef::Job(_) => None,
             RowRef::Stage(_, stage) => Some(stage),
+        }
+    }
+}
+
+/// Which lines of the merged view show: by job, by stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// The patterns typed (`web api*`); empty: every job.
+    pub patterns: Vec<String>,
+}
+
+impl JobFilter {
+    /// Parses `web, api*` (commas or spaces; `*` matches any text).
+    pub fn parse(text: &str) -> JobFilter {
+        JobFilter {
+            patterns: text
+                .split([',', ' '])
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        self.patterns.is_empty() || self.patterns.iter().any(|p| glob(p, name))
+    }
+
+    pub fn text(&self) -> String {
+        self.patterns.join(" ")
+    }
+}
+
+/// `*` matches any text (none included); everything else matches itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return true;
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// A line of the output pane: of one job's buffer, or of the merged view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LineKey {
+    /// Arrival time (orders the merged view).
+    pub at: Instant,
+    pub job: JobId,
+    pub seq: u64,
+}
+
+/// Scroll state of the merged view (like [`OutputView`], by [`LineKey`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergedView {
+    pub follow: bool,
+    /// The top line while not following.
+    pub top: Option<LineKey>,
+    /// Lines of every job when follow was paused (to count what arrived since).
+    pub paused_total: u64,
+}
+
+impl Default for MergedView {
+    fn default() -> Self {
+        MergedView {
+            follow: true,
+            top: None,
+            paused_total: 0,
+        }
+    }
+}
+
+/// Copy mode: a cursor line, and the other end of the selection once it is marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyMode {
+    pub cursor: LineKey,
+    pub anchor: Option<LineKey>,
+    /// Started by a mouse press: a release copies (a click without a drag does not).
+    pub dragging: bool,
+    /// The mouse moved to another line since the press.
+    pub dragged: bool,
+}
+
+impl CopyMode {
+    /// The selected lines' first and last keys (the cursor alone when nothing is marked).
+    pub fn range(&self) -> (LineKey, LineKey) {
+        let anchor = self.anchor.unwrap_or(self.cursor);
+        if anchor <= self.cursor {
+            (anchor, self.cursor)
+        } else {
+            (self.cursor, anchor)
         }
     }
 }
@@ -74,8 +183,10 @@ impl Default for OutputView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Search {
     pub query: String,
-    /// The line the last n/N/Enter landed on.
+    /// The line the last n/N/Enter landed on (its sequence number in its job).
     pub current: Option<u64>,
+    /// The same line as a key (the merged view compares whole keys).
+    pub current_key: Option<LineKey>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +203,19 @@ pub enum PromptKind {
     Search,
     /// `i` on a `stdin = "pipe"` job: a line to write to its stdin.
     Input(JobId),
+    /// `F`: which jobs the merged view shows.
+    Filter,
+    /// `S` / copy mode's `s`: a file to save output to.
+    Save(SaveWhat),
+}
+
+/// What a save writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveWhat {
+    /// The lines selected in copy mode.
+    Selection,
+    /// Every line the view holds (the job's scrollback, or the merged view's).
+    Scrollback,
 }
 
 /// A one-line text input shown in place of the status bar.
@@ -102,6 +226,9 @@ pub struct Prompt {
     /// The input is a suggested default: the first typed character replaces it.
     pub fresh: bool,
     pub error: Option<String>,
+    /// A save to this path was refused because the file exists: the same path again
+    /// replaces it.
+    pub replace: Option<String>,
 }
 
 impl Prompt {
@@ -111,6 +238,7 @@ impl Prompt {
             input: default.to_string(),
             fresh: !default.is_empty(),
             error: None,
+            replace: None,
         }
     }
 }
@@ -211,6 +339,22 @@ pub struct Model {
     pub inputs: Vec<Option<InputKind>>,
     /// `i` on a PTY job: every key goes to this job's terminal until `input_leave`.
     pub input_focus: Option<JobId>,
+    /// Each line's arrival time in front of it (`T`).
+    pub timestamps: bool,
+    /// Long lines wrap (`z`) instead of being cut at the pane's edge.
+    pub wrap: bool,
+    /// Columns of the lines' text scrolled off to the left (not wrapping).
+    pub hscroll: usize,
+    /// Only this stream's lines (`e` cycles: both, stderr, stdout).
+    pub stream_filter: Option<crate::output::Stream>,
+    /// The merged view: its jobs and its scroll state.
+    pub merged_filter: JobFilter,
+    pub merged: MergedView,
+    pub copy: Option<CopyMode>,
+    /// Where the selected job's log file is, per job (the exit summary and the pane title).
+    pub log_paths: Vec<Option<std::path::PathBuf>>,
+    /// Arrival times to wall-clock time (timestamps).
+    pub clock: crate::logs::clock::WallClock,
 }
 
 impl Model {
@@ -239,6 +383,15 @@ impl Model {
             theme: Theme::default(),
             inputs: vec![None; n],
             input_focus: None,
+            timestamps: false,
+            wrap: false,
+            hscroll: 0,
+            stream_filter: None,
+            merged_filter: JobFilter::default(),
+            merged: MergedView::default(),
+            copy: None,
+            log_paths: Vec::new(),
+            clock: crate::logs::clock::WallClock::now(),
             tracker,
         }
     }
@@ -258,13 +411,14 @@ impl Model {
         Duration::from_secs(d.as_secs() + u64::from(d.subsec_millis() >= 500))
     }
 
-    /// Which keymap applies: a prompt, an overlay, or the main screen.
+    /// Which keymap applies: a prompt, an overlay, copy mode, or the main screen.
     pub fn mode(&self) -> Mode {
         if self.prompt.is_some() {
             return Mode::Prompt;
         }
         match self.overlay {
             None if self.input_focus.is_some() => Mode::Input,
+            None if self.copy.is_some() => Mode::Copy,
             None => Mode::Normal,
             Some(Overlay::Help { .. }) => Mode::Help,
             Some(Overlay::Signals { .. }) => Mode::SignalMenu,
@@ -294,14 +448,17 @@ impl Model {
         self.max_parallel = limit;
         self.rerun = None;
         self.views = vec![OutputView::default(); n];
+        self.merged = MergedView::default();
+        self.copy = None;
         self.expanded.resize(n, false);
         self.inputs.resize(n, None);
         self.input_focus = None;
-        if self.selected_job() >= n {
+        if self.selected != RowRef::All && self.selected_job() >= n {
             self.selected = RowRef::Job(0);
         }
         if let Some(search) = &mut self.search {
             search.current = None;
+            search.current_key = None;
         }
     }
 
@@ -350,6 +507,7 @@ impl Model {
         self.rows()
             .iter()
             .filter_map(|row| match *row {
+                RowRef::All => Some(3),
                 RowRef::Job(id) => self.job(id).map(|j| j.name.chars().count()),
                 RowRef::Stage(id, s) => self
                     .job(id)
@@ -360,9 +518,22 @@ impl Model {
             .unwrap_or(0)
     }
 
+    /// The merged view's "all" row is shown: two jobs or more, and not in the timeline.
+    pub fn has_all_row(&self) -> bool {
+        self.tracker.jobs.len() >= 2 && !self.timeline
+    }
+
+    /// The merged view is shown (its row is selected).
+    pub fn merged_selected(&self) -> bool {
+        self.selected == RowRef::All
+    }
+
     /// Every table row, in display order.
     pub fn rows(&self) -> Vec<RowRef> {
-        let mut rows = Vec::with_capacity(self.tracker.jobs.len());
+        let mut rows = Vec::with_capacity(self.tracker.jobs.len() + 1);
+        if self.has_all_row() {
+            rows.push(RowRef::All);
+        }
         for (id, job) in self.tracker.jobs.iter().enumerate() {
             rows.push(RowRef::Job(id));
             if self.is_expanded(id) && job.status.stages.len() > 1 {

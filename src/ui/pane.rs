@@ -10,9 +10,31 @@
 use memchr::memmem;
 
 use crate::output::sanitize;
-use crate::output::{LineRef, OutputBuffer};
+use crate::output::{LineRef, OutputBuffer, Stream};
 
 use super::model::OutputView;
+
+/// Which of a job's lines the pane shows: one stage's (a stage row is selected), one
+/// stream's (`e`), or all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub stage: Option<usize>,
+    pub stream: Option<Stream>,
+}
+
+impl Filter {
+    /// Only `stage`'s lines (None: every stage's), both streams.
+    pub fn stage(stage: Option<usize>) -> Filter {
+        Filter {
+            stage,
+            stream: None,
+        }
+    }
+
+    fn keeps(&self, stage: usize, stream: Stream) -> bool {
+        self.stage.is_none_or(|s| s == stage) && self.stream.is_none_or(|s| s == stream)
+    }
+}
 
 /// One row of the output pane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,14 +46,14 @@ pub enum Item {
     Partial(usize),
 }
 
-fn keep_line(line: &LineRef<'_>, stage: Option<usize>) -> bool {
-    stage.is_none_or(|s| line.stage == s)
+fn keep_line(line: &LineRef<'_>, filter: Filter) -> bool {
+    filter.keeps(line.stage, line.stream)
 }
 
-fn partial_indices(buf: &OutputBuffer, stage: Option<usize>) -> Vec<usize> {
+fn partial_indices(buf: &OutputBuffer, filter: Filter) -> Vec<usize> {
     buf.partials()
         .enumerate()
-        .filter(|(_, (s, _, _))| stage.is_none_or(|want| *s == want))
+        .filter(|(_, (stage, stream, _))| filter.keeps(*stage, *stream))
         .map(|(i, _)| i)
         .collect()
 }
@@ -49,18 +71,13 @@ fn index_of(buf: &OutputBuffer, seq: u64) -> usize {
 }
 
 /// The rows visible in a pane of `height` rows.
-pub fn window(
-    buf: &OutputBuffer,
-    stage: Option<usize>,
-    view: OutputView,
-    height: usize,
-) -> Vec<Item> {
+pub fn window(buf: &OutputBuffer, filter: Filter, view: OutputView, height: usize) -> Vec<Item> {
     let mut items = Vec::with_capacity(height);
     if height == 0 {
         return items;
     }
     if view.follow {
-        for p in partial_indices(buf, stage).into_iter().rev() {
+        for p in partial_indices(buf, filter).into_iter().rev() {
             if items.len() == height {
                 break;
             }
@@ -70,7 +87,7 @@ pub fn window(
             if items.len() == height {
                 break;
             }
-            if keep_line(&line, stage) {
+            if keep_line(&line, filter) {
                 items.push(Item::Line(line.seq));
             }
         }
@@ -87,11 +104,11 @@ pub fn window(
         if items.len() == height {
             return items;
         }
-        if keep_line(&line, stage) {
+        if keep_line(&line, filter) {
             items.push(Item::Line(line.seq));
         }
     }
-    for p in partial_indices(buf, stage) {
+    for p in partial_indices(buf, filter) {
         if items.len() == height {
             break;
         }
@@ -106,11 +123,11 @@ fn marker_position(buf: &OutputBuffer) -> u64 {
 }
 
 /// The top position of what is shown now (for switching from follow to paused).
-fn current_top(buf: &OutputBuffer, stage: Option<usize>, view: OutputView, height: usize) -> u64 {
+fn current_top(buf: &OutputBuffer, filter: Filter, view: OutputView, height: usize) -> u64 {
     if !view.follow {
         return view.top;
     }
-    match window(buf, stage, view, height).first() {
+    match window(buf, filter, view, height).first() {
         Some(Item::Dropped) => marker_position(buf),
         Some(Item::Line(seq)) => *seq,
         Some(Item::Partial(_)) | None => buf.total_lines(),
@@ -127,15 +144,15 @@ fn pause(buf: &OutputBuffer, view: &mut OutputView) {
 /// Scrolls up `n` rows; pauses follow. Does nothing when everything fits.
 pub fn scroll_up(
     buf: &OutputBuffer,
-    stage: Option<usize>,
+    filter: Filter,
     view: &mut OutputView,
     height: usize,
     n: usize,
 ) {
-    if view.follow && window(buf, stage, *view, height + 1).len() <= height {
+    if view.follow && window(buf, filter, *view, height + 1).len() <= height {
         return; // nothing above the visible rows
     }
-    let top = current_top(buf, stage, *view, height);
+    let top = current_top(buf, filter, *view, height);
     pause(buf, view);
     let first = buf.first_seq();
     if top < first {
@@ -145,7 +162,7 @@ pub fn scroll_up(
     let mut moved = 0;
     let mut new_top = top;
     for line in buf.iter().take(index_of(buf, top)).rev() {
-        if keep_line(&line, stage) {
+        if keep_line(&line, filter) {
             moved += 1;
             new_top = line.seq;
             if moved == n {
@@ -162,7 +179,7 @@ pub fn scroll_up(
 /// Scrolls down `n` rows; resumes follow once the end is in view.
 pub fn scroll_down(
     buf: &OutputBuffer,
-    stage: Option<usize>,
+    filter: Filter,
     view: &mut OutputView,
     height: usize,
     n: usize,
@@ -175,7 +192,7 @@ pub fn scroll_down(
     let lines = buf
         .iter()
         .skip(index_of(buf, view.top))
-        .filter(|l| keep_line(l, stage))
+        .filter(|l| keep_line(l, filter))
         .map(|l| Some(l.seq));
     let mut positions = marker.then_some(None).into_iter().chain(lines);
     for _ in 0..n {
@@ -185,7 +202,7 @@ pub fn scroll_down(
     }
     match positions.next() {
         Some(position) => {
-            let remaining = 1 + positions.take(height).count() + partial_indices(buf, stage).len();
+            let remaining = 1 + positions.take(height).count() + partial_indices(buf, filter).len();
             if remaining <= height {
                 view.follow = true;
             } else {
@@ -260,7 +277,7 @@ fn line_matches(line: &LineRef<'_>, query: &str) -> bool {
 /// `from`, the first (forward) or last line that matches.
 pub fn find(
     buf: &OutputBuffer,
-    stage: Option<usize>,
+    filter: Filter,
     query: &str,
     from: Option<u64>,
     forward: bool,
@@ -268,7 +285,7 @@ pub fn find(
     if query.is_empty() {
         return None;
     }
-    let hit = |line: &LineRef<'_>| keep_line(line, stage) && line_matches(line, query);
+    let hit = |line: &LineRef<'_>| keep_line(line, filter) && line_matches(line, query);
     match (from, forward) {
         (None, true) => buf.iter().find(hit),
         (None, false) => buf.iter().rev().find(hit),
@@ -285,28 +302,30 @@ pub fn find(
     .map(|l| l.seq)
 }
 
-/// Pauses the view and scrolls so `seq` shows about a third of the way down.
+/// Pauses the view and scrolls so `seq` shows about a third of the way down (at the
+/// top when lines wrap, so it cannot be pushed off the pane).
 pub fn reveal(
     buf: &OutputBuffer,
-    stage: Option<usize>,
+    filter: Filter,
     view: &mut OutputView,
     height: usize,
     seq: u64,
+    wrap: bool,
 ) {
-    if !view.follow && window(buf, stage, *view, height).contains(&Item::Line(seq)) {
+    if !view.follow && window(buf, filter, *view, height).contains(&Item::Line(seq)) {
         return; // already on screen: do not jump around
     }
     pause(buf, view);
     view.top = seq;
-    if height > 2 {
-        scroll_up(buf, stage, view, height, height / 3);
+    if height > 2 && !wrap {
+        scroll_up(buf, filter, view, height, height / 3);
     }
     // Near the end, show a full last page rather than blank rows below it.
     let tail = OutputView {
         follow: true,
         ..*view
     };
-    view.top = view.top.min(current_top(buf, stage, tail, height));
+    view.top = view.top.min(current_top(buf, filter, tail, height));
 }
 
 #[cfg(test)]
@@ -314,7 +333,6 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::output::Stream;
 
     fn buffer(lines: usize, max: usize) -> OutputBuffer {
         let mut buf = OutputBuffer::new(max, 1 << 20);
@@ -339,9 +357,9 @@ mod tests {
     #[test]
     fn follow_shows_the_tail_and_marker_when_short() {
         let buf = buffer(10, 4);
-        let items = window(&buf, None, OutputView::default(), 3);
+        let items = window(&buf, Filter::default(), OutputView::default(), 3);
         assert_eq!(seqs(&items), [Some(7), Some(8), Some(9)]);
-        let items = window(&buf, None, OutputView::default(), 6);
+        let items = window(&buf, Filter::default(), OutputView::default(), 6);
         assert_eq!(items[0], Item::Dropped);
         assert_eq!(items.len(), 5);
     }
@@ -350,16 +368,16 @@ mod tests {
     fn scrolling_pauses_counts_and_resumes() {
         let mut buf = buffer(20, 100);
         let mut view = OutputView::default();
-        scroll_up(&buf, None, &mut view, 5, 3);
+        scroll_up(&buf, Filter::default(), &mut view, 5, 3);
         assert!(!view.follow);
         assert_eq!(view.top, 12);
         buf.push_line(0, Stream::Stdout, Instant::now(), b"more");
         assert_eq!(new_lines(&buf, view), 1);
         // The paused view does not move when lines arrive.
-        assert_eq!(window(&buf, None, view, 5)[0], Item::Line(12));
-        scroll_down(&buf, None, &mut view, 5, 2);
+        assert_eq!(window(&buf, Filter::default(), view, 5)[0], Item::Line(12));
+        scroll_down(&buf, Filter::default(), &mut view, 5, 2);
         assert_eq!(view.top, 14);
-        scroll_down(&buf, None, &mut view, 5, 10);
+        scroll_down(&buf, Filter::default(), &mut view, 5, 10);
         assert!(view.follow);
     }
 
@@ -367,11 +385,11 @@ mod tests {
     fn stage_filter_and_top() {
         let buf = buffer(20, 10);
         let view = OutputView::default();
-        let items = window(&buf, Some(1), view, 3);
+        let items = window(&buf, Filter::stage(Some(1)), view, 3);
         assert_eq!(seqs(&items), [Some(15), Some(17), Some(19)]);
         let mut view = OutputView::default();
         scroll_to_top(&buf, &mut view);
-        let items = window(&buf, Some(0), view, 3);
+        let items = window(&buf, Filter::stage(Some(0)), view, 3);
         assert_eq!(seqs(&items), [None, Some(10), Some(12)]);
     }
 
@@ -379,7 +397,7 @@ mod tests {
     fn nothing_to_scroll_keeps_following() {
         let buf = buffer(3, 100);
         let mut view = OutputView::default();
-        scroll_up(&buf, None, &mut view, 5, 1);
+        scroll_up(&buf, Filter::default(), &mut view, 5, 1);
         assert!(view.follow);
     }
 
@@ -392,12 +410,40 @@ mod tests {
             Instant::now(),
             b"\x1b[31mERROR\x1b[0m here",
         );
-        assert_eq!(find(&buf, None, "error", Some(0), true), Some(5));
-        assert_eq!(find(&buf, None, "Error", None, true), None);
-        assert_eq!(find(&buf, None, "line 1", Some(5), false), Some(1));
-        assert_eq!(find(&buf, None, "line", Some(4), true), None);
-        assert_eq!(find(&buf, None, "line", None, true), Some(0));
-        assert_eq!(find(&buf, None, "line", None, false), Some(4));
+        assert_eq!(
+            find(&buf, Filter::default(), "error", Some(0), true),
+            Some(5)
+        );
+        assert_eq!(find(&buf, Filter::default(), "Error", None, true), None);
+        assert_eq!(
+            find(&buf, Filter::default(), "line 1", Some(5), false),
+            Some(1)
+        );
+        assert_eq!(find(&buf, Filter::default(), "line", Some(4), true), None);
+        assert_eq!(find(&buf, Filter::default(), "line", None, true), Some(0));
+        assert_eq!(find(&buf, Filter::default(), "line", None, false), Some(4));
         assert_eq!(match_ranges("aXa xa", "xa"), [(1, 3), (4, 6)]);
+    }
+
+    #[test]
+    fn stream_filter_keeps_one_stream() {
+        let mut buf = buffer(6, 100);
+        buf.push_line(1, Stream::Stderr, Instant::now(), b"oops");
+        buf.push_chunk(0, Stream::Stderr, Instant::now(), b"partial err");
+        let stderr = Filter {
+            stage: None,
+            stream: Some(Stream::Stderr),
+        };
+        let items = window(&buf, stderr, OutputView::default(), 5);
+        assert_eq!(items, [Item::Line(6), Item::Partial(0)]);
+        let stdout = Filter {
+            stage: None,
+            stream: Some(Stream::Stdout),
+        };
+        assert_eq!(
+            window(&buf, stdout, OutputView::default(), 2),
+            [Item::Line(4), Item::Line(5)]
+        );
+        assert_eq!(find(&buf, stderr, "line", None, true), None);
     }
 }

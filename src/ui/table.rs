@@ -247,6 +247,11 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
     let offset = model.visible_offset(visible);
     let mut y = area.y;
     for (index, row) in rows.iter().enumerate().skip(offset).take(visible) {
+        if *row == RowRef::All {
+            y += 1;
+            all_row(buf, model, area, y, layout.name, index == selected);
+            continue;
+        }
         let Some(record) = model.job(row.job()) else {
             continue;
         };
@@ -270,6 +275,7 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
                     !status.is_active(),
                 )
             }
+            RowRef::All => continue,
             RowRef::Stage(_, s) => {
                 let Some(st) = record.status.stages.get(s) else {
                     continue;
@@ -334,6 +340,49 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
             (&text, width, false),
             theme::DIM,
         );
+    }
+}
+
+/// The "all" row: every job's output in one view (`ui::merged`), and what it shows.
+fn all_row(buf: &mut Buffer, model: &Model, area: Rect, y: u16, name_width: usize, selected: bool) {
+    put(
+        buf,
+        area,
+        (area.x.saturating_add(2), y),
+        ("≡", 1, false),
+        theme::ACCENT,
+    );
+    let x = area.x.saturating_add(PREFIX as u16);
+    let x = put(buf, area, (x, y), ("all", name_width, false), theme::BOLD);
+    let shown = super::merged_filter(model)
+        .jobs
+        .iter()
+        .filter(|j| **j)
+        .count();
+    let what = if model.merged_filter.patterns.is_empty() {
+        format!("every job's output, merged ({shown} jobs)")
+    } else {
+        format!(
+            "{shown} of {} jobs: {}",
+            model.jobs().len(),
+            crate::stdio::visible_inline(&model.merged_filter.text())
+        )
+    };
+    let width = usize::from(area.right().saturating_sub(x + 1));
+    put(
+        buf,
+        area,
+        (x.saturating_add(1), y),
+        (&what, width, false),
+        theme::DIM,
+    );
+    if selected {
+        let row = Rect {
+            y,
+            height: 1,
+            ..area
+        };
+        buf.set_style(row, model.theme.selection(model.focus));
     }
 }
 

@@ -191,7 +191,7 @@ pub fn draw(
                 lines.push(cells_line(cells, query, highlight));
             }
         } else {
-            for item in pane::window(buf, None, view, height) {
+            for item in pane::window(buf, pane::Filter::stage(None), view, height) {
                 lines.push(match item {
                     Item::Dropped => {
                         let text = match buf.dropped() {

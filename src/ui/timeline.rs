@@ -428,6 +428,8 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect, legend: Rect) {
             continue;
         };
         let (marker, glyph, name, cells, name_style) = match *row {
+            // Not in the timeline's rows (see `Model::has_all_row`).
+            RowRef::All => continue,
             RowRef::Job(id) => {
                 let marker = if !model.is_pipeline(id) {
                     " "
