@@ -803,3 +803,112 @@ fn the_built_in_demo_is_a_tour_that_stays_up_until_quit() {
     assert_eq!(t.assert_clean_exit(), 1);
     assert_eq!(children_of(ours), Vec::<u32>::new(), "children left behind");
 }
+
+/// The tree pane's process rows (below its column titles), top to bottom.
+fn tree_rows(screen: &str) -> Vec<String> {
+    screen
+        .lines()
+        .skip_while(|l| !l.contains("WAITS ON"))
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether a tree row's command (its last column) ends with `text`.
+fn runs(row: &str, text: &str) -> bool {
+    row.trim_end().ends_with(text)
+}
+
+/// Moves the tree pane's cursor to the first row whose command ends with `text` (from the
+/// top: `g`, then `j`s).
+fn tree_select(t: &Tmux, text: &str) -> String {
+    let screen = t.wait_for(&format!("a tree row running {text}"), |s| {
+        tree_rows(s).iter().any(|r| runs(r, text))
+    });
+    let rows = tree_rows(&screen);
+    let index = rows.iter().position(|r| runs(r, text)).unwrap();
+    t.keys(&["g"]);
+    for _ in 0..index {
+        t.keys(&["j"]);
+    }
+    rows[index].clone()
+}
+
+/// Whether a process runs `sleep ARG` (the shell around it, whose command line holds
+/// every ARG, does not count).
+fn alive(arg: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-f", &format!("^sleep {}$", arg.replace('.', "\\."))])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn wait_gone(marker: &str) {
+    let start = Instant::now();
+    while alive(marker) {
+        assert!(start.elapsed() < DEADLINE, "{marker} still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_tree_pane_finds_each_process_and_stops_exactly_the_one_chosen() {
+    let t = Tmux::start_fixture("tree", 30, "tree.toml", "");
+    let m = t.marker.clone();
+    t.wait_row("family", "running", |r| r.contains("running"));
+    t.keys(&["T"]);
+    let screen = t.wait_for("the whole family in the tree", |s| {
+        let rows = tree_rows(s);
+        (1..=3).all(|i| rows.iter().any(|r| runs(r, &format!("sleep {m}{i}"))))
+    });
+    assert!(screen.contains("family: "), "{screen}");
+    let rows = tree_rows(&screen);
+    // The daemon is marked; the sleeps say what they wait on.
+    let daemon = rows.iter().find(|r| runs(r, &format!("{m}3"))).unwrap();
+    assert!(daemon.contains("⇱ left group"), "{daemon}");
+    let sleeper = rows.iter().find(|r| runs(r, &format!("{m}1"))).unwrap();
+    assert!(sleeper.contains("sleeping"), "{sleeper}");
+    assert!(sleeper.contains("nanosleep"), "{sleeper}");
+
+    // t on the TERM-ignoring sleep: its countdown, then SIGKILL after the 1 s grace;
+    // the others live on and the job still runs.
+    tree_select(&t, &format!("sleep {m}2"));
+    t.keys(&["t"]);
+    t.wait_text("SIGKILL after 1s");
+    wait_gone(&format!("{m}2"));
+    assert!(alive(&format!("{m}1")) && alive(&format!("{m}3")));
+    assert!(
+        Tmux::row(&t.screen(), "family")
+            .unwrap()
+            .contains("running")
+    );
+
+    // K on one sleep kills it at once, and nothing else.
+    tree_select(&t, &format!("sleep {m}1"));
+    t.keys(&["K"]);
+    wait_gone(&format!("{m}1"));
+    assert!(alive(&format!("{m}3")));
+
+    // z pauses the whole job (its cgroup frozen, or SIGSTOP), z again resumes it.
+    t.keys(&["z"]);
+    t.wait_row("family", "paused", |r| r.contains("paused"));
+    t.keys(&["z"]);
+    t.wait_row("family", "running again", |r| {
+        r.contains("running") && !r.contains("paused")
+    });
+
+    // a, then K on the shell: the shell and everything under it, the daemon included.
+    let shell = tree_rows(&t.screen())[0].clone();
+    assert!(shell.contains("sh -c"), "{shell}");
+    t.keys(&["g"]);
+    t.keys(&["a"]);
+    t.wait_text("and all it started");
+    t.keys(&["K"]);
+    wait_gone(&format!("{m}3"));
+    t.wait_row("family", "killed", |r| r.contains("SIGKILL"));
+    t.keys(&["Escape"]);
+    t.wait_for("the output pane back", |s| !s.contains("WAITS ON"));
+    t.keys(&["q"]);
+    assert_eq!(t.assert_clean_exit(), 1);
+}

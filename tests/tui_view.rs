@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use forkyard::output::{OutputBuffer, SharedBuffer, Stream};
 use forkyard::supervisor::{
-    JobState, JobStatus, Outcome, PendingReason, Sample, StageState, StopReason,
+    JobState, JobStatus, Outcome, PendingReason, Postmortem, ProcState, ProcessRow, Sample,
+    StageState, StopReason, Tree,
 };
 use forkyard::ui;
 use forkyard::ui::model::{
     Focus, Model, Overlay, Prompt, PromptKind, Quitting, RowRef, Search, WaitTarget,
 };
+use forkyard::ui::tree::TreeView;
 use nix::sys::signal::Signal;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -847,4 +849,106 @@ fn stopped_skipped_and_waiting_are_not_failures() {
     assert!(row("fails").contains("⊘"), "{}", row("fails"));
     assert_ne!(forkyard::ui::theme::STDERR_TINT, Color::LightRed);
     assert_ne!(forkyard::ui::theme::STDERR_TINT, Color::Red);
+}
+
+fn process(pid: u32, ppid: u32, depth: usize, state: char, waits: &str, cmd: &str) -> ProcessRow {
+    ProcessRow {
+        pid,
+        ppid,
+        depth,
+        state: ProcState::from_letter(state),
+        wchan: Some(waits.to_string()),
+        syscall: Some(waits.to_string()),
+        cpu: ms(20),
+        cpu_percent: Some(0.0),
+        cpu_wait: ms(1),
+        rss_bytes: 1 << 20,
+        threads: 1,
+        age: Duration::from_secs(12),
+        cmdline: cmd.to_string(),
+        left_group: false,
+        kill_at: None,
+        outlived_grace: false,
+    }
+}
+
+/// A service's tree: a shell, a sleep, a TERM-ignoring subshell being stopped, and a
+/// `setsid` daemon.
+fn service_tree(f: &Fixture, job: usize) -> Tree {
+    let mut rows = vec![
+        process(4200, 1, 0, 'S', "wait4", "sh -c sleep 100 & …"),
+        process(4201, 4200, 1, 'S', "clock_nanosleep", "sleep 100"),
+        process(4202, 4200, 1, 'S', "wait4", "sh -c trap '' TERM; sleep 200"),
+        process(4203, 4202, 2, 'R', "", "sha256sum /dev/zero"),
+        process(4204, 1, 0, 'S', "clock_nanosleep", "sleep 300"),
+    ];
+    rows[2].kill_at = Some(f.model.now + ms(2400));
+    rows[3].cpu_percent = Some(98.0);
+    rows[3].cpu_wait = ms(2500);
+    rows[4].left_group = true;
+    Tree {
+        job,
+        taken: f.model.now,
+        rows,
+    }
+}
+
+#[test]
+fn process_tree_pane_snapshot() {
+    let mut f = running_demo();
+    let id = f.id("chatty");
+    let tree = service_tree(&f, id);
+    f.model.tracker.jobs[id].tree = Some(Arc::new(tree.clone()));
+    f.model.tracker.jobs[id].run_wait = ms(2501);
+    let mut view = TreeView::new(id);
+    view.select(&tree, 3);
+    f.model.tree = Some(view);
+    let text = f.text(100, 30);
+    insta::assert_snapshot!("process_tree", text);
+    assert!(text.contains("chatty: 5 processes"), "{text}");
+    assert!(text.contains("stop 2.4s"), "{text}");
+    assert!(text.contains("⇱ left group · sleep 300"), "{text}");
+    // The job's row counts the time it waited for a CPU.
+    let row = text.lines().find(|l| l.contains("chatty")).unwrap();
+    assert!(row.contains("2.50s"), "{row}");
+    // The cursor follows the process by pid when the tree changes around it.
+    let mut moved = service_tree(&f, id);
+    moved.rows.remove(1);
+    f.model.tracker.jobs[id].tree = Some(Arc::new(moved.clone()));
+    assert_eq!(view.process(&moved).map(|p| p.pid), Some(4203));
+    // Its line is the highlighted one.
+    let terminal = f.render(100, 30);
+    let buffer = terminal.backend().buffer();
+    let y = (0..30)
+        .find(|y| {
+            (0..100)
+                .map(|x| buffer[(x, *y)].symbol().to_string())
+                .collect::<String>()
+                .contains("sha256sum")
+        })
+        .unwrap();
+    assert_ne!(buffer[(2, y)].bg, buffer[(2, y + 1)].bg);
+}
+
+#[test]
+fn a_stopped_jobs_tree_is_its_post_mortem() {
+    let mut f = running_demo();
+    let id = f.id("hung");
+    let mut tree = service_tree(&f, id);
+    for row in &mut tree.rows {
+        row.kill_at = None;
+    }
+    tree.rows[2].outlived_grace = true;
+    f.status("hung").tree_at_stop = Some(Arc::new(Postmortem {
+        why: "timed out".into(),
+        tree,
+    }));
+    f.select("hung");
+    f.model.tree = Some(TreeView::new(id));
+    let text = f.text(100, 30);
+    assert!(
+        text.contains("hung: its 5 processes when it was stopped (timed out)"),
+        "{text}"
+    );
+    assert!(text.contains("✗ outlived grace · sh -c"), "{text}");
 }

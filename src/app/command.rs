@@ -28,10 +28,12 @@ pub enum Mode {
     Input,
     /// Copy mode (`y`): a cursor line and a selection in the output pane.
     Copy,
+    /// The process tree pane (`T`): the keys move among a job's processes and act on one.
+    Tree,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 8] = [
+    pub const ALL: [Mode; 9] = [
         Mode::Normal,
         Mode::Prompt,
         Mode::Help,
@@ -40,6 +42,7 @@ impl Mode {
         Mode::SignalMenu,
         Mode::Input,
         Mode::Copy,
+        Mode::Tree,
     ];
 
     /// As error messages and the README name it.
@@ -53,6 +56,7 @@ impl Mode {
             Mode::SignalMenu => "the signal menu",
             Mode::Input => "a job's terminal (after i)",
             Mode::Copy => "copy mode",
+            Mode::Tree => "the process tree",
         }
     }
 
@@ -132,6 +136,9 @@ commands! {
     Clear = "clear", "clear", "clear the job's output";
     Dismiss = "dismiss", "unmark", "drop the search highlights";
     Timeline = "timeline", "timeline", "timeline: when each job ran, shaded by CPU";
+    Tree = "tree", "tree", "the job's process tree: every process, its state, what it waits on";
+    TreeReach = "tree_reach", "reach", "process tree: t K x reach the process alone, or its subtree";
+    Pause = "pause", "pause", "pause the job (cgroup freezer, else SIGSTOP), or resume it";
     Rerun = "rerun", "rerun -j", "rerun all with -j 1, then cores, then unlimited";
     Help = "help", "help", "this help (opens and closes it)";
     Quit = "quit", "quit", "quit: asks while jobs run, then stops every job";
@@ -149,7 +156,7 @@ commands! {
     SaveSelection = "save_selection", "save", "copy mode: save the selection to a file";
     Save = "save", "save all", "save everything the output pane holds to a file";
     Confirm = "confirm", "yes", "yes (dialogs); send the chosen signal (menu)";
-    Cancel = "cancel", "no", "no (dialogs); close the menu or the help; leave copy mode";
+    Cancel = "cancel", "no", "no (dialogs); close the menu, the help or the tree; leave copy mode";
     PromptSubmit = "prompt_submit", "ok", "prompt: accept the text";
     PromptCancel = "prompt_cancel", "cancel", "prompt: close it";
     PromptDelete = "prompt_delete", "delete", "prompt: delete the last character";
@@ -182,7 +189,7 @@ const END: Key = code(KeyCode::End);
 const PGUP: Key = code(KeyCode::PageUp);
 const PGDN: Key = code(KeyCode::PageDown);
 
-use Mode::{ConfirmQuit, ConfirmRerun, Help, Input, Normal, Prompt, SignalMenu};
+use Mode::{ConfirmQuit, ConfirmRerun, Help, Input, Normal, Prompt, SignalMenu, Tree};
 /// `Copy` alone would shadow the trait of that name.
 const COPY: Mode = Mode::Copy;
 
@@ -204,30 +211,52 @@ impl Command {
                 (Help, &[UP, ch('k')]),
                 (SignalMenu, &[UP, ch('k')]),
                 (COPY, &[UP, ch('k')]),
+                (Tree, &[UP, ch('k')]),
             ],
             Command::SelectNext => keys![
                 (Normal, &[DOWN, ch('j')]),
                 (Help, &[DOWN, ch('j')]),
                 (SignalMenu, &[DOWN, ch('j')]),
                 (COPY, &[DOWN, ch('j')]),
+                (Tree, &[DOWN, ch('j')]),
             ],
             Command::Expand => keys![(Normal, &[ENTER, RIGHT, ch('l')])],
             Command::Collapse => keys![(Normal, &[LEFT, ch('h')])],
             Command::Focus => keys![(Normal, &[code(KeyCode::Tab), code(KeyCode::BackTab)])],
-            Command::PageUp => keys![(Normal, &[PGUP]), (Help, &[PGUP]), (COPY, &[PGUP])],
-            Command::PageDown => {
-                keys![(Normal, &[PGDN]), (Help, &[PGDN, ch(' ')]), (COPY, &[PGDN])]
-            }
-            Command::Top => keys![(Normal, &[ch('g'), HOME]), (COPY, &[ch('g'), HOME])],
-            Command::Bottom => keys![(Normal, &[ch('G'), END]), (COPY, &[ch('G'), END])],
-            Command::Stop => keys![(Normal, &[ch('t')])],
-            Command::Kill => keys![(Normal, &[ch('K')])],
+            Command::PageUp => keys![
+                (Normal, &[PGUP]),
+                (Help, &[PGUP]),
+                (COPY, &[PGUP]),
+                (Tree, &[PGUP]),
+            ],
+            Command::PageDown => keys![
+                (Normal, &[PGDN]),
+                (Help, &[PGDN, ch(' ')]),
+                (COPY, &[PGDN]),
+                (Tree, &[PGDN]),
+            ],
+            Command::Top => keys![
+                (Normal, &[ch('g'), HOME]),
+                (COPY, &[ch('g'), HOME]),
+                (Tree, &[ch('g'), HOME]),
+            ],
+            Command::Bottom => keys![
+                (Normal, &[ch('G'), END]),
+                (COPY, &[ch('G'), END]),
+                (Tree, &[ch('G'), END]),
+            ],
+            Command::Stop => keys![(Normal, &[ch('t')]), (Tree, &[ch('t')])],
+            Command::Kill => keys![(Normal, &[ch('K')]), (Tree, &[ch('K')])],
             Command::Wait => keys![(Normal, &[ch('w')])],
             Command::WaitAll => keys![(Normal, &[ch('W')])],
             Command::Restart => keys![(Normal, &[ch('r')])],
             Command::RestartAll => keys![(Normal, &[ch('R')])],
             Command::Start => keys![(Normal, &[ch('s')])],
-            Command::Signal => keys![(Normal, &[ch('x')]), (SignalMenu, &[ch('x')])],
+            Command::Signal => keys![
+                (Normal, &[ch('x')]),
+                (SignalMenu, &[ch('x')]),
+                (Tree, &[ch('x')]),
+            ],
             Command::Input => keys![(Normal, &[ch('i')])],
             Command::Search => keys![(Normal, &[ch('/')])],
             Command::SearchNext => keys![(Normal, &[ch('n')])],
@@ -247,10 +276,17 @@ impl Command {
             Command::SaveSelection => keys![(COPY, &[ch('s')])],
             Command::Save => keys![(Normal, &[ch('S')]), (COPY, &[ch('S')])],
             Command::Timeline => keys![(Normal, &[ch('v')])],
+            Command::Tree => keys![(Normal, &[ch('T')]), (Tree, &[ch('T')])],
+            Command::TreeReach => keys![(Tree, &[ch('a')])],
+            Command::Pause => keys![(Normal, &[ch('z')]), (Tree, &[ch('z')])],
             Command::Rerun => keys![(Normal, &[ch('p')]), (ConfirmRerun, &[ch('p')])],
-            Command::Help => keys![(Normal, &[ch('?')]), (Help, &[ch('?')])],
+            Command::Help => keys![(Normal, &[ch('?')]), (Help, &[ch('?')]), (Tree, &[ch('?')])],
             Command::Quit => keys![(Normal, &[ch('q')]), (ConfirmQuit, &[ch('q')])],
-            Command::QuitNow => keys![(Normal, &[ch('Q')]), (ConfirmQuit, &[ch('Q')])],
+            Command::QuitNow => keys![
+                (Normal, &[ch('Q')]),
+                (ConfirmQuit, &[ch('Q')]),
+                (Tree, &[ch('Q')]),
+            ],
             Command::Interrupt => keys![
                 (Normal, &[ctrl('c')]),
                 (Prompt, &[ctrl('c')]),
@@ -259,6 +295,7 @@ impl Command {
                 (ConfirmRerun, &[ctrl('c')]),
                 (SignalMenu, &[ctrl('c')]),
                 (COPY, &[ctrl('c')]),
+                (Tree, &[ctrl('c')]),
             ],
             Command::Confirm => keys![
                 (ConfirmQuit, &[ch('y'), ch('Y'), ENTER]),
@@ -271,6 +308,7 @@ impl Command {
                 (ConfirmRerun, &[ch('n'), ch('N'), ESC, ch('q')]),
                 (SignalMenu, &[ESC, ch('q')]),
                 (COPY, &[ESC, ch('q')]),
+                (Tree, &[ESC, ch('q')]),
             ],
             Command::PromptSubmit => keys![(Prompt, &[ENTER])],
             Command::PromptCancel => keys![(Prompt, &[ESC])],

@@ -514,7 +514,7 @@ mod tests {
         let keymap = Keymap::with_overrides(&[
             Override {
                 command: Command::Stop,
-                keys: vec![key("T"), key("ctrl-t")],
+                keys: vec![key("O"), key("ctrl-t")],
             },
             Override {
                 command: Command::SelectNext,
@@ -527,12 +527,12 @@ mod tests {
         ])
         .expect("keymap");
         assert_eq!(keymap.lookup(Mode::Normal, key("t")), None);
-        assert_eq!(keymap.lookup(Mode::Normal, key("T")), Some(Command::Stop));
+        assert_eq!(keymap.lookup(Mode::Normal, key("O")), Some(Command::Stop));
         assert_eq!(
             keymap.lookup(Mode::Normal, key("ctrl-t")),
             Some(Command::Stop)
         );
-        assert_eq!(keymap.keys_label(Mode::Normal, Command::Stop), "T Ctrl-T");
+        assert_eq!(keymap.keys_label(Mode::Normal, Command::Stop), "O Ctrl-T");
         assert_eq!(keymap.lookup(Mode::Normal, key("K")), None);
         assert_eq!(keymap.first_key(Mode::Normal, Command::Kill), None);
         // select_next exists in the help and the menu too: the new keys apply there.
@@ -546,7 +546,7 @@ mod tests {
         // The help lists the user's keys.
         let help = keymap.help_entries();
         let stop = help.iter().find(|e| e.command == Command::Stop);
-        assert_eq!(stop.map(|e| e.keys.as_str()), Some("T Ctrl-T"));
+        assert_eq!(stop.map(|e| e.keys.as_str()), Some("O Ctrl-T"));
     }
 
     #[test]
@@ -576,11 +576,11 @@ mod tests {
         let err = Keymap::with_overrides(&[
             Override {
                 command: Command::Stop,
-                keys: vec![key("z")],
+                keys: vec![key("u")],
             },
             Override {
                 command: Command::Kill,
-                keys: vec![key("z")],
+                keys: vec![key("u")],
             },
         ])
         .expect_err("conflict");

@@ -19,6 +19,7 @@ mod mouse;
 mod reading;
 pub mod state;
 pub mod terminal;
+pub mod tree;
 pub(crate) mod update;
 
 use std::io;
@@ -459,6 +460,16 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                 Effect::Control(id, control) => self.controller.control(id, control),
                 Effect::Input(id, input) => self.send_input(id, input),
                 Effect::ControlAll(control) => self.controller.control_all(control),
+                Effect::Tree(request) => match request {
+                    tree::TreeAction::Watch(job) => self.controller.watch_tree(job),
+                    tree::TreeAction::Process {
+                        job,
+                        pid,
+                        action,
+                        reach,
+                    } => self.controller.act_on_process(job, pid, action, reach),
+                    tree::TreeAction::Pause { job, paused } => self.controller.pause(job, paused),
+                },
                 Effect::Shutdown => {
                     if let Some(supervisor) = self.supervisor.take() {
                         self.shutdown = Some(tokio::spawn(supervisor.shutdown()));

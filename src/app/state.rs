@@ -94,6 +94,8 @@ pub enum Effect {
     /// Send this to the job (its terminal or its stdin pipe).
     Input(JobId, JobInput),
     ControlAll(Control),
+    /// A tree pane or pause request for the supervisor.
+    Tree(super::tree::TreeAction),
     /// Start stopping the current run (`Supervisor::shutdown`), answered by
     /// [`Input::ShutdownDone`].
     Shutdown,
@@ -301,6 +303,7 @@ impl State {
                 Action::Quit { kill } => self.quit(kill, effects),
                 Action::Rerun { max_parallel } => self.rerun(max_parallel, effects),
                 Action::Clipboard(text) => effects.push(Effect::Clipboard(text)),
+                Action::Tree(request) => effects.push(Effect::Tree(request)),
                 Action::Save {
                     path,
                     text,
@@ -318,6 +321,7 @@ impl State {
 
     fn on_event(&mut self, event: Event, now: Instant) {
         self.model.tracker.apply_at(&event, now);
+        super::tree::on_event(&mut self.model, &event);
         if let Some(id) = self.model.input_focus
             && !self.model.job(id).is_some_and(|j| j.status.is_active())
         {

@@ -65,6 +65,8 @@ pub enum Action {
     Rerun {
         max_parallel: usize,
     },
+    /// The process tree pane's and `z`'s requests.
+    Tree(super::tree::TreeAction),
 }
 
 /// What a handler may look at besides the model.
@@ -179,6 +181,7 @@ pub fn update(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action>
             Vec::new()
         }
         Mode::Copy => super::reading::copy_mode(model, command, ctx),
+        Mode::Tree => super::tree::tree_mode(model, command, ctx),
     }
 }
 
@@ -291,6 +294,10 @@ fn ending(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
         Command::QuitNow => vec![Action::Quit { kill: true }],
         // While a run stops before the next one, q still quits (gracefully).
         Command::Quit if model.quitting.is_none() => vec![Action::Quit { kill: false }],
+        _ if model.mode() == Mode::Tree => {
+            super::tree::navigate(model, command, ctx);
+            Vec::new()
+        }
         _ => {
             navigate(model, command, ctx);
             Vec::new()
@@ -312,6 +319,8 @@ fn normal(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
             | Command::Start
             | Command::Signal
             | Command::Clear
+            | Command::Tree
+            | Command::Pause
     );
     if for_one_job && model.merged_selected() {
         model.set_message(
@@ -323,6 +332,8 @@ fn normal(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
     }
     match command {
         Command::CopyMode => return super::reading::enter_copy(model, ctx),
+        Command::Tree => return super::tree::open(model, ctx),
+        Command::Pause => return super::tree::pause(model, id, ctx),
         Command::Save => {
             super::reading::open_save(model, SaveWhat::Scrollback, ctx);
             return Vec::new();
@@ -961,6 +972,8 @@ fn signal_menu(model: &mut Model, command: Command) -> Vec<Action> {
 fn pick_signal(model: &mut Model, index: usize) -> Vec<Action> {
     model.overlay = None;
     match COMMON_SIGNALS.get(index) {
+        // Over the tree pane: to the process chosen there.
+        Some(signal) if model.tree.is_some() => super::tree::signal(model, *signal),
         Some(signal) => vec![Action::Control(
             model.selected_job(),
             Control::Signal(*signal),
@@ -1511,13 +1524,13 @@ mod tests {
         let (mut model, buffers) = setup();
         let keymap = Keymap::with_overrides(&[Override {
             command: Command::Stop,
-            keys: vec![Key::parse("T").expect("key")],
+            keys: vec![Key::parse("O").expect("key")],
         }])
         .expect("keymap");
         model.keymap = Arc::new(keymap);
         assert!(press(&mut model, &buffers, &[KeyCode::Char('t')]).is_empty());
         assert_eq!(
-            press(&mut model, &buffers, &[KeyCode::Char('T')]),
+            press(&mut model, &buffers, &[KeyCode::Char('O')]),
             [Action::Control(0, Control::Stop)]
         );
     }

@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn overrides_keep_the_file_order_and_their_keys() {
         let config =
-            parse("stop = \"T\"\nkill = [\"K\", \"ctrl-k\", \"K\"]\nsignal = []").expect("valid");
+            parse("stop = \"O\"\nkill = [\"K\", \"ctrl-k\", \"K\"]\nsignal = []").expect("valid");
         let overrides = &config.keys.overrides;
         assert_eq!(overrides.len(), 3);
         assert_eq!(overrides[0].command, Command::Stop);
@@ -158,7 +158,7 @@ mod tests {
         assert_eq!((err.line(), err.column()), (Some(6), Some(8)));
         assert!(err.message().contains("unknown modifier `ctlr`"), "{err}");
 
-        let err = fail("stop = \"z\"\nkill = \"z\"");
+        let err = fail("stop = \"u\"\nkill = \"u\"");
         assert_eq!(err.line(), Some(7));
         assert_eq!(err.key(), Some("keys.kill"));
         assert!(

@@ -38,7 +38,7 @@ pub use status::{
     Event, JobId, JobState, JobStatus, Level, MachineSample, Notice, Outcome, Pause, PendingReason,
     Readiness, ResultClass, Sample, StageState, StageStatus, StopReason, WaitingFor,
 };
-pub use tree::{ProcState, ProcessAction, ProcessRow, Reach, Tree};
+pub use tree::{Postmortem, ProcState, ProcessAction, ProcessRow, Reach, Tree};
 
 use drain::DrainTarget;
 use job::{JobTask, LiveTrees};

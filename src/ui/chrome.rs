@@ -146,6 +146,7 @@ fn figures_line(model: &Model, width: usize) -> Line<'static> {
     let conc = ratio(f.concurrency);
     let par = ratio(f.parallelism);
     let cpu = crate::fmt::duration(f.sum_cpu);
+    let wait = crate::fmt::duration(f.sum_cpu_wait);
     let jobs = crate::fmt::duration(f.sum_elapsed);
     let efficiency = (f.parallelism / cores as f64 * 100.0).round();
     let variants: [Vec<(&str, String)>; 5] = [
@@ -178,8 +179,12 @@ fn figures_line(model: &Model, width: usize) -> Line<'static> {
         ],
         vec![("conc ", conc), ("par ", format!("{par}/{cores}"))],
     ];
-    // Widest first: the machine's own load, when known and when there is room for it.
+    // Widest first: the time jobs waited for a CPU (after Σ CPU), then the machine's
+    // own load, when known and when there is room for them.
     let mut variants: Vec<Vec<(&str, String)>> = variants.into();
+    let mut widest = variants[0].clone();
+    widest.insert(3, ("Σ CPU wait ", wait));
+    variants.insert(0, widest);
     if let Some(machine) = model.tracker.machine {
         let mut widest = variants[0].clone();
         widest.push(("machine ", format!("{:.0}% CPU", machine.cpu_percent)));
@@ -346,6 +351,35 @@ fn hints(model: &Model) -> (Vec<Hint>, Vec<Hint>) {
             add(Command::Cancel, "leave", &mut last);
             return (hints, last);
         }
+        Mode::Tree => {
+            let live = model
+                .tree
+                .is_some_and(|view| super::tree::shown_tree(model, view.job).1);
+            hints.extend(up_down("process"));
+            if live {
+                let subtree = model
+                    .tree
+                    .is_some_and(|v| v.reach == crate::supervisor::Reach::Subtree);
+                add(Command::Stop, "stop", &mut hints);
+                add(Command::Kill, "kill", &mut hints);
+                add(Command::Signal, "signal", &mut hints);
+                add(
+                    Command::TreeReach,
+                    if subtree { "one process" } else { "subtree" },
+                    &mut hints,
+                );
+                let paused = model.tree.is_some_and(|v| model.paused(v.job));
+                add(
+                    Command::Pause,
+                    if paused { "resume" } else { "pause" },
+                    &mut hints,
+                );
+            }
+            let mut last = Vec::new();
+            add(Command::Help, "help", &mut last);
+            add(Command::Cancel, "close", &mut last);
+            return (hints, last);
+        }
         Mode::Prompt | Mode::Normal => {}
     }
     if model.merged_selected() {
@@ -428,6 +462,17 @@ fn hints(model: &Model) -> (Vec<Hint>, Vec<Hint>) {
     }
     let view = if model.timeline { "output" } else { "timeline" };
     add(Command::Timeline, view, &mut hints);
+    if job.status.is_active() || job.status.tree_at_stop.is_some() {
+        add(Command::Tree, "tree", &mut hints);
+    }
+    if matches!(job.status.state, crate::supervisor::JobState::Running) {
+        let paused = model.paused(id);
+        add(
+            Command::Pause,
+            if paused { "resume" } else { "pause" },
+            &mut hints,
+        );
+    }
     add(Command::Rerun, Command::Rerun.hint(), &mut hints);
     if !model.timeline {
         add(Command::Focus, "focus", &mut hints);
@@ -515,7 +560,7 @@ pub fn status_bar(frame: &mut Frame, model: &Model, area: Rect) {
         };
         Line::from(Span::styled(text, theme::BUSY))
     } else if let Some(message) = &model.message
-        && model.mode() == Mode::Normal
+        && matches!(model.mode(), Mode::Normal | Mode::Tree)
     {
         Line::from(Span::styled(
             format!(" {}", message.text),

@@ -155,11 +155,15 @@ pub fn draw_with(
     } else {
         table::draw(frame, model, areas.table);
         let id = model.selected_job();
-        match terminals.get(id) {
-            Some(Some(terminal)) => {
-                terminal_pane::draw(frame, model, buffers.get(id), terminal, areas.output);
+        if let Some(view) = model.tree {
+            tree::pane(frame, model, &view, areas.output);
+        } else {
+            match terminals.get(id) {
+                Some(Some(terminal)) => {
+                    terminal_pane::draw(frame, model, buffers.get(id), terminal, areas.output);
+                }
+                _ => output_pane(frame, model, buffers, &areas),
             }
-            _ => output_pane(frame, model, buffers, &areas),
         }
     }
     if model.mode() == crate::app::command::Mode::Input {

@@ -339,18 +339,22 @@ pub struct Model {
     pub inputs: Vec<Option<InputKind>>,
     /// `i` on a PTY job: every key goes to this job's terminal until `input_leave`.
     pub input_focus: Option<JobId>,
-    /// Each line's arrival time in front of it (`T`).
+    /// Each line's arrival time in front of it (`@`).
     pub timestamps: bool,
-    /// Long lines wrap (`z`) instead of being cut at the pane's edge.
+    /// Long lines wrap (`L`) instead of being cut at the pane's edge.
     pub wrap: bool,
     /// Columns of the lines' text scrolled off to the left (not wrapping).
     pub hscroll: usize,
-    /// Only this stream's lines (`e` cycles: both, stderr, stdout).
+    /// Only this stream's lines (`E` cycles: both, stderr, stdout).
     pub stream_filter: Option<crate::output::Stream>,
     /// The merged view: its jobs and its scroll state.
     pub merged_filter: JobFilter,
     pub merged: MergedView,
     pub copy: Option<CopyMode>,
+    /// The process tree pane (`T`): whose tree, and the process the keys reach.
+    pub tree: Option<super::tree::TreeView>,
+    /// What `z` last asked per job (paused or not), until a sample shows it.
+    pub pause_wanted: std::collections::HashMap<JobId, bool>,
     /// Where the selected job's log file is, per job (the exit summary and the pane title).
     pub log_paths: Vec<Option<std::path::PathBuf>>,
     /// Arrival times to wall-clock time (timestamps).
@@ -390,6 +394,8 @@ impl Model {
             merged_filter: JobFilter::default(),
             merged: MergedView::default(),
             copy: None,
+            tree: None,
+            pause_wanted: std::collections::HashMap::new(),
             log_paths: Vec::new(),
             clock: crate::logs::clock::WallClock::now(),
             tracker,
@@ -411,6 +417,18 @@ impl Model {
         Duration::from_secs(d.as_secs() + u64::from(d.subsec_millis() >= 500))
     }
 
+    /// Whether `job` is paused: as `z` last asked (until a sample agrees), else as last
+    /// sampled.
+    pub fn paused(&self, job: JobId) -> bool {
+        if let Some(wanted) = self.pause_wanted.get(&job) {
+            return *wanted;
+        }
+        self.job(job).is_some_and(|record| {
+            matches!(record.status.state, JobState::Running)
+                && record.sample.as_ref().is_some_and(|s| s.paused.is_some())
+        })
+    }
+
     /// Which keymap applies: a prompt, an overlay, copy mode, or the main screen.
     pub fn mode(&self) -> Mode {
         if self.prompt.is_some() {
@@ -419,6 +437,7 @@ impl Model {
         match self.overlay {
             None if self.input_focus.is_some() => Mode::Input,
             None if self.copy.is_some() => Mode::Copy,
+            None if self.tree.is_some() => Mode::Tree,
             None => Mode::Normal,
             Some(Overlay::Help { .. }) => Mode::Help,
             Some(Overlay::Signals { .. }) => Mode::SignalMenu,
@@ -450,6 +469,8 @@ impl Model {
         self.views = vec![OutputView::default(); n];
         self.merged = MergedView::default();
         self.copy = None;
+        self.tree = None;
+        self.pause_wanted.clear();
         self.expanded.resize(n, false);
         self.inputs.resize(n, None);
         self.input_focus = None;

@@ -48,7 +48,7 @@ const COLUMNS: &[Column] = &[
         title: "PID",
         width: 7,
         right: true,
-        rank: 5,
+        rank: 6,
         text: |cx| {
             let status = &cx.record.status;
             match cx.stage {
@@ -86,7 +86,7 @@ const COLUMNS: &[Column] = &[
         title: "ELAPSED",
         width: 7,
         right: true,
-        rank: 6,
+        rank: 7,
         text: |cx| {
             let status = &cx.record.status;
             match (cx.stage, status.started_at, status.ended_at) {
@@ -101,7 +101,7 @@ const COLUMNS: &[Column] = &[
         title: "EXIT",
         width: 7,
         right: false,
-        rank: 1,
+        rank: 2,
         text: |cx| match cx.stage {
             Some(s) => cx
                 .record
@@ -118,7 +118,7 @@ const COLUMNS: &[Column] = &[
         title: "↻",
         width: 2,
         right: true,
-        rank: 2,
+        rank: 3,
         text: |cx| match (cx.stage, cx.record.status.restarts) {
             (None, n) if n > 0 => n.to_string(),
             _ => String::new(),
@@ -135,7 +135,7 @@ const COLUMNS: &[Column] = &[
         title: "CPU",
         width: 5,
         right: true,
-        rank: 4,
+        rank: 5,
         text: |cx| match cx.stage {
             // The stage's own share while it runs, from its subtree's samples.
             Some(s) => cx
@@ -155,10 +155,25 @@ const COLUMNS: &[Column] = &[
         title: "RSS",
         width: 6,
         right: true,
-        rank: 3,
+        rank: 4,
         text: |cx| match cx.stage {
             Some(_) => String::new(),
             None => crate::fmt::rss_text(cx.record),
+        },
+        style: plain,
+    },
+    Column {
+        // Runnable but not running: more jobs than cores show up here, not in CPU.
+        title: "WAIT",
+        width: 6,
+        right: true,
+        rank: 1,
+        text: |cx| match cx.stage {
+            // Blank below what the column can show: most jobs hardly ever wait.
+            None if cx.record.cpu_wait() >= std::time::Duration::from_millis(5) => {
+                crate::fmt::duration(cx.record.cpu_wait())
+            }
+            _ => String::new(),
         },
         style: plain,
     },

@@ -5,19 +5,25 @@
 
 use std::time::Instant;
 
+use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders};
 
+use super::model::Model;
 use super::theme::{self, Theme};
-use crate::supervisor::{ProcState, ProcessRow, Reach, Tree};
+use crate::supervisor::{JobId, ProcState, ProcessRow, Reach, Tree};
 
 /// What the pane shows and where the cursor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeView {
     pub job: crate::supervisor::JobId,
-    /// Index of the selected process in the tree's rows.
-    pub selected: usize,
+    /// The chosen process: the cursor stays on it while the tree changes around it.
+    pub pid: Option<u32>,
+    /// Its row when last chosen: where the cursor stays once it has gone.
+    pub index: usize,
     /// Whether `t`, `K` and `x` reach the process alone or its whole subtree.
     pub reach: Reach,
 }
@@ -26,9 +32,30 @@ impl TreeView {
     pub fn new(job: crate::supervisor::JobId) -> Self {
         TreeView {
             job,
-            selected: 0,
+            pid: None,
+            index: 0,
             reach: Reach::Process,
         }
+    }
+
+    /// The cursor's row in `tree`.
+    pub fn row(&self, tree: &Tree) -> usize {
+        self.pid
+            .and_then(|pid| tree.rows.iter().position(|r| r.pid == pid))
+            .unwrap_or(self.index)
+            .min(tree.rows.len().saturating_sub(1))
+    }
+
+    /// The process under the cursor.
+    pub fn process<'t>(&self, tree: &'t Tree) -> Option<&'t ProcessRow> {
+        tree.rows.get(self.row(tree))
+    }
+
+    /// Moves the cursor to row `index` (clamped).
+    pub fn select(&mut self, tree: &Tree, index: usize) {
+        let index = index.min(tree.rows.len().saturating_sub(1));
+        self.index = index;
+        self.pid = tree.rows.get(index).map(|r| r.pid);
     }
 }
 
@@ -107,18 +134,56 @@ const COLUMNS: &[Column] = &[
     },
 ];
 
-/// The pane's title: whose tree, how many processes, what the keys reach.
-pub fn title(tree: Option<&Tree>, name: &str, view: &TreeView, live: bool) -> String {
-    let count = tree.map_or(0, |t| t.rows.len());
-    let reach = match view.reach {
-        Reach::Process => "t K x: this process (a: its subtree)",
-        Reach::Subtree => "t K x: this subtree (a: the process alone)",
+/// The tree the pane shows for `job`, and whether it is live (the job runs) or the
+/// snapshot taken when it was stopped.
+pub fn shown_tree(model: &Model, job: JobId) -> (Option<&Tree>, bool) {
+    let Some(record) = model.job(job) else {
+        return (None, false);
     };
-    if live {
-        format!(" {name}: {count} processes · {reach} ")
+    if record.status.is_active() {
+        (record.tree.as_deref(), true)
     } else {
-        format!(" {name}: the tree when it was stopped ({count} processes) ")
+        let postmortem = record.status.tree_at_stop.as_deref().map(|p| &p.tree);
+        (postmortem, false)
     }
+}
+
+/// The pane's title: whose tree, how many processes, what the keys reach (live), or
+/// why and when the snapshot was taken (after the job ended).
+pub fn title(model: &Model, view: &TreeView) -> String {
+    let (tree, live) = shown_tree(model, view.job);
+    let Some(record) = model.job(view.job) else {
+        return String::new();
+    };
+    let name = crate::stdio::visible_inline(&record.name);
+    let count = tree.map_or(0, |t| t.rows.len());
+    let processes = if count == 1 { "process" } else { "processes" };
+    if live {
+        let reach = match view.reach {
+            Reach::Process => "t K x: this process",
+            Reach::Subtree => "t K x: this process and its descendants",
+        };
+        format!(" {name}: {count} {processes} · {reach} ")
+    } else {
+        let why = record
+            .status
+            .tree_at_stop
+            .as_deref()
+            .map_or("stopped", |p| p.why.as_str());
+        format!(" {name}: its {count} {processes} when it was stopped ({why}) ")
+    }
+}
+
+/// The tree pane in `area` (the output pane's place): a title line, then the tree.
+pub fn pane(frame: &mut Frame, model: &Model, view: &TreeView, area: Rect) {
+    let (tree, _) = shown_tree(model, view.job);
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(model.theme.border(true))
+        .title(Line::from(Span::styled(title(model, view), theme::BOLD)));
+    let body = block.inner(area);
+    frame.render_widget(block, area);
+    draw(frame.buffer_mut(), body, tree, view, model.now, model.theme);
 }
 
 /// Draws the tree into `area` (column titles on its first line).
@@ -175,13 +240,13 @@ pub fn draw(
         return;
     };
     let rows = area.height.saturating_sub(1) as usize;
-    let selected = view.selected.min(tree.rows.len().saturating_sub(1));
+    let selected = view.row(tree);
     let first = selected.saturating_sub(rows.saturating_sub(1));
     for (line, row) in tree.rows.iter().enumerate().skip(first).take(rows) {
         let y = area.y + 1 + (line - first) as u16;
         let chosen = line == selected;
         let style = if chosen {
-            theme.selection(super::model::Focus::Output)
+            theme.selection(super::model::Focus::Jobs)
         } else {
             Style::new()
         };
@@ -211,10 +276,15 @@ pub fn draw(
                 cell_style,
             );
         }
-        let mut command = format!("{}{}", "  ".repeat(row.depth.min(20)), row.cmdline);
-        if row.left_group {
-            command.push_str("  ⇱ left the group");
+        // Marks before the command line, which may be long and is cut at the edge.
+        let mut command = "  ".repeat(row.depth.min(20));
+        if row.outlived_grace {
+            command.push_str("✗ outlived grace · ");
         }
+        if row.left_group {
+            command.push_str("⇱ left group · ");
+        }
+        command.push_str(&row.cmdline);
         put(
             buf,
             x,
