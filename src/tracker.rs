@@ -236,6 +236,11 @@ pub struct RunSpan {
     pub cpu: Vec<(Instant, Duration)>,
     /// CPU of the whole run (rusage of everything reaped), once it ended.
     pub final_cpu: Option<Duration>,
+    /// Cumulative time the run's processes waited for a CPU since `start`, at the
+    /// times samples arrived (like `cpu`).
+    pub wait: Vec<(Instant, Duration)>,
+    /// The exact figure of everything reaped, once it ended.
+    pub final_wait: Option<Duration>,
     /// How it ended (None while it runs).
     pub outcome: Option<Outcome>,
     pub stages: Vec<StageSpan>,
@@ -302,6 +307,14 @@ impl RunSpan {
         cumulative_at_each(self.start, &self.cpu, self.end, self.final_cpu, times)
     }
 
+    /// Cumulative time waiting for a CPU at each of `times`, like [`RunSpan::cpu_at_each`].
+    pub fn wait_at_each(&self, times: &[Instant]) -> Vec<Option<Duration>> {
+        if self.wait.is_empty() && self.final_wait.is_none() {
+            return vec![None; times.len()];
+        }
+        cumulative_at_each(self.start, &self.wait, self.end, self.final_wait, times)
+    }
+
     /// CPU used between `a` and `b` (within the run), in cores (1.0 = one core busy).
     pub fn cores_between(&self, a: Instant, b: Instant) -> Option<f64> {
         let secs = b.saturating_duration_since(a).as_secs_f64();
@@ -361,6 +374,8 @@ impl History {
                 end: None,
                 cpu: Vec::new(),
                 final_cpu: None,
+                wait: Vec::new(),
+                final_wait: None,
                 outcome: None,
                 stages: vec![StageSpan::default(); status.stages.len()],
             });
@@ -390,6 +405,7 @@ impl History {
             run.end = Some(end.max(run.start));
             // Later events may add orphans' CPU to the total: keep it current.
             run.final_cpu = Some(status.total_cpu.saturating_sub(self.cpu_base));
+            run.final_wait = Some(status.reaped_wait());
             run.outcome = status.outcome().cloned();
         }
     }
@@ -401,6 +417,7 @@ impl History {
             return;
         };
         add_point(&mut run.cpu, run.start, now, sample.cpu_time, min_gap);
+        add_point(&mut run.wait, run.start, now, sample.cpu_wait, min_gap);
         for (pid, cpu) in &sample.stage_cpu {
             let stage = stages.iter().position(|s| s.pid == Some(*pid));
             if let Some(span) = stage.and_then(|s| run.stages.get_mut(s))
@@ -416,7 +433,9 @@ impl History {
     pub fn points(&self) -> usize {
         self.runs
             .iter()
-            .map(|r| r.cpu.len() + r.stages.iter().map(|s| s.samples.len()).sum::<usize>())
+            .map(|r| {
+                r.cpu.len() + r.wait.len() + r.stages.iter().map(|s| s.samples.len()).sum::<usize>()
+            })
             .sum()
     }
 
@@ -433,6 +452,7 @@ impl History {
         self.min_gap = gap.max(Duration::from_millis(1));
         for run in &mut self.runs {
             thin(&mut run.cpu, run.start, self.min_gap);
+            thin(&mut run.wait, run.start, self.min_gap);
             for stage in &mut run.stages {
                 thin(&mut stage.samples, run.start, self.min_gap);
             }
@@ -567,6 +587,14 @@ fn merge_runs(run: &mut RunSpan, later: RunSpan) {
     run.cpu.push((later.start.max(end), first_cpu));
     run.cpu
         .extend(later.cpu.iter().map(|&(t, c)| (t, first_cpu + c)));
+    let first_wait = run
+        .final_wait
+        .unwrap_or_else(|| run.wait.last().map_or(Duration::ZERO, |p| p.1));
+    run.wait.push((end, first_wait));
+    run.wait.push((later.start.max(end), first_wait));
+    run.wait
+        .extend(later.wait.iter().map(|&(t, c)| (t, first_wait + c)));
+    run.final_wait = later.final_wait.map(|c| first_wait + c);
     run.end = later.end;
     run.final_cpu = later.final_cpu.map(|c| first_cpu + c);
     run.outcome = later.outcome;

@@ -862,8 +862,20 @@ fn the_tree_pane_finds_each_process_and_stops_exactly_the_one_chosen() {
         let rows = tree_rows(s);
         (1..=3).all(|i| rows.iter().any(|r| runs(r, &format!("sleep {m}{i}"))))
     });
-    assert!(screen.contains("family: "), "{screen}");
     let rows = tree_rows(&screen);
+    // Every process of the job, as /proc has them: the shell and its descendants (a
+    // shell runs a subshell's last command in place, so the TERM-ignoring sleep is the
+    // subshell itself).
+    let shell: u32 = Tmux::cell(&screen, "family", "PID")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let family = descendants(shell).len() + 1;
+    assert!(
+        screen.contains(&format!("family: {family} processes")),
+        "{family} processes: {screen}"
+    );
+    assert_eq!(rows.len(), family, "{screen}");
     // The daemon is marked; the sleeps say what they wait on.
     let daemon = rows.iter().find(|r| runs(r, &format!("{m}3"))).unwrap();
     assert!(daemon.contains("⇱ left group"), "{daemon}");
@@ -909,6 +921,43 @@ fn the_tree_pane_finds_each_process_and_stops_exactly_the_one_chosen() {
     t.wait_row("family", "killed", |r| r.contains("SIGKILL"));
     t.keys(&["Escape"]);
     t.wait_for("the output pane back", |s| !s.contains("WAITS ON"));
-    t.keys(&["q"]);
+
+    // A reader blocked on a pipe says so.
+    t.keys(&["j", "T"]);
+    t.wait_for("cat in read", |s| {
+        tree_rows(s)
+            .iter()
+            .any(|r| runs(r, "cat") && r.contains(" read "))
+    });
+    t.keys(&["Escape", "Q"]);
     assert_eq!(t.assert_clean_exit(), 1);
+}
+
+/// Every descendant of `pid`, from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let p: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let after = &stat[stat.rfind(')')? + 2..];
+            let ppid = after.split_whitespace().nth(1)?.parse().ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }

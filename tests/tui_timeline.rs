@@ -96,6 +96,21 @@ impl Recorder {
         self.tracker.apply_at(&event, self.t0 + at);
     }
 
+    /// A sample of the run's cumulative CPU and time waiting for a CPU.
+    fn sample_wait(&mut self, id: usize, at: Duration, cpu: Duration, wait: Duration) {
+        let event = Event::Sample {
+            id,
+            sample: Sample {
+                rss_bytes: 1 << 20,
+                cpu_time: cpu,
+                cpu_wait: wait,
+                processes: 1,
+                ..Sample::default()
+            },
+        };
+        self.tracker.apply_at(&event, self.t0 + at);
+    }
+
     /// A sample with each stage's own cumulative CPU (the run's is their sum).
     fn sample_stages(&mut self, id: usize, at: Duration, stages: &[Duration]) {
         let pids = self.statuses[id]
@@ -543,4 +558,36 @@ fn axis_spans_the_run_and_rounds_up_while_running() {
     let axis = timeline::Axis::new(&r.model(ms(9_000)), 80);
     assert_eq!(axis.span, ms(5_500));
     assert_eq!(axis.now, None);
+}
+
+#[test]
+fn slices_spent_waiting_for_a_cpu_are_drawn_apart_from_running_and_sleeping() {
+    // Four hashers on two cores: each runs half the time and waits the other half;
+    // one more job alone on a core for its first half, then asleep.
+    let mut r = Recorder::new(&[("crowded", 1), ("alone", 1)]);
+    r.start(0, ms(0));
+    r.start(1, ms(0));
+    for s in 1..=8u64 {
+        let at = Duration::from_secs(s);
+        r.sample_wait(0, at, at / 2, at / 2);
+        let busy = at.min(Duration::from_secs(4));
+        r.sample_wait(1, at, busy, ms(10) * s as u32);
+    }
+    let model = r.model(ms(8_200));
+    let screen = text(&model, 100, 12);
+    let crowded = bar_of(&screen, "crowded");
+    let alone = bar_of(&screen, "alone");
+    assert!(crowded.contains("▚▚▚▚"), "waiting cells: {crowded:?}");
+    assert!(!crowded.contains('█'), "{crowded:?}");
+    assert!(!alone.contains('▚'), "{alone:?}");
+    assert!(alone.contains("████") && alone.contains("───"), "{alone:?}");
+    assert!(
+        screen.contains("▚ waiting for a CPU"),
+        "the legend: {screen}"
+    );
+    // The job table's WAIT column and the header's Σ CPU wait carry the figures.
+    let mut model = model;
+    model.timeline = false;
+    let screen = text(&model, 130, 12);
+    assert!(screen.contains("Σ CPU wait 4.08s"), "{screen}");
 }

@@ -107,6 +107,8 @@ pub const DROPPED_MARKER: Style = Style::new()
 pub const STDERR_TINT: Color = Color::Indexed(180);
 /// The timeline's "now" line and the expanded-pipeline marker.
 pub const NOW: Color = Color::Yellow;
+/// Timeline cells spent waiting for a CPU.
+pub const CPU_WAIT: Color = Color::Magenta;
 pub const GRID: Style = Style::new().fg(Color::Indexed(238));
 
 /// Stage tags in a pipeline's output, by stage number.

@@ -1,7 +1,8 @@
 //! The timeline (`v`): one row per job (and per stage of an expanded pipeline) on a
 //! shared time axis, from the run's start to now (or its end). Each run is a bar; each
 //! cell is shaded by the CPU the job used in that slice of time, so a sleeping job is a
-//! thin line and a CPU-bound one a solid block.
+//! thin line and a CPU-bound one a solid block; a slice the job spent largely runnable
+//! but waiting for a CPU (more CPU-bound jobs than cores) is drawn as [`WAITING`].
 //!
 //! A pure render of what the tracker recorded ([`crate::tracker::History`]): run
 //! intervals and cumulative CPU points, interpolated per cell.
@@ -190,6 +191,11 @@ fn cpu_glyph(cores: Option<f64>) -> char {
     }
 }
 
+/// A slice spent largely waiting for a CPU: at least [`WAIT_SHARE`] of it runnable but
+/// not running, and at least half as much waiting as running.
+pub const WAITING: char = '▚';
+const WAIT_SHARE: f64 = 0.25;
+
 /// Marks the first cell of a restart that touches the bar before it.
 const RESTART: char = '▏';
 const NOW: char = '│';
@@ -202,6 +208,8 @@ struct Acc {
     covered: f64,
     /// CPU seconds in those (where known).
     cpu: f64,
+    /// Seconds waiting for a CPU in those (where known).
+    wait: f64,
     known: bool,
     touched: bool,
     restart: bool,
@@ -217,6 +225,13 @@ impl Acc {
         if self.restart {
             return Some((RESTART, color));
         }
+        if self.known
+            && self.covered > 0.0
+            && self.wait / self.covered >= WAIT_SHARE
+            && self.wait >= self.cpu / 2.0
+        {
+            return Some((WAITING, theme::CPU_WAIT));
+        }
         let cores = if !self.known {
             None
         } else if self.covered > 0.0 {
@@ -229,7 +244,8 @@ impl Acc {
 }
 
 /// Adds the interval `[a, b]` of a run to the cells. `cumulative` gives the run's CPU
-/// seconds so far at each of the (increasing) instants it is asked about.
+/// seconds so far at each of the (increasing) instants it is asked about, `waited` its
+/// seconds waiting for a CPU (None: not known for this row).
 fn paint(
     cells: &mut [Acc],
     axis: &Axis,
@@ -237,6 +253,7 @@ fn paint(
     color: Color,
     restart: bool,
     cumulative: impl Fn(&[Instant]) -> Vec<Option<f64>>,
+    waited: Option<&dyn Fn(&[Instant]) -> Vec<Option<f64>>>,
 ) {
     let a = a.max(axis.origin);
     let b = b.max(a);
@@ -250,6 +267,7 @@ fn paint(
         bounds.push(end.max(*bounds.last().unwrap_or(&a)));
     }
     let cpu = cumulative(&bounds);
+    let wait = waited.map(|w| w(&bounds));
     for (i, cell) in cells[first..=last].iter_mut().enumerate() {
         let secs = bounds[i + 1]
             .saturating_duration_since(bounds[i])
@@ -262,6 +280,11 @@ fn paint(
             cell.known = true;
             cell.covered += secs;
             cell.cpu += (y - x).max(0.0);
+        }
+        if let Some(wait) = &wait
+            && let (Some(x), Some(y)) = (wait[i], wait[i + 1])
+        {
+            cell.wait += (y - x).max(0.0);
         }
         if restart && i == 0 {
             cell.restart = true;
@@ -282,12 +305,22 @@ fn job_cells(record: &JobRecord, axis: &Axis) -> Vec<Acc> {
                 .end
                 .is_some_and(|prev| axis.col(run.start).saturating_sub(axis.col(prev)) <= 1);
         let color = theme::run_color(run, stopping && i + 1 == runs.len());
-        paint(&mut cells, axis, (run.start, end), color, restart, |ts| {
-            run.cpu_at_each(ts)
+        let seconds = |points: Vec<Option<Duration>>| -> Vec<Option<f64>> {
+            points
                 .into_iter()
                 .map(|c| c.map(|d| d.as_secs_f64()))
                 .collect()
-        });
+        };
+        let waited = |ts: &[Instant]| seconds(run.wait_at_each(ts));
+        paint(
+            &mut cells,
+            axis,
+            (run.start, end),
+            color,
+            restart,
+            |ts| seconds(run.cpu_at_each(ts)),
+            Some(&waited),
+        );
     }
     cells
 }
@@ -306,12 +339,20 @@ fn stage_cells(record: &JobRecord, stage: usize, axis: &Axis) -> Vec<Acc> {
         let ended = span.end.or(run.end);
         let end = ended.unwrap_or(axis.end);
         let color = theme::run_color(run, stopping && i + 1 == runs.len());
-        paint(&mut cells, axis, (run.start, end), color, false, |ts| {
-            span.cpu_at_each(run.start, ended, ts)
-                .into_iter()
-                .map(|cpu| cpu.map(|c| c.as_secs_f64()))
-                .collect()
-        });
+        paint(
+            &mut cells,
+            axis,
+            (run.start, end),
+            color,
+            false,
+            |ts| {
+                span.cpu_at_each(run.start, ended, ts)
+                    .into_iter()
+                    .map(|cpu| cpu.map(|c| c.as_secs_f64()))
+                    .collect()
+            },
+            None,
+        );
     }
     cells
 }
@@ -423,6 +464,7 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect, legend: Rect) {
     let offset = model.visible_offset(visible);
     let selected = model.selected_index();
     let mut highlight = None;
+    let mut waiting = false;
     for (index, row) in rows.iter().enumerate().skip(offset).take(visible) {
         let Some(record) = model.job(row.job()) else {
             continue;
@@ -474,6 +516,9 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect, legend: Rect) {
                 name_style,
             ),
         ];
+        waiting |= cells
+            .iter()
+            .any(|c| c.glyph().is_some_and(|(g, _)| g == WAITING));
         spans.extend(bar_spans(&cells, &grid, now_col));
         if index == selected {
             highlight = Some(lines.len());
@@ -491,10 +536,11 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect, legend: Rect) {
             .buffer_mut()
             .set_style(row, model.theme.selection(model.focus));
     }
-    draw_legend(frame, model, &axis, legend);
+    draw_legend(frame, model, &axis, waiting, legend);
 }
 
-fn draw_legend(frame: &mut Frame, model: &Model, axis: &Axis, area: Rect) {
+/// `waiting`: a row shows a slice spent waiting for a CPU (its key is then explained).
+fn draw_legend(frame: &mut Frame, model: &Model, axis: &Axis, waiting: bool, area: Rect) {
     if area.height == 0 {
         return;
     }
@@ -514,6 +560,13 @@ fn draw_legend(frame: &mut Frame, model: &Model, axis: &Axis, area: Rect) {
         ]
         .concat(),
     ];
+    if waiting {
+        parts.push(key(
+            WAITING.to_string(),
+            theme::CPU_WAIT,
+            "waiting for a CPU",
+        ));
+    }
     if axis.now.is_some() {
         parts.push(key(NOW.to_string(), theme::NOW, "now"));
     }
