@@ -243,6 +243,10 @@ impl Acc {
     }
 }
 
+/// Cumulative seconds (CPU, or waiting for one) at each of the increasing instants
+/// asked about; None where nothing is known.
+type Cumulative<'a> = &'a dyn Fn(&[Instant]) -> Vec<Option<f64>>;
+
 /// Adds the interval `[a, b]` of a run to the cells. `cumulative` gives the run's CPU
 /// seconds so far at each of the (increasing) instants it is asked about, `waited` its
 /// seconds waiting for a CPU (None: not known for this row).
@@ -253,7 +257,7 @@ fn paint(
     color: Color,
     restart: bool,
     cumulative: impl Fn(&[Instant]) -> Vec<Option<f64>>,
-    waited: Option<&dyn Fn(&[Instant]) -> Vec<Option<f64>>>,
+    waited: Option<Cumulative>,
 ) {
     let a = a.max(axis.origin);
     let b = b.max(a);
