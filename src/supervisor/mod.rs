@@ -10,6 +10,7 @@ mod drain;
 mod job;
 pub mod procfs;
 mod reaper;
+mod reload;
 mod sampler;
 pub mod signals;
 mod slots;
@@ -31,6 +32,7 @@ use crate::output::{OutputBuffer, SharedBuffer};
 
 pub use drain::{OutputChunk, OutputTee, TeeHandle};
 pub use job::{Control, backoff_delay};
+pub use reload::ReloadReport;
 pub use status::{
     Event, JobId, JobState, JobStatus, Level, MachineSample, Notice, Outcome, Pause, PendingReason,
     Sample, StageState, StageStatus, StopReason,
@@ -90,6 +92,8 @@ pub struct Supervisor {
     token: String,
     started_at: Instant,
     desk: Arc<tree::Desk>,
+    /// What adding jobs later needs ([`Supervisor::apply`]).
+    kit: reload::Kit,
 }
 
 /// The sampler and the reaper end with their supervisor, however it goes away (`shutdown`
@@ -191,6 +195,14 @@ impl Supervisor {
             events_tx.clone(),
             sample_soon.clone(),
         ));
+        let kit = reload::Kit::new(
+            events_tx.clone(),
+            slots.clone(),
+            live.clone(),
+            sample_soon.clone(),
+            options.clone(),
+            config,
+        );
         let sampler = tokio::spawn(sampler::run(
             live,
             events_tx,
@@ -212,6 +224,7 @@ impl Supervisor {
                 token,
                 started_at,
                 desk,
+                kit,
             },
             events_rx,
         ))
