@@ -127,6 +127,18 @@ pub struct RunOpts {
     /// the project's package manager. Repeatable.
     #[arg(long, value_name = "PATTERN")]
     pub npm: Vec<String>,
+
+    /// Serve the control socket at PATH (default: $XDG_RUNTIME_DIR/forkyard/NAME.sock).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_socket")]
+    pub socket: Option<PathBuf>,
+
+    /// Serve no control socket.
+    #[arg(long)]
+    pub no_socket: bool,
+
+    /// The session's name, for `forkyard ctl --name` and `attach` (default: from the config).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     // The services track's `--exit-with` belongs here: it applies to a config and to
     // command-line jobs alike (see `quick_draft` for the latter).
 }
@@ -147,6 +159,28 @@ impl RunOpts {
             restart: later.restart.or(self.restart),
             timeout: later.timeout.or(self.timeout),
             npm: [self.npm, later.npm].concat(),
+            socket: later.socket.or(self.socket),
+            no_socket: self.no_socket || later.no_socket,
+            name: later.name.or(self.name),
+        }
+    }
+
+    /// How a run with these options serves its control socket.
+    fn serve(&self, config: &Config) -> crate::control::ServeOptions {
+        use crate::control::SocketChoice;
+        let is_file = config.origin != config::BUILTIN_DEMO_NAME && config.origin != COMMAND_LINE;
+        crate::control::ServeOptions {
+            socket: match (&self.socket, self.no_socket) {
+                (_, true) => SocketChoice::Off,
+                (Some(path), false) => SocketChoice::Path(path.clone()),
+                (None, false) => SocketChoice::Default,
+            },
+            name: self.name.clone(),
+            config_file: is_file.then(|| {
+                let path = PathBuf::from(&config.origin);
+                std::fs::canonicalize(&path).unwrap_or(path)
+            }),
+            exclusive: false,
         }
     }
 
@@ -165,6 +199,9 @@ impl RunOpts {
         flag(self.report.is_some(), "--report");
         flag(self.no_summary, "--no-summary");
         flag(self.compare.is_some(), "--compare");
+        flag(self.socket.is_some(), "--socket");
+        flag(self.no_socket, "--no-socket");
+        flag(self.name.is_some(), "--name");
         flags.extend(self.job_flags());
         flags
     }
@@ -246,6 +283,27 @@ pub enum Command {
     Man,
     /// Print the JSON Schema of forkyard.toml (for taplo / Even Better TOML).
     Schema,
+    /// Talk to a running session: status, events, logs, start, stop, kill, restart,
+    /// signal, wait, reload, list-sessions.
+    Ctl(crate::control::client::CtlArgs),
+    /// Start a session in the background (headless, with its control socket) and return.
+    Up(crate::control::daemon::UpArgs),
+    /// Open the TUI on a running session (q detaches; the jobs keep running).
+    Attach(crate::control::attach::AttachArgs),
+    /// Stop a session like a quit: every job stopped, then the session ends.
+    Down {
+        /// The session (default: the only one running).
+        session: Option<String>,
+        /// The session's socket.
+        #[arg(long = "socket", id = "down_socket", value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Runs one job on this host for a `host = ...` job elsewhere (started through ssh).
+    #[command(hide = true)]
+    RemoteRun {
+        /// The job, as JSON.
+        spec: String,
+    },
 }
 
 /// Parses the command line. `--help`, `--version` and usage errors are printed here
@@ -436,6 +494,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             (Source::Commands(commands), opts)
         }
+        Some(Command::Up(up)) => {
+            if let Some(flag) = opts.run_flags().first() {
+                return Ok(usage_error(&format!(
+                    "{flag} shapes a run; `forkyard up` takes -j, --name and --socket itself"
+                )));
+            }
+            return start_session(&up);
+        }
         Some(other) => {
             if let Some(flag) = opts.run_flags().first() {
                 return Ok(usage_error(&format!(
@@ -478,7 +544,51 @@ fn subcommand_name(command: &Command) -> &'static str {
         Command::Completions { .. } => "completions",
         Command::Man => "man",
         Command::Schema => "schema",
+        Command::Ctl(_) => "ctl",
+        Command::Up(_) => "up",
+        Command::Attach(_) => "attach",
+        Command::Down { .. } => "down",
+        Command::RemoteRun { .. } => "remote-run",
     }
+}
+
+/// `forkyard up`: the config is read here first, so an error reads as for a run (exit
+/// 2); then the session starts (in the background unless `--foreground`).
+fn start_session(args: &crate::control::daemon::UpArgs) -> anyhow::Result<i32> {
+    let config = match load_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            say!("{}", visible_inline(&err.to_string()));
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    let opts = RunOpts {
+        max_parallel: args.max_parallel,
+        socket: args.socket.clone(),
+        name: args.name.clone(),
+        ..RunOpts::default()
+    };
+    let mut serve = opts.serve(&config);
+    serve.exclusive = true;
+    if !args.foreground {
+        return Ok(crate::control::daemon::up_background(
+            args,
+            serve.config_file.as_deref(),
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("forkyard")
+        .build()?;
+    let options = HeadlessOptions {
+        max_parallel: args.max_parallel,
+        no_summary: true,
+        serve,
+        session: true,
+        ready_fd: crate::control::daemon::ready_fd(),
+        ..HeadlessOptions::default()
+    };
+    run_to_end(runtime, headless::run(&config, &options))
 }
 
 fn usage_error(message: &str) -> i32 {
@@ -503,6 +613,7 @@ fn start(config: Config, opts: &RunOpts) -> anyhow::Result<i32> {
         let options = crate::app::TuiOptions {
             max_parallel: opts.max_parallel,
             report: opts.report.clone(),
+            serve: opts.serve(&config),
         };
         return run_to_end(runtime, crate::app::run(config, options));
     }
@@ -512,6 +623,8 @@ fn start(config: Config, opts: &RunOpts) -> anyhow::Result<i32> {
         report: opts.report.clone(),
         no_summary: opts.no_summary,
         quiet: false,
+        serve: opts.serve(&config),
+        ..HeadlessOptions::default()
     };
     run_to_end(runtime, headless::run(&config, &options))
 }
@@ -551,6 +664,16 @@ fn ecosystem(command: Command) -> i32 {
         }
         Command::Schema => (config::schema::schema_text(), "the schema"),
         Command::Run { .. } => return usage_error("forkyard run: nothing to run"),
+        Command::Ctl(args) => return crate::control::client::ctl(args),
+        Command::Attach(args) => return crate::app::attach(args),
+        Command::Down { session, socket } => {
+            return crate::control::daemon::down(&crate::control::client::Target {
+                socket,
+                name: session,
+            });
+        }
+        Command::RemoteRun { spec } => return crate::control::remote::run(&spec),
+        Command::Up(_) => return usage_error("forkyard up: internal error"),
     };
     match stdio::print(&text) {
         Ok(()) => 0,

@@ -33,8 +33,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::control::attach::{AttachArgs, Link, News};
+use crate::control::{FrontRequest, Server};
 use crate::output::SharedBuffer;
-use crate::supervisor::{Controller, Event, Supervisor, SupervisorOptions};
+use crate::supervisor::{Controller, Event, Level, Notice, Supervisor, SupervisorOptions};
 use crate::ui::{self, Model};
 
 use input::TerminalInput;
@@ -55,6 +57,8 @@ pub struct TuiOptions {
     pub max_parallel: Option<usize>,
     /// `--report FILE`: the JSON report of the last run, written when the TUI exits.
     pub report: Option<PathBuf>,
+    /// The control socket the TUI serves.
+    pub serve: crate::control::ServeOptions,
 }
 
 /// Runs the TUI until the user quits (or a signal arrives, or the terminal goes away)
@@ -87,6 +91,64 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
     let code = shell.state.exit_code();
     shell.finish(options.report.as_deref());
     Ok(code)
+}
+
+/// `forkyard attach`: the TUI on a session elsewhere, through its socket; every key that
+/// acts on a job goes there. Quitting detaches and leaves the jobs running. Returns the
+/// exit status: 0, or 128 + N after signal N (129 when the terminal went away).
+pub fn attach(args: AttachArgs) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("forkyard")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            crate::say!("{err}");
+            return 1;
+        }
+    };
+    let code = runtime.block_on(async move {
+        match attach_async(args).await {
+            Ok(code) => code,
+            Err(err) => {
+                crate::say!("{err:#}");
+                1
+            }
+        }
+    });
+    runtime.shutdown_background();
+    code
+}
+
+async fn attach_async(args: AttachArgs) -> anyhow::Result<i32> {
+    let signals = crate::run::Signals::listen().context("cannot listen for signals")?;
+    let activity = Arc::new(Notify::new());
+    // Connected before the terminal is taken: a missing session is a message, not a flash.
+    let link = match crate::control::attach::open(&args, activity.clone()).await {
+        Ok(link) => link,
+        Err(code) => return Ok(code),
+    };
+    let tty = input::Tty::open().context("cannot read the terminal")?;
+    let (width, height) = tty.size().context("cannot read the terminal's size")?;
+    let session = terminal::enter((width, height)).context("cannot set up the terminal")?;
+    let mut shell = Shell::attached(
+        link,
+        activity,
+        session,
+        tty,
+        signals,
+        Rect::new(0, 0, width, height),
+    );
+    shell.state.model.theme = ui::theme::Theme::detect();
+    shell.run().await;
+    shell.screen = None;
+    terminal::restore();
+    shell.finish(None);
+    Ok(shell
+        .state
+        .ended_by
+        .map_or(0, |signal| crate::run::exit_code(Some(signal), false)))
 }
 
 /// Where frames go: a terminal session (restored when dropped) or, in tests, a bare
@@ -152,9 +214,12 @@ pub struct Shell<S: Screen, I: TerminalInput, G: SignalSource> {
     input: Option<I>,
     signals: G,
     config: Config,
-    /// Taken when a shutdown starts.
-    supervisor: Option<Supervisor>,
-    controller: Controller,
+    /// This process's supervisor, or a session attached through its socket.
+    backend: Backend,
+    /// The control socket this TUI serves (local runs).
+    server: Option<Server>,
+    /// Why the attached session's link ended, if it did.
+    link_ended: Option<String>,
     /// The current supervisor's events; replaced (the old one dropped) by a rerun, so
     /// nothing from an earlier run reaches the new tracker.
     events: mpsc::UnboundedReceiver<Event>,
@@ -168,7 +233,71 @@ pub struct Shell<S: Screen, I: TerminalInput, G: SignalSource> {
     rerun_error: Option<anyhow::Error>,
 }
 
+/// Where the jobs run.
+// One per TUI, never moved around: boxing the supervisor would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Backend {
+    /// Here: the supervisor (taken when a shutdown starts) and its controller.
+    Local {
+        supervisor: Option<Supervisor>,
+        controller: Controller,
+    },
+    /// In a session elsewhere (`forkyard attach`).
+    Attached(Link),
+}
+
 impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
+    /// The TUI on an attached session.
+    pub fn attached(
+        mut link: Link,
+        activity: Arc<Notify>,
+        screen: S,
+        input: I,
+        signals: G,
+        size: Rect,
+    ) -> Self {
+        let origin = std::path::Path::new(&link.origin)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| link.origin.clone());
+        let mut model = Model::new(
+            link.tracker.clone(),
+            format!("{origin} · session {}", link.name),
+        );
+        model.max_parallel = link.max_parallel;
+        model.attached = Some(link.name.clone());
+        let n = model.tracker.jobs.len();
+        model.views.resize(n, Default::default());
+        let buffers = link.buffers.clone();
+        let events = link
+            .events
+            .take()
+            .unwrap_or_else(|| mpsc::unbounded_channel().1);
+        let max_parallel = link.max_parallel;
+        Shell {
+            state: State::new(model, buffers, size),
+            screen: Some(screen),
+            input: Some(input),
+            signals,
+            config: Config {
+                origin: link.origin.clone(),
+                settings: Default::default(),
+                jobs: Vec::new(),
+                keys: Default::default(),
+            },
+            backend: Backend::Attached(link),
+            server: None,
+            link_ended: None,
+            events,
+            events_open: true,
+            shutdown: None,
+            activity,
+            sampled: Arc::new(Notify::new()),
+            max_parallel,
+            rerun_error: None,
+        }
+    }
+
     /// Starts the jobs and the state for a screen of `size`.
     pub fn start(
         config: Config,
@@ -181,6 +310,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         let activity = Arc::new(Notify::new());
         let sampled = Arc::new(Notify::new());
         let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
+        // Bound before any job starts: a taken name is an error, not a run without it.
+        let (server, warning) = Server::start_or_warn(&options.serve, &config)?;
         let (supervisor, events) = start_supervisor(&config, max_parallel, &activity, &sampled)?;
         let origin = std::path::Path::new(&config.origin)
             .file_name()
@@ -198,14 +329,30 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                 DEMO_WELCOME_TTL,
             );
         }
+        if let Some(warning) = warning {
+            model.set_message(warning, crate::ui::model::MessageKind::Warn, Instant::now());
+        }
         let buffers = buffers_of(&supervisor);
+        if let Some(server) = &server {
+            server.set_run(crate::control::hub::RunView::of(
+                &supervisor,
+                &model.tracker,
+                max_parallel,
+                true,
+                config.settings.scrollback,
+            ));
+        }
         Ok(Shell {
             state: State::new(model, buffers, size),
             screen: Some(screen),
             input: Some(input),
             signals,
-            controller: supervisor.controller(),
-            supervisor: Some(supervisor),
+            backend: Backend::Local {
+                controller: supervisor.controller(),
+                supervisor: Some(supervisor),
+            },
+            server,
+            link_ended: None,
             events,
             events_open: true,
             shutdown: None,
@@ -262,11 +409,11 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                 },
                 event = self.events.recv(), if self.events_open => match event {
                     Some(event) => {
-                        self.state.step(Input::Supervisor(event), Instant::now());
+                        self.supervisor_event(event);
                         // A sampler tick sends one event per job: take the whole burst
                         // in this wake-up rather than one loop turn each.
                         while let Ok(event) = self.events.try_recv() {
-                            self.state.step(Input::Supervisor(event), Instant::now());
+                            self.supervisor_event(event);
                         }
                         continue;
                     }
@@ -278,10 +425,18 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                 _ = sampled.notified() => {
                     // The tick's samples were sent before this: apply them, then draw.
                     while let Ok(event) = self.events.try_recv() {
-                        self.state.step(Input::Supervisor(event), Instant::now());
+                        self.supervisor_event(event);
                     }
                     Input::Sampled
                 }
+                request = next_request(&mut self.server) => {
+                    self.front_request(request);
+                    continue;
+                }
+                news = next_news(&mut self.backend) => match self.on_news(news) {
+                    Some(input) => input,
+                    None => continue,
+                },
                 _ = activity.notified(), if watch_activity => Input::Activity,
                 _ = sleep, if wake.is_some() => Input::Tick,
             };
@@ -291,11 +446,123 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         // The last status changes (every job finished) are worth applying for the
         // summary and the report, even though nobody will see another frame.
         while let Ok(event) = self.events.try_recv() {
+            if let Some(server) = &self.server {
+                server.observe(&event);
+            }
             self.state.model.tracker.apply(&event);
         }
     }
 
+    /// One event of the supervisor (or of the attached session).
+    fn supervisor_event(&mut self, event: Event) {
+        if let Some(server) = &self.server {
+            server.observe(&event);
+        }
+        self.state.step(Input::Supervisor(event), Instant::now());
+    }
+
+    /// A request from the control socket that only this loop can carry out.
+    fn front_request(&mut self, request: FrontRequest) {
+        match request {
+            FrontRequest::Quit => {
+                let effects = self.state.step(Input::Quit, Instant::now());
+                self.apply(effects);
+            }
+            FrontRequest::Reload(reply) => {
+                let _ = reply.send(self.reload());
+            }
+        }
+    }
+
+    fn reload(&mut self) -> Result<crate::control::ReloadOutcome, String> {
+        let Backend::Local {
+            supervisor: Some(supervisor),
+            controller,
+        } = &mut self.backend
+        else {
+            return Err("the run is stopping".into());
+        };
+        if self.state.lifecycle != state::Lifecycle::Running {
+            return Err("the run is stopping".into());
+        }
+        let reloaded = crate::control::reload(
+            supervisor,
+            &self.config,
+            self.server.as_ref(),
+            &mut self.state.model.tracker,
+        )?;
+        *controller = supervisor.controller();
+        self.config = reloaded.config;
+        self.state.buffers.extend(reloaded.buffers);
+        self.jobs_changed();
+        self.notice(reloaded.summary);
+        Ok(reloaded.outcome)
+    }
+
+    /// The job list grew or was replaced: per-job view state follows it.
+    fn jobs_changed(&mut self) {
+        let model = &mut self.state.model;
+        let n = model.tracker.jobs.len();
+        model.views.resize(n, Default::default());
+        model.expanded.resize(n, false);
+        let selected = model.selected_job();
+        if model.job(selected).is_none_or(|j| j.retired) {
+            let visible = (0..n).rev().find(|&id| !model.tracker.jobs[id].retired);
+            model.selected = ui::model::RowRef::Job(visible.unwrap_or(0));
+        }
+    }
+
+    fn notice(&mut self, text: String) {
+        self.supervisor_event(Event::Notice(Notice {
+            job: None,
+            level: Level::Info,
+            text,
+        }));
+    }
+
+    /// What the attached session's link says besides events.
+    fn on_news(&mut self, news: News) -> Option<Input> {
+        match news {
+            News::Added { jobs, retired } => {
+                for job in jobs {
+                    let tracker = &mut self.state.model.tracker;
+                    let id = tracker.push_job(job.name, job.status);
+                    tracker.jobs[id].host = job.host;
+                    self.state.buffers.push(job.buffer);
+                }
+                for id in retired {
+                    if let Some(record) = self.state.model.tracker.jobs.get_mut(id) {
+                        record.retired = true;
+                    }
+                }
+                self.jobs_changed();
+                None
+            }
+            News::Reset {
+                tracker,
+                buffers,
+                max_parallel,
+            } => {
+                self.state.model.tracker = tracker;
+                self.state.model.max_parallel = max_parallel;
+                self.state.buffers = buffers;
+                self.jobs_changed();
+                self.notice("the session started its jobs again".into());
+                None
+            }
+            News::Ended(why) => {
+                self.notice(why.clone());
+                self.link_ended = Some(why);
+                Some(Input::Quit)
+            }
+        }
+    }
+
     fn draw(&mut self, now: Instant) {
+        if let Backend::Attached(link) = &mut self.backend {
+            // The session sends the output of the job on screen only.
+            link.watch(Some(self.state.model.selected_job()));
+        }
         self.state.begin_frame(now);
         let Some(screen) = self.screen.as_mut() else {
             return;
@@ -313,27 +580,45 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
 
     fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
-            match effect {
-                Effect::Control(id, control) => self.controller.control(id, control),
-                Effect::ControlAll(control) => self.controller.control_all(control),
-                Effect::Shutdown => {
-                    if let Some(supervisor) = self.supervisor.take() {
+            match (effect, &mut self.backend) {
+                (Effect::Control(id, control), Backend::Local { controller, .. }) => {
+                    controller.control(id, control)
+                }
+                (Effect::Control(id, control), Backend::Attached(link)) => {
+                    link.control(id, control)
+                }
+                (Effect::ControlAll(control), Backend::Local { controller, .. }) => {
+                    controller.control_all(control)
+                }
+                // Only quitting sends every job a control (SIGKILL): detaching never
+                // touches the session's jobs.
+                (Effect::ControlAll(_), Backend::Attached(_)) => {}
+                (Effect::Shutdown, Backend::Local { supervisor, .. }) => {
+                    if let Some(supervisor) = supervisor.take() {
                         self.shutdown = Some(tokio::spawn(supervisor.shutdown()));
                     }
                 }
-                Effect::StartRun(limit) => {
+                (Effect::Shutdown, Backend::Attached(link)) => {
+                    link.detach();
+                    self.shutdown = Some(tokio::spawn(async {}));
+                }
+                (Effect::StartRun(_), Backend::Attached(_)) => {
+                    self.rerun_error = Some(anyhow::anyhow!("an attached TUI cannot rerun"));
+                    self.state.rerun_failed();
+                }
+                (Effect::StartRun(limit), Backend::Local { .. }) => {
                     if let Err(err) = self.start_run(limit) {
                         self.rerun_error = Some(err);
                         self.state.rerun_failed();
                     }
                 }
-                Effect::ReleaseTerminal => {
+                (Effect::ReleaseTerminal, _) => {
                     // Dropping a session restores the terminal; its input goes with it.
                     self.screen = None;
                     self.input = None;
                     terminal::restore();
                 }
-                Effect::Resize(width, height) => {
+                (Effect::Resize(width, height), _) => {
                     let resized = self.screen.as_mut().map(|s| s.resize(width, height));
                     if let Some(Err(err)) = resized {
                         let effects = self
@@ -358,8 +643,19 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         let buffers = buffers_of(&supervisor);
         self.state
             .start_run(crate::run::tracker_for(&supervisor), buffers, limit);
-        self.controller = supervisor.controller();
-        self.supervisor = Some(supervisor);
+        if let Some(server) = &self.server {
+            server.set_run(crate::control::hub::RunView::of(
+                &supervisor,
+                &self.state.model.tracker,
+                limit,
+                true,
+                self.config.settings.scrollback,
+            ));
+        }
+        self.backend = Backend::Local {
+            controller: supervisor.controller(),
+            supervisor: Some(supervisor),
+        };
         // The old receiver is dropped here: a late event of the old run has nowhere to go.
         self.events = events;
         self.events_open = true;
@@ -369,6 +665,17 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
 
     /// After the loop: the closing lines on stderr and the report (`--report`).
     pub fn finish(&mut self, report: Option<&std::path::Path>) {
+        if let Backend::Attached(link) = &self.backend {
+            let name = crate::stdio::visible_inline(&link.name).into_owned();
+            match &self.link_ended {
+                Some(why) => crate::say!("{}", crate::stdio::visible_inline(why)),
+                None => crate::say!(
+                    "detached from session `{name}`; its jobs keep running (`forkyard attach \
+                     {name}` again, `forkyard down {name}` stops it)"
+                ),
+            }
+            return;
+        }
         let tracker = &self.state.model.tracker;
         let ok = tracker
             .jobs
@@ -414,6 +721,23 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                 crate::say!("{err:#}");
             }
         }
+    }
+}
+
+async fn next_request(server: &mut Option<Server>) -> FrontRequest {
+    match server {
+        Some(server) => server.next_request().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_news(backend: &mut Backend) -> News {
+    match backend {
+        Backend::Attached(link) => match link.news.recv().await {
+            Some(news) => news,
+            None => std::future::pending().await,
+        },
+        Backend::Local { .. } => std::future::pending().await,
     }
 }
 

@@ -82,6 +82,9 @@ pub struct JobSpec {
     pub max_restarts: u32,
     pub autostart: bool,
     pub pipefail: bool,
+    /// `host = "user@host"`: the job runs there, through `ssh -tt` (its command is
+    /// already the ssh command; see `control::remote`). Shown in its row.
+    pub host: Option<String>,
 }
 
 impl JobSpec {
@@ -101,6 +104,7 @@ impl JobSpec {
             max_restarts: DEFAULT_MAX_RESTARTS,
             autostart: true,
             pipefail: false,
+            host: None,
         }
     }
 

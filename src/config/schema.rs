@@ -89,6 +89,9 @@ struct JobTable {
     autostart: Option<bool>,
     /// A pipeline's result: the last stage's (false, the default) or the first failing stage's.
     pipefail: Option<bool>,
+    /// Run the job on this host through `ssh -tt` ("user@host", or a Host of your ssh
+    /// config); its env and cwd apply there. Needs forkyard on the host.
+    host: Option<String>,
 }
 
 /// A duration in humantime syntax: "500ms", "3s", "2m", "1m 30s".

@@ -204,6 +204,9 @@ pub struct Model {
     /// What the keys do (the help and the hint bar show it).
     pub keymap: Arc<Keymap>,
     pub theme: Theme,
+    /// Attached to this session (`forkyard attach`): quitting detaches, the jobs keep
+    /// running, and there is no rerun.
+    pub attached: Option<String>,
 }
 
 impl Model {
@@ -230,6 +233,7 @@ impl Model {
             rerun: None,
             keymap: Arc::new(Keymap::default()),
             theme: Theme::default(),
+            attached: None,
             tracker,
         }
     }
@@ -333,7 +337,7 @@ impl Model {
         self.rows()
             .iter()
             .filter_map(|row| match *row {
-                RowRef::Job(id) => self.job(id).map(|j| j.name.chars().count()),
+                RowRef::Job(id) => self.job(id).map(|j| j.label().chars().count()),
                 RowRef::Stage(id, s) => self
                     .job(id)
                     .and_then(|j| j.status.stages.get(s))
@@ -347,6 +351,10 @@ impl Model {
     pub fn rows(&self) -> Vec<RowRef> {
         let mut rows = Vec::with_capacity(self.tracker.jobs.len());
         for (id, job) in self.tracker.jobs.iter().enumerate() {
+            // A job a config reload removed or replaced keeps its record, not its row.
+            if job.retired {
+                continue;
+            }
             rows.push(RowRef::Job(id));
             if self.is_expanded(id) && job.status.stages.len() > 1 {
                 rows.extend((0..job.status.stages.len()).map(|s| RowRef::Stage(id, s)));
