@@ -808,11 +808,12 @@ async fn control(hub: &Hub, name: &str, action: Action, wait: bool, reader: &mut
             }
             said.push(notice.text.clone());
         }
+        let queued = JobState::Pending(PendingReason::Queued);
         let done = if settles {
             status.is_settled()
         } else {
-            status.runs > before.runs
-                || (!status.is_settled() && !status.is_active() && status.state != before.state)
+            // A new run began, or it waits for a slot under `max_parallel`.
+            status.runs > before.runs || (status.state == queued && before.state != queued)
         };
         done.then(|| {
             let mut reply = job_summary(run, id, Instant::now());

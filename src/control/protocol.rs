@@ -121,6 +121,9 @@ impl Action {
 }
 
 /// One request, as the server understands it.
+// TODO(pty, issue 12): `write` (text to a job's stdin) and `close_stdin`, here, in
+// `forkyard ctl` and as attached-TUI controls, through the stdin writer the pty track
+// adds to the supervisor (not there yet: jobs' stdin is /dev/null or fixed text).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Ping,
