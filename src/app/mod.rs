@@ -85,6 +85,9 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
     shell.state.model.keymap = Arc::new(keymap);
     shell.state.model.theme = ui::theme::Theme::detect();
     shell.run().await;
+    if let Some(server) = shell.server.take() {
+        server.close().await;
+    }
     // Leave the alternate screen before printing anything.
     shell.screen = None;
     terminal::restore();

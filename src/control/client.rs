@@ -227,6 +227,15 @@ impl Client {
         }
     }
 
+    /// The next line as it came (None: the server closed the connection).
+    pub async fn next_raw(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.reader.next().await? {
+            Line::Text(line) => Ok(Some(line)),
+            Line::TooLong(n) => anyhow::bail!("the session sent a line of {n} bytes"),
+            Line::End => Ok(None),
+        }
+    }
+
     /// Sends a request and reads its reply.
     pub async fn request(&mut self, request: &Value) -> anyhow::Result<Value> {
         self.send(request).await?;
@@ -324,6 +333,7 @@ async fn ctl_async(args: CtlArgs) -> i32 {
     };
     let mut out = Output::new(args.json);
     let result = match command {
+        CtlCommand::Status if args.json => status_json(&mut client, &mut out).await,
         CtlCommand::Events => stream(&mut client, &request, &mut out, Printing::Events).await,
         CtlCommand::Logs { .. } => stream(&mut client, &request, &mut out, Printing::Logs).await,
         _ => match client.request(&request).await {
@@ -382,6 +392,30 @@ fn request_of(command: &CtlCommand) -> Result<Value, String> {
         CtlCommand::Reload => json!({"cmd": "reload"}),
         CtlCommand::ListSessions => json!({"cmd": "ping"}),
     })
+}
+
+/// `status --json`: the report as the session encoded it, passed through (parsed only to
+/// find it, never rebuilt: a thousand jobs are 300 kB).
+async fn status_json(client: &mut Client, out: &mut Output) -> anyhow::Result<i32> {
+    #[derive(serde::Deserialize)]
+    struct Reply<'a> {
+        ok: bool,
+        #[serde(borrow)]
+        report: Option<&'a serde_json::value::RawValue>,
+    }
+    client.send(&json!({"cmd": "status"})).await?;
+    let line = client
+        .next_raw()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the session closed the connection"))?;
+    let reply: Reply<'_> = serde_json::from_slice(&line)?;
+    match (reply.ok, reply.report) {
+        (true, Some(report)) => {
+            out.line(report.get());
+            Ok(0)
+        }
+        _ => Ok(out.error(&serde_json::from_slice(&line)?)),
+    }
 }
 
 /// What a streamed line is.

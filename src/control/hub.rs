@@ -199,6 +199,18 @@ impl Server {
         &self.hub.name
     }
 
+    /// Ends the server: streams get their last line (`end`) and every client its
+    /// connection closed, waited for up to a second (a client that does not read is not
+    /// waited for longer), so a script following `events` sees the session end.
+    pub async fn close(self) {
+        self.accept.abort();
+        self.hub.close();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.hub.connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.hub.path
     }
@@ -597,6 +609,10 @@ async fn connection(hub: &Arc<Hub>, stream: UnixStream, count: usize) -> std::io
                 continue;
             }
         };
+        if let Request::Status = request {
+            protocol::write_raw(&mut write, &status(hub, id.as_ref())).await?;
+            continue;
+        }
         match serve(hub, request, &mut reader, &mut write, &with_id).await? {
             Next::Continue => {}
             Next::Close => return Ok(()),
@@ -613,7 +629,10 @@ async fn serve(
 ) -> std::io::Result<Next> {
     let reply = match request {
         Request::Ping => ok(json!({})),
-        Request::Status => status(hub),
+        Request::Status => {
+            protocol::write_raw(write, &status(hub, None)).await?;
+            return Ok(Next::Continue);
+        }
         Request::Events => return events(hub, reader, write, with_id).await,
         Request::Logs {
             job,
@@ -653,25 +672,47 @@ fn state_word(status: &JobStatus) -> &'static str {
     }
 }
 
-/// One job as `events` and control replies describe it.
-fn job_summary(run: &RunState, id: JobId, now: Instant) -> Value {
+/// One job as `status`, `events` and control replies describe it.
+#[derive(serde::Serialize)]
+struct Summary {
+    job: String,
+    id: JobId,
+    /// One word: pending, queued, backoff, running, stopping, finished.
+    state: &'static str,
+    /// The STATE column's words: `running`, `stopping 2.1s`, `exited 3`.
+    text: String,
+    result: Option<&'static str>,
+    exit_code: Option<i32>,
+    signal: Option<&'static str>,
+    pid: Option<u32>,
+    pgid: Option<u32>,
+    runs: u32,
+    restarts: u32,
+    host: Option<String>,
+}
+
+fn summary(run: &RunState, id: JobId, now: Instant) -> Summary {
     let record = &run.tracker.jobs[id];
     let status = &record.status;
     let outcome = status.outcome();
-    json!({
-        "job": record.name,
-        "id": id,
-        "state": state_word(status),
-        "text": crate::fmt::record_state(record, now),
-        "result": outcome.map(|o| o.kind()),
-        "exit_code": outcome.and_then(|o| o.exit_code()),
-        "signal": outcome.and_then(|o| o.signal()).map(|s| s.as_str()),
-        "pid": status.stages.first().and_then(|s| s.pid),
-        "pgid": status.pgid,
-        "runs": status.runs,
-        "restarts": status.restarts,
-        "host": run.hosts.get(id).cloned().flatten(),
-    })
+    Summary {
+        job: record.name.clone(),
+        id,
+        state: state_word(status),
+        text: crate::fmt::record_state(record, now),
+        result: outcome.map(|o| o.kind()),
+        exit_code: outcome.and_then(|o| o.exit_code()),
+        signal: outcome.and_then(|o| o.signal()).map(|s| s.as_str()),
+        pid: status.stages.first().and_then(|s| s.pid),
+        pgid: status.pgid,
+        runs: status.runs,
+        restarts: status.restarts,
+        host: run.hosts.get(id).cloned().flatten(),
+    }
+}
+
+fn job_summary(run: &RunState, id: JobId, now: Instant) -> Value {
+    serde_json::to_value(summary(run, id, now)).unwrap_or_default()
 }
 
 fn job_event(run: &RunState, id: JobId, now: Instant) -> Value {
@@ -689,27 +730,56 @@ fn notice_event(run: &RunState, notice: &Notice) -> Value {
     })
 }
 
-fn status(hub: &Hub) -> Value {
-    let st = hub.lock();
-    let Some(run) = st.run.as_ref() else {
-        return error(ErrorKind::Unavailable, "the session is starting");
+/// The `status` reply, `{"ok":true,"report":{...},"jobs":[...]}`, encoded straight from
+/// the report (a thousand jobs make 300 kB of JSON: no `Value` tree in between). Built
+/// under the lock, encoded after it.
+fn status(hub: &Hub, id: Option<&Value>) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Reply<'a> {
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Value>,
+        report: crate::report::Report,
+        jobs: Vec<Summary>,
+    }
+    let (mut report, jobs, removed) = {
+        let st = hub.lock();
+        let Some(run) = st.run.as_ref() else {
+            let mut reply = error(ErrorKind::Unavailable, "the session is starting");
+            if let Some(id) = id {
+                reply["id"] = id.clone();
+            }
+            return line(&reply);
+        };
+        let now = Instant::now();
+        let counts: Vec<_> = run.buffers.iter().map(crate::report::counts_of).collect();
+        let report = crate::report::build(&run.tracker, &counts, run.max_parallel, now);
+        let jobs: Vec<Summary> = (0..run.tracker.jobs.len())
+            .filter(|&id| !run.removed[id])
+            .map(|id| summary(run, id, now))
+            .collect();
+        (report, jobs, run.removed.clone())
     };
-    let now = Instant::now();
-    let counts: Vec<_> = run.buffers.iter().map(crate::report::counts_of).collect();
-    let report = crate::report::build(&run.tracker, &counts, run.max_parallel, now);
-    let jobs: Vec<Value> = (0..run.tracker.jobs.len())
-        .filter(|&id| !run.removed[id])
-        .map(|id| job_summary(run, id, now))
-        .collect();
-    let removed = run.removed.clone();
-    drop(st);
-    let mut report = report;
     let mut index = 0;
     report.jobs.retain(|_| {
         index += 1;
         !removed.get(index - 1).copied().unwrap_or(false)
     });
-    ok(json!({"report": report, "jobs": jobs}))
+    let mut text = serde_json::to_vec(&Reply {
+        ok: true,
+        id,
+        report,
+        jobs,
+    })
+    .unwrap_or_default();
+    text.push(b'\n');
+    text
+}
+
+fn line(value: &Value) -> Vec<u8> {
+    let mut text = serde_json::to_vec(value).unwrap_or_default();
+    text.push(b'\n');
+    text
 }
 
 /// Waits until `ready` says the answer, looking again after every change, while the

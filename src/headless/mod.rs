@@ -304,6 +304,9 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         }
     };
 
+    if let Some(server) = server.take() {
+        server.close().await;
+    }
     let counts: Vec<report::OutputCounts> = buffers.iter().map(report::counts_of).collect();
     let report = report::build(&tracker, &counts, max_parallel, now);
     if let Some(out) = out.as_mut().filter(|_| !options.no_summary) {
