@@ -91,8 +91,9 @@ impl JobRecord {
     }
 
     /// Did the latest finished run fail? (exit != 0, signal, timeout, failed to start)
+    /// A job a reload stopped (removed or replaced) did not fail: it was told to go.
     pub fn failed(&self) -> bool {
-        self.status.outcome().is_some_and(|o| !o.is_success())
+        !self.retired && self.status.outcome().is_some_and(|o| !o.is_success())
     }
 
     /// The name as a row shows it: with the host of a remote job, `web (user@host)`.

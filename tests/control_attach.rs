@@ -125,3 +125,73 @@ fn regex_escape(text: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn a_tui_serves_its_socket_reloads_and_ends_with_down() {
+    let tmux = Tmux::new("tui");
+    let scratch = Scratch::new();
+    let (keep, gone, fresh) = (sleep_arg(62), sleep_arg(63), sleep_arg(64));
+    let job = |name: &str, mark: &str| {
+        format!("[[job]]\nname = \"{name}\"\ncmd = [\"sleep\", \"{mark}\"]\n")
+    };
+    let config = scratch.write(
+        "tuis.toml",
+        &[job("keep", &keep), job("gone", &gone)].concat(),
+    );
+    let env = format!("XDG_RUNTIME_DIR=\"{}\"", scratch.runtime().display());
+    tmux.window(
+        "tui",
+        &format!(
+            "{env} \"{}\" --name tuis \"{}\"; echo EXIT=$?; exec sleep 600",
+            util::bin(),
+            config.display()
+        ),
+    );
+    tmux.wait_for("tui", "the TUI", |s| {
+        s.contains("keep") && s.contains("gone")
+    });
+    wait_for("its jobs", || pgrep_count(&sleep_pattern(&gone)) == 1);
+    tmux.window(
+        "att",
+        &format!(
+            "{env} \"{}\" attach tuis; echo EXIT=$?; exec sleep 600",
+            util::bin()
+        ),
+    );
+    tmux.wait_for("att", "the attached TUI", |s| s.contains("session tuis"));
+
+    // The TUI reloads: both it and the TUI attached to it show the new set.
+    scratch.write(
+        "tuis.toml",
+        &[job("keep", &keep), job("fresh", &fresh)].concat(),
+    );
+    let out = scratch.ctl("tuis", &["reload"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("added: fresh") && out.stdout.contains("removed: gone"),
+        "{out:?}"
+    );
+    for window in ["tui", "att"] {
+        tmux.wait_for(window, "the reloaded rows", |s| {
+            s.lines()
+                .any(|l| l.contains(" fresh ") && l.contains("running"))
+                && !s.lines().any(|l| l.contains(" gone "))
+                && s.contains("0 failed")
+        });
+    }
+    assert_eq!(pgrep_count(&sleep_pattern(&gone)), 0);
+
+    // down quits the TUI like q (every job stopped); the attached TUI says so and ends.
+    let out = scratch.run(&["down", "tuis"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let screen = tmux.wait_for("tui", "the TUI to end", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let screen = tmux.wait_for("att", "the attached TUI to end", |s| s.contains("EXIT="));
+    assert!(
+        screen.contains("the session ended") && screen.contains("EXIT=0"),
+        "{screen}"
+    );
+    for mark in [&keep, &fresh] {
+        assert_eq!(pgrep_count(&sleep_pattern(mark)), 0);
+    }
+}

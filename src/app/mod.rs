@@ -422,6 +422,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                     }
                     None => {
                         self.events_open = false;
+                        // An attached session's link says why before its events end.
+                        self.take_news();
                         Input::EventsClosed
                     }
                 },
@@ -461,7 +463,26 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         if let Some(server) = &self.server {
             server.observe(&event);
         }
+        // The link sends its news before the events that follow it (a job a reload added
+        // gets its status right after): whatever news is there is older than this event.
+        self.take_news();
         self.state.step(Input::Supervisor(event), Instant::now());
+    }
+
+    /// The attached session's news that has arrived, in order.
+    fn take_news(&mut self) {
+        loop {
+            let Backend::Attached(link) = &mut self.backend else {
+                return;
+            };
+            let Ok(news) = link.news.try_recv() else {
+                return;
+            };
+            if let Some(input) = self.on_news(news) {
+                let effects = self.state.step(input, Instant::now());
+                self.apply(effects);
+            }
+        }
     }
 
     /// A request from the control socket that only this loop can carry out.

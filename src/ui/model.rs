@@ -552,7 +552,8 @@ pub struct Counts {
 
 pub fn counts(jobs: &[JobRecord]) -> Counts {
     let mut counts = Counts::default();
-    for job in jobs {
+    // A job a reload removed or replaced has no row, and is not counted either.
+    for job in jobs.iter().filter(|j| !j.retired) {
         match &job.status.state {
             JobState::Running | JobState::Stopping { .. } => counts.running += 1,
             JobState::Finished(outcome) if outcome.is_success() => counts.done += 1,
