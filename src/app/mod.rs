@@ -269,6 +269,14 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         );
         model.max_parallel = link.max_parallel;
         model.attached = Some(link.name.clone());
+        if !link.keeps_output {
+            model.set_sticky_message(
+                "this headless run keeps no scrollback: its jobs' output cannot be shown here",
+                crate::ui::model::MessageKind::Warn,
+                Instant::now(),
+                std::time::Duration::from_secs(3600),
+            );
+        }
         let n = model.tracker.jobs.len();
         model.views.resize(n, Default::default());
         let buffers = link.buffers.clone();

@@ -72,6 +72,9 @@ pub struct Link {
     pub name: String,
     pub origin: String,
     pub max_parallel: usize,
+    /// The session keeps its jobs' scrollback (a plain headless run does not: then no
+    /// output can be shown).
+    pub keeps_output: bool,
     /// The jobs as they are at the snapshot.
     pub tracker: Tracker,
     pub buffers: Vec<SharedBuffer>,
@@ -276,6 +279,7 @@ pub async fn open(args: &AttachArgs, activity: Arc<Notify>) -> Result<Link, i32>
         name,
         origin,
         max_parallel,
+        keeps_output: first["keeps_output"] != false,
         tracker,
         buffers,
         events: Some(events),
