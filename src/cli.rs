@@ -665,7 +665,7 @@ fn ecosystem(command: Command) -> i32 {
         Command::Schema => (config::schema::schema_text(), "the schema"),
         Command::Run { .. } => return usage_error("forkyard run: nothing to run"),
         Command::Ctl(args) => return crate::control::client::ctl(args),
-        Command::Attach(args) => return crate::app::attach(args),
+        Command::Attach(args) => return crate::control::attach::run(args),
         Command::Down { session, socket } => {
             return crate::control::daemon::down(&crate::control::client::Target {
                 socket,

@@ -33,7 +33,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::control::attach::{AttachArgs, Link, News};
+use crate::control::attach::{Link, News};
 use crate::control::{FrontRequest, Server};
 use crate::output::SharedBuffer;
 use crate::supervisor::{Controller, Event, Level, Notice, Supervisor, SupervisorOptions};
@@ -94,64 +94,6 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
     let code = shell.state.exit_code();
     shell.finish(options.report.as_deref());
     Ok(code)
-}
-
-/// `forkyard attach`: the TUI on a session elsewhere, through its socket; every key that
-/// acts on a job goes there. Quitting detaches and leaves the jobs running. Returns the
-/// exit status: 0, or 128 + N after signal N (129 when the terminal went away).
-pub fn attach(args: AttachArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("forkyard")
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            crate::say!("{err}");
-            return 1;
-        }
-    };
-    let code = runtime.block_on(async move {
-        match attach_async(args).await {
-            Ok(code) => code,
-            Err(err) => {
-                crate::say!("{err:#}");
-                1
-            }
-        }
-    });
-    runtime.shutdown_background();
-    code
-}
-
-async fn attach_async(args: AttachArgs) -> anyhow::Result<i32> {
-    let signals = crate::run::Signals::listen().context("cannot listen for signals")?;
-    let activity = Arc::new(Notify::new());
-    // Connected before the terminal is taken: a missing session is a message, not a flash.
-    let link = match crate::control::attach::open(&args, activity.clone()).await {
-        Ok(link) => link,
-        Err(code) => return Ok(code),
-    };
-    let tty = input::Tty::open().context("cannot read the terminal")?;
-    let (width, height) = tty.size().context("cannot read the terminal's size")?;
-    let session = terminal::enter((width, height)).context("cannot set up the terminal")?;
-    let mut shell = Shell::attached(
-        link,
-        activity,
-        session,
-        tty,
-        signals,
-        Rect::new(0, 0, width, height),
-    );
-    shell.state.model.theme = ui::theme::Theme::detect();
-    shell.run().await;
-    shell.screen = None;
-    terminal::restore();
-    shell.finish(None);
-    Ok(shell
-        .state
-        .ended_by
-        .map_or(0, |signal| crate::run::exit_code(Some(signal), false)))
 }
 
 /// Where frames go: a terminal session (restored when dropped) or, in tests, a bare
@@ -526,22 +468,9 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         *controller = supervisor.controller();
         self.config = reloaded.config;
         self.state.buffers.extend(reloaded.buffers);
-        self.jobs_changed();
+        self.state.model.sync_jobs();
         self.notice(reloaded.summary);
         Ok(reloaded.outcome)
-    }
-
-    /// The job list grew or was replaced: per-job view state follows it.
-    fn jobs_changed(&mut self) {
-        let model = &mut self.state.model;
-        let n = model.tracker.jobs.len();
-        model.views.resize(n, Default::default());
-        model.expanded.resize(n, false);
-        let selected = model.selected_job();
-        if model.job(selected).is_none_or(|j| j.retired) {
-            let visible = (0..n).rev().find(|&id| !model.tracker.jobs[id].retired);
-            model.selected = ui::model::RowRef::Job(visible.unwrap_or(0));
-        }
     }
 
     fn notice(&mut self, text: String) {
@@ -554,40 +483,16 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
 
     /// What the attached session's link says besides events.
     fn on_news(&mut self, news: News) -> Option<Input> {
-        match news {
-            News::Added { jobs, retired } => {
-                for job in jobs {
-                    let tracker = &mut self.state.model.tracker;
-                    let id = tracker.push_job(job.name, job.status);
-                    tracker.jobs[id].host = job.host;
-                    self.state.buffers.push(job.buffer);
-                }
-                for id in retired {
-                    if let Some(record) = self.state.model.tracker.jobs.get_mut(id) {
-                        record.retired = true;
-                    }
-                }
-                self.jobs_changed();
-                None
-            }
-            News::Reset {
-                tracker,
-                buffers,
-                max_parallel,
-            } => {
-                self.state.model.tracker = tracker;
-                self.state.model.max_parallel = max_parallel;
-                self.state.buffers = buffers;
-                self.jobs_changed();
-                self.notice("the session started its jobs again".into());
-                None
-            }
-            News::Ended(why) => {
-                self.notice(why.clone());
-                self.link_ended = Some(why);
-                Some(Input::Quit)
-            }
+        let ended = matches!(news, News::Ended(_));
+        let said = crate::control::attach::absorb(news, &mut self.state);
+        if let Some(text) = &said {
+            self.notice(text.clone());
         }
+        if ended {
+            self.link_ended = said;
+            return Some(Input::Quit);
+        }
+        None
     }
 
     fn draw(&mut self, now: Instant) {

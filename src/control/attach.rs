@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
@@ -418,6 +419,99 @@ impl Mirror {
         drop(buf);
         self.activity.notify_one();
     }
+}
+
+/// Applies the link's news to the attached TUI's state; returns what to say (for
+/// [`News::Ended`], why the link ended).
+pub fn absorb(news: News, state: &mut crate::app::state::State) -> Option<String> {
+    let said = match news {
+        News::Added { jobs, retired } => {
+            for job in jobs {
+                let tracker = &mut state.model.tracker;
+                let id = tracker.push_job(job.name, job.status);
+                tracker.jobs[id].host = job.host;
+                state.buffers.push(job.buffer);
+            }
+            for id in retired {
+                if let Some(record) = state.model.tracker.jobs.get_mut(id) {
+                    record.retired = true;
+                }
+            }
+            None
+        }
+        News::Reset {
+            tracker,
+            buffers,
+            max_parallel,
+        } => {
+            state.model.tracker = tracker;
+            state.model.max_parallel = max_parallel;
+            state.buffers = buffers;
+            Some("the session started its jobs again".to_string())
+        }
+        News::Ended(why) => return Some(why),
+    };
+    state.model.sync_jobs();
+    said
+}
+
+/// `forkyard attach`: the TUI on a session elsewhere, through its socket; every key that
+/// acts on a job goes there. Quitting detaches and leaves the jobs running. Returns the
+/// exit status: 0, or 128 + N after signal N (129 when the terminal went away).
+pub fn run(args: AttachArgs) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("forkyard")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            crate::say!("{err}");
+            return 1;
+        }
+    };
+    let code = runtime.block_on(async move {
+        match run_async(args).await {
+            Ok(code) => code,
+            Err(err) => {
+                crate::say!("{err:#}");
+                1
+            }
+        }
+    });
+    runtime.shutdown_background();
+    code
+}
+
+async fn run_async(args: AttachArgs) -> anyhow::Result<i32> {
+    let signals = crate::run::Signals::listen().context("cannot listen for signals")?;
+    let activity = Arc::new(Notify::new());
+    // Connected before the terminal is taken: a missing session is a message, not a flash.
+    let link = match open(&args, activity.clone()).await {
+        Ok(link) => link,
+        Err(code) => return Ok(code),
+    };
+    let tty = crate::app::input::Tty::open().context("cannot read the terminal")?;
+    let (width, height) = tty.size().context("cannot read the terminal's size")?;
+    let session =
+        crate::app::terminal::enter((width, height)).context("cannot set up the terminal")?;
+    let mut shell = crate::app::Shell::attached(
+        link,
+        activity,
+        session,
+        tty,
+        signals,
+        ratatui::layout::Rect::new(0, 0, width, height),
+    );
+    shell.state.model.theme = crate::ui::theme::Theme::detect();
+    shell.run().await;
+    shell.screen = None;
+    crate::app::terminal::restore();
+    shell.finish(None);
+    Ok(shell
+        .state
+        .ended_by
+        .map_or(0, |signal| crate::run::exit_code(Some(signal), false)))
 }
 
 /// `ssh DEST forkyard ctl --stdio [--name NAME]`, and the session at its other end.

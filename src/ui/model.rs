@@ -238,6 +238,19 @@ impl Model {
         }
     }
 
+    /// The job list grew (a config reload) or was replaced (an attached session's
+    /// rerun): per-job view state follows it, and a selection on a job without a row
+    /// moves to the last job that has one.
+    pub fn sync_jobs(&mut self) {
+        let n = self.tracker.jobs.len();
+        self.views.resize(n, OutputView::default());
+        self.expanded.resize(n, false);
+        if self.job(self.selected_job()).is_none_or(|j| j.retired) {
+            let visible = (0..n).rev().find(|&id| !self.tracker.jobs[id].retired);
+            self.selected = RowRef::Job(visible.unwrap_or(0));
+        }
+    }
+
     /// The instant every clock on screen is read at: the last whole second of the run
     /// (the grid the frames tick on). One instant for all, so jobs that started together
     /// show the same time whatever moment within the second the frame is drawn.
