@@ -344,6 +344,8 @@ fn attach_over_ssh_shows_and_drives_the_session() {
                 .arg(&self.0)
                 .output();
             util::wait_gone(self.1);
+            // The session's log, in root's shared folder: not left behind.
+            let _ = std::fs::remove_file(self.0.with_extension("log"));
         }
     }
     let mut down = Some(Down(socket.clone(), pid));
