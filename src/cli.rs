@@ -146,6 +146,19 @@ pub struct RunOpts {
     /// its timestamps shown).
     #[arg(long)]
     pub timestamps: bool,
+    /// Serve the control socket at PATH (default: $XDG_RUNTIME_DIR/forkyard/NAME.sock).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_socket")]
+    pub socket: Option<PathBuf>,
+
+    /// Serve no control socket.
+    #[arg(long)]
+    pub no_socket: bool,
+
+    /// The session's name, for `forkyard ctl --name` and `attach` (default: from the config).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    // The services track's `--exit-with` belongs here: it applies to a config and to
+    // command-line jobs alike (see `quick_draft` for the latter).
 }
 
 impl RunOpts {
@@ -168,6 +181,28 @@ impl RunOpts {
             log_dir: later.log_dir.or(self.log_dir),
             log_format: later.log_format.or(self.log_format),
             timestamps: self.timestamps || later.timestamps,
+            socket: later.socket.or(self.socket),
+            no_socket: self.no_socket || later.no_socket,
+            name: later.name.or(self.name),
+        }
+    }
+
+    /// How a run with these options serves its control socket.
+    fn serve(&self, config: &Config) -> crate::control::ServeOptions {
+        use crate::control::SocketChoice;
+        let is_file = config.origin != config::BUILTIN_DEMO_NAME && config.origin != COMMAND_LINE;
+        crate::control::ServeOptions {
+            socket: match (&self.socket, self.no_socket) {
+                (_, true) => SocketChoice::Off,
+                (Some(path), false) => SocketChoice::Path(path.clone()),
+                (None, false) => SocketChoice::Default,
+            },
+            name: self.name.clone(),
+            config_file: is_file.then(|| {
+                let path = PathBuf::from(&config.origin);
+                std::fs::canonicalize(&path).unwrap_or(path)
+            }),
+            exclusive: false,
         }
     }
 
@@ -189,6 +224,9 @@ impl RunOpts {
         flag(self.log_dir.is_some(), "--log-dir");
         flag(self.log_format.is_some(), "--log-format");
         flag(self.timestamps, "--timestamps");
+        flag(self.socket.is_some(), "--socket");
+        flag(self.no_socket, "--no-socket");
+        flag(self.name.is_some(), "--name");
         flags.extend(self.job_flags());
         flags
     }
@@ -274,6 +312,27 @@ pub enum Command {
     Man,
     /// Print the JSON Schema of forkyard.toml (for taplo / Even Better TOML).
     Schema,
+    /// Talk to a running session: status, events, logs, start, stop, kill, restart,
+    /// signal, wait, reload, list-sessions.
+    Ctl(crate::control::client::CtlArgs),
+    /// Start a session in the background (headless, with its control socket) and return.
+    Up(crate::control::daemon::UpArgs),
+    /// Open the TUI on a running session (q detaches; the jobs keep running).
+    Attach(crate::control::attach::AttachArgs),
+    /// Stop a session like a quit: every job stopped, then the session ends.
+    Down {
+        /// The session (default: the only one running).
+        session: Option<String>,
+        /// The session's socket.
+        #[arg(long = "socket", id = "down_socket", value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Runs one job on this host for a `host = ...` job elsewhere (started through ssh).
+    #[command(hide = true)]
+    RemoteRun {
+        /// The job, as JSON.
+        spec: String,
+    },
 }
 
 /// Parses the command line. `--help`, `--version` and usage errors are printed here
@@ -464,6 +523,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             (Source::Commands(commands), opts)
         }
+        Some(Command::Up(up)) => {
+            if let Some(flag) = opts.run_flags().first() {
+                return Ok(usage_error(&format!(
+                    "{flag} shapes a run; `forkyard up` takes -j, --name and --socket itself"
+                )));
+            }
+            return start_session(&up);
+        }
         Some(other) => {
             if let Some(flag) = opts.run_flags().first() {
                 return Ok(usage_error(&format!(
@@ -506,7 +573,51 @@ fn subcommand_name(command: &Command) -> &'static str {
         Command::Completions { .. } => "completions",
         Command::Man => "man",
         Command::Schema => "schema",
+        Command::Ctl(_) => "ctl",
+        Command::Up(_) => "up",
+        Command::Attach(_) => "attach",
+        Command::Down { .. } => "down",
+        Command::RemoteRun { .. } => "remote-run",
     }
+}
+
+/// `forkyard up`: the config is read here first, so an error reads as for a run (exit
+/// 2); then the session starts (in the background unless `--foreground`).
+fn start_session(args: &crate::control::daemon::UpArgs) -> anyhow::Result<i32> {
+    let config = match load_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            say!("{}", visible_inline(&err.to_string()));
+            return Ok(EXIT_CONFIG);
+        }
+    };
+    let opts = RunOpts {
+        max_parallel: args.max_parallel,
+        socket: args.socket.clone(),
+        name: args.name.clone(),
+        ..RunOpts::default()
+    };
+    let mut serve = opts.serve(&config);
+    serve.exclusive = true;
+    if !args.foreground {
+        return Ok(crate::control::daemon::up_background(
+            args,
+            serve.config_file.as_deref(),
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("forkyard")
+        .build()?;
+    let options = HeadlessOptions {
+        max_parallel: args.max_parallel,
+        no_summary: true,
+        serve,
+        session: true,
+        ready_fd: crate::control::daemon::ready_fd(),
+        ..HeadlessOptions::default()
+    };
+    run_to_end(runtime, headless::run(&config, &options))
 }
 
 fn usage_error(message: &str) -> i32 {
@@ -579,6 +690,7 @@ fn start(config: Config, opts: &RunOpts) -> anyhow::Result<i32> {
             timestamps: opts.timestamps,
             logs,
             log_problems: problems,
+            serve: opts.serve(&config),
         };
         return run_to_end(runtime, crate::app::run(config, options));
     }
@@ -591,6 +703,8 @@ fn start(config: Config, opts: &RunOpts) -> anyhow::Result<i32> {
         exit_with: opts.exit_with.clone(),
         timestamps: opts.timestamps,
         logs,
+        serve: opts.serve(&config),
+        ..HeadlessOptions::default()
     };
     run_to_end(runtime, headless::run(&config, &options))
 }
@@ -630,6 +744,16 @@ fn ecosystem(command: Command) -> i32 {
         }
         Command::Schema => (config::schema::schema_text(), "the schema"),
         Command::Run { .. } => return usage_error("forkyard run: nothing to run"),
+        Command::Ctl(args) => return crate::control::client::ctl(args),
+        Command::Attach(args) => return crate::control::attach::run(args),
+        Command::Down { session, socket } => {
+            return crate::control::daemon::down(&crate::control::client::Target {
+                socket,
+                name: session,
+            });
+        }
+        Command::RemoteRun { spec } => return crate::control::remote::run(&spec),
+        Command::Up(_) => return usage_error("forkyard up: internal error"),
     };
     match stdio::print(&text) {
         Ok(()) => 0,

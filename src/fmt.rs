@@ -302,7 +302,7 @@ pub fn elapsed(record: &JobRecord, now: Instant) -> String {
 
 /// CPU column: percent of one core from the latest sample while the job runs.
 pub fn cpu(record: &JobRecord) -> String {
-    if !record.status.is_active() {
+    if !record.status.is_active() || record.host.is_some() {
         return String::new();
     }
     match record.sample.as_ref().and_then(|s| s.cpu_percent) {
@@ -313,7 +313,10 @@ pub fn cpu(record: &JobRecord) -> String {
 
 /// RSS column: current tree RSS while running, the peak afterwards.
 pub fn rss_text(record: &JobRecord) -> String {
-    if record.status.is_active() {
+    // A remote job's processes are on its host: not sampled.
+    if record.host.is_some() {
+        "remote".into()
+    } else if record.status.is_active() {
         record
             .sample
             .as_ref()

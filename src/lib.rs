@@ -7,6 +7,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod fmt;
 pub mod headless;
 pub mod logs;

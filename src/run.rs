@@ -58,6 +58,9 @@ pub fn tracker_for(supervisor: &Supervisor) -> Tracker {
             .map(|j| (j.spec.name.clone(), j.initial.clone())),
     );
     tracker.started = supervisor.started_at();
+    for (record, job) in tracker.jobs.iter_mut().zip(supervisor.jobs()) {
+        record.host = job.spec.host.clone();
+    }
     tracker
 }
 

@@ -34,9 +34,30 @@ pub struct JobRecord {
     pub run_wait: Duration,
     /// Its live process tree, while a consumer watches it (`Controller::watch_tree`).
     pub tree: Option<std::sync::Arc<crate::supervisor::Tree>>,
+    /// The host it runs on (`host = "user@host"`): its CPU and RSS are not sampled (the
+    /// local process is only ssh), so samples are not recorded for it.
+    pub host: Option<String>,
+    /// A config reload removed it, or replaced it with a new version (a job of its own):
+    /// its last status stays, and views leave its row out.
+    pub retired: bool,
 }
 
 impl JobRecord {
+    fn new(name: String, status: JobStatus) -> Self {
+        JobRecord {
+            name,
+            status,
+            sample: None,
+            peak_rss_bytes: 0,
+            history: History::default(),
+            cpu_wait_done: Duration::ZERO,
+            run_wait: Duration::ZERO,
+            tree: None,
+            host: None,
+            retired: false,
+        }
+    }
+
     /// CPU time over all runs: rusage of finished runs plus the sampled current run.
     pub fn cpu_time(&self) -> Duration {
         let current = if self.status.is_active() {
@@ -70,9 +91,18 @@ impl JobRecord {
     }
 
     /// Did the latest finished run fail? (exit != 0, signal, timeout, failed to start,
-    /// a probe; a stop or a skip is not a failure)
+    /// a probe; a stop or a skip is not a failure.) A job a reload stopped (removed or
+    /// replaced) did not fail: it was told to go.
     pub fn failed(&self) -> bool {
-        self.status.outcome().is_some_and(Outcome::is_failure)
+        !self.retired && self.status.outcome().is_some_and(Outcome::is_failure)
+    }
+
+    /// The name as a row shows it: with the host of a remote job, `web (user@host)`.
+    pub fn label(&self) -> std::borrow::Cow<'_, str> {
+        match &self.host {
+            Some(host) => format!("{} ({host})", self.name).into(),
+            None => self.name.as_str().into(),
+        }
     }
 }
 
@@ -108,16 +138,7 @@ impl Tracker {
     pub fn new(initial: impl IntoIterator<Item = (String, JobStatus)>) -> Self {
         let jobs = initial
             .into_iter()
-            .map(|(name, status)| JobRecord {
-                name,
-                status,
-                sample: None,
-                peak_rss_bytes: 0,
-                history: History::default(),
-                cpu_wait_done: Duration::ZERO,
-                run_wait: Duration::ZERO,
-                tree: None,
-            })
+            .map(|(name, status)| JobRecord::new(name, status))
             .collect();
         let mut tracker = Tracker {
             jobs,
@@ -127,6 +148,13 @@ impl Tracker {
         };
         tracker.update_settled(Instant::now());
         tracker
+    }
+
+    /// A job added to the run (a config reload): its id, the next one.
+    pub fn push_job(&mut self, name: String, status: JobStatus) -> JobId {
+        self.jobs.push(JobRecord::new(name, status));
+        self.update_settled(Instant::now());
+        self.jobs.len() - 1
     }
 
     /// Applies one event; returns the job it concerned, if any.
@@ -155,6 +183,9 @@ impl Tracker {
             }
             Event::Sample { id, sample } => {
                 let record = self.jobs.get_mut(*id)?;
+                if record.host.is_some() {
+                    return Some(*id);
+                }
                 record.sample = Some(sample.clone());
                 if record.status.is_active() {
                     record.run_wait = sample.cpu_wait;

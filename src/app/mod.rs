@@ -36,9 +36,11 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::control::attach::{Link, News};
+use crate::control::{FrontRequest, Server};
 use crate::output::SharedBuffer;
 use crate::supervisor::pty::{self, JobIo};
-use crate::supervisor::{Controller, Event, Supervisor, SupervisorOptions};
+use crate::supervisor::{Controller, Event, Level, Notice, Supervisor, SupervisorOptions};
 use crate::ui::{self, Model};
 
 use input::TerminalInput;
@@ -65,6 +67,8 @@ pub struct TuiOptions {
     pub logs: Option<crate::logs::Logs>,
     /// Where the logs' problems (a full disk) queue up for the status bar.
     pub log_problems: crate::logs::ProblemQueue,
+    /// The control socket the TUI serves.
+    pub serve: crate::control::ServeOptions,
 }
 
 /// Runs the TUI until the user quits (or a signal arrives, or the terminal goes away)
@@ -91,6 +95,9 @@ pub async fn run(config: Config, options: TuiOptions) -> anyhow::Result<i32> {
     shell.state.model.keymap = Arc::new(keymap);
     shell.state.model.theme = ui::theme::Theme::detect();
     shell.run().await;
+    if let Some(server) = shell.server.take() {
+        server.close().await;
+    }
     // Leave the alternate screen before printing anything.
     shell.screen = None;
     terminal::restore();
@@ -173,9 +180,12 @@ pub struct Shell<S: Screen, I: TerminalInput, G: SignalSource> {
     input: Option<I>,
     signals: G,
     config: Config,
-    /// Taken when a shutdown starts.
-    supervisor: Option<Supervisor>,
-    controller: Controller,
+    /// This process's supervisor, or a session attached through its socket.
+    backend: Backend,
+    /// The control socket this TUI serves (local runs).
+    server: Option<Server>,
+    /// Why the attached session's link ended, if it did.
+    link_ended: Option<String>,
     /// The current supervisor's events; replaced (the old one dropped) by a rerun, so
     /// nothing from an earlier run reaches the new tracker.
     events: mpsc::UnboundedReceiver<Event>,
@@ -196,7 +206,84 @@ pub struct Shell<S: Screen, I: TerminalInput, G: SignalSource> {
     log_problems: crate::logs::ProblemQueue,
 }
 
+/// Where the jobs run.
+// One per TUI, never moved around: boxing the supervisor would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Backend {
+    /// Here: the supervisor (taken when a shutdown starts) and its controller.
+    Local {
+        supervisor: Option<Supervisor>,
+        controller: Controller,
+    },
+    /// In a session elsewhere (`forkyard attach`).
+    Attached(Link),
+}
+
 impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
+    /// The TUI on an attached session.
+    pub fn attached(
+        mut link: Link,
+        activity: Arc<Notify>,
+        screen: S,
+        input: I,
+        signals: G,
+        size: Rect,
+    ) -> Self {
+        let origin = std::path::Path::new(&link.origin)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| link.origin.clone());
+        let mut model = Model::new(
+            link.tracker.clone(),
+            format!("{origin} · session {}", link.name),
+        );
+        model.max_parallel = link.max_parallel;
+        model.attached = Some(link.name.clone());
+        if !link.keeps_output {
+            model.set_sticky_message(
+                "this headless run keeps no scrollback: its jobs' output cannot be shown here",
+                crate::ui::model::MessageKind::Warn,
+                Instant::now(),
+                std::time::Duration::from_secs(3600),
+            );
+        }
+        let n = model.tracker.jobs.len();
+        model.views.resize(n, Default::default());
+        let buffers = link.buffers.clone();
+        let events = link
+            .events
+            .take()
+            .unwrap_or_else(|| mpsc::unbounded_channel().1);
+        let max_parallel = link.max_parallel;
+        Shell {
+            state: State::new(model, buffers, size),
+            screen: Some(screen),
+            input: Some(input),
+            signals,
+            config: Config {
+                origin: link.origin.clone(),
+                settings: Default::default(),
+                jobs: Vec::new(),
+                keys: Default::default(),
+            },
+            backend: Backend::Attached(link),
+            server: None,
+            link_ended: None,
+            events,
+            events_open: true,
+            shutdown: None,
+            activity,
+            sampled: Arc::new(Notify::new()),
+            max_parallel,
+            rerun_error: None,
+            // The session's jobs take their input there.
+            ios: Vec::new(),
+            pty_size: None,
+            logs: None,
+            log_problems: Default::default(),
+        }
+    }
+
     /// Starts the jobs and the state for a screen of `size`.
     pub fn start(
         config: Config,
@@ -209,6 +296,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         let activity = Arc::new(Notify::new());
         let sampled = Arc::new(Notify::new());
         let max_parallel = options.max_parallel.unwrap_or(config.settings.max_parallel);
+        // Bound before any job starts: a taken name is an error, not a run without it.
+        let (server, warning) = Server::start_or_warn(&options.serve, &config)?;
         let pty_size = first_pane_size(&config, size);
         let tap = options.logs.as_ref().map(crate::logs::Logs::tap);
         let (supervisor, events) =
@@ -235,7 +324,19 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                 DEMO_WELCOME_TTL,
             );
         }
+        if let Some(warning) = warning {
+            model.set_message(warning, crate::ui::model::MessageKind::Warn, Instant::now());
+        }
         let buffers = buffers_of(&supervisor);
+        if let Some(server) = &server {
+            server.set_run(crate::control::hub::RunView::of(
+                &supervisor,
+                &model.tracker,
+                max_parallel,
+                true,
+                config.settings.scrollback,
+            ));
+        }
         let ios = ios_of(&supervisor);
         model.inputs = ios
             .iter()
@@ -248,8 +349,12 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             screen: Some(screen),
             input: Some(input),
             signals,
-            controller: supervisor.controller(),
-            supervisor: Some(supervisor),
+            backend: Backend::Local {
+                controller: supervisor.controller(),
+                supervisor: Some(supervisor),
+            },
+            server,
+            link_ended: None,
             events,
             events_open: true,
             shutdown: None,
@@ -321,6 +426,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                     }
                     None => {
                         self.events_open = false;
+                        // An attached session's link says why before its events end.
+                        self.take_news();
                         Input::EventsClosed
                     }
                 },
@@ -342,6 +449,14 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                     }
                     continue;
                 }
+                request = next_request(&mut self.server) => {
+                    self.front_request(request);
+                    continue;
+                }
+                news = next_news(&mut self.backend) => match self.on_news(news) {
+                    Some(input) => input,
+                    None => continue,
+                },
                 _ = activity.notified(), if watch_activity => Input::Activity,
                 _ = sleep, if wake.is_some() => Input::Tick,
             };
@@ -354,19 +469,116 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             if let Some(logs) = &self.logs {
                 logs.event(&event);
             }
+            if let Some(server) = &self.server {
+                server.observe(&event);
+            }
             self.state.model.tracker.apply(&event);
         }
     }
 
-    /// One supervisor event: into the log files' own lines, then the state.
+    /// One event of the supervisor (or of the attached session): into the log files'
+    /// own lines, to the socket's watchers, then the state.
     fn supervisor_event(&mut self, event: Event) {
         if let Some(logs) = &self.logs {
             logs.event(&event);
         }
+        if let Some(server) = &self.server {
+            server.observe(&event);
+        }
+        // The link sends its news before the events that follow it (a job a reload added
+        // gets its status right after): whatever news is there is older than this event.
+        self.take_news();
         self.state.step(Input::Supervisor(event), Instant::now());
     }
 
+    /// The attached session's news that has arrived, in order.
+    fn take_news(&mut self) {
+        loop {
+            let Backend::Attached(link) = &mut self.backend else {
+                return;
+            };
+            let Ok(news) = link.news.try_recv() else {
+                return;
+            };
+            if let Some(input) = self.on_news(news) {
+                let effects = self.state.step(input, Instant::now());
+                self.apply(effects);
+            }
+        }
+    }
+
+    /// A request from the control socket that only this loop can carry out.
+    fn front_request(&mut self, request: FrontRequest) {
+        match request {
+            FrontRequest::Quit => {
+                let effects = self.state.step(Input::Quit, Instant::now());
+                self.apply(effects);
+            }
+            FrontRequest::Reload(reply) => {
+                let _ = reply.send(self.reload());
+            }
+        }
+    }
+
+    fn reload(&mut self) -> Result<crate::control::ReloadOutcome, String> {
+        let Backend::Local {
+            supervisor: Some(supervisor),
+            controller,
+        } = &mut self.backend
+        else {
+            return Err("the run is stopping".into());
+        };
+        if self.state.lifecycle != state::Lifecycle::Running {
+            return Err("the run is stopping".into());
+        }
+        let reloaded = crate::control::reload(
+            supervisor,
+            &self.config,
+            self.server.as_ref(),
+            &mut self.state.model.tracker,
+        )?;
+        *controller = supervisor.controller();
+        self.ios = ios_of(supervisor);
+        self.config = reloaded.config;
+        self.state.buffers.extend(reloaded.buffers);
+        self.state.model.sync_jobs();
+        self.state.model.inputs = self
+            .ios
+            .iter()
+            .map(|io| io.as_ref().map(|io| io.kind()))
+            .collect();
+        self.state.set_terminals(terminals_of(&self.ios));
+        self.notice(reloaded.summary);
+        Ok(reloaded.outcome)
+    }
+
+    fn notice(&mut self, text: String) {
+        self.supervisor_event(Event::Notice(Notice {
+            job: None,
+            level: Level::Info,
+            text,
+        }));
+    }
+
+    /// What the attached session's link says besides events.
+    fn on_news(&mut self, news: News) -> Option<Input> {
+        let ended = matches!(news, News::Ended(_));
+        let said = crate::control::attach::absorb(news, &mut self.state);
+        if let Some(text) = &said {
+            self.notice(text.clone());
+        }
+        if ended {
+            self.link_ended = said;
+            return Some(Input::Quit);
+        }
+        None
+    }
+
     fn draw(&mut self, now: Instant) {
+        if let Backend::Attached(link) = &mut self.backend {
+            // The session sends the output of the job on screen only.
+            link.watch(Some(self.state.model.selected_job()));
+        }
         self.state.begin_frame(now);
         let Some(screen) = self.screen.as_mut() else {
             return;
@@ -437,8 +649,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
 
     fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
-            match effect {
-                Effect::Clipboard(text) => {
+            match (effect, &mut self.backend) {
+                (Effect::Clipboard(text), _) => {
                     let sequence = reading::osc52(&text);
                     let written = self.screen.as_mut().map(|s| s.clipboard(&sequence));
                     if let Some(Err(err)) = written {
@@ -448,46 +660,70 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
                         self.apply(effects);
                     }
                 }
-                Effect::Save {
-                    path,
-                    text,
-                    lines,
-                    replace,
-                } => {
+                (
+                    Effect::Save {
+                        path,
+                        text,
+                        lines,
+                        replace,
+                    },
+                    _,
+                ) => {
                     let result = save(&path, text.as_bytes(), replace);
                     self.state.saved(&path, lines, result);
                 }
-                Effect::Control(id, control) => self.controller.control(id, control),
-                Effect::Input(id, input) => self.send_input(id, input),
-                Effect::ControlAll(control) => self.controller.control_all(control),
-                Effect::Tree(request) => match request {
-                    tree::TreeAction::Watch(job) => self.controller.watch_tree(job),
+                (Effect::Input(id, input), _) => self.send_input(id, input),
+                (Effect::Control(id, control), Backend::Local { controller, .. }) => {
+                    controller.control(id, control)
+                }
+                (Effect::Control(id, control), Backend::Attached(link)) => {
+                    link.control(id, control)
+                }
+                (Effect::ControlAll(control), Backend::Local { controller, .. }) => {
+                    controller.control_all(control)
+                }
+                // Only quitting sends every job a control (SIGKILL): detaching never
+                // touches the session's jobs.
+                (Effect::ControlAll(_), Backend::Attached(_)) => {}
+                (Effect::Tree(request), Backend::Local { controller, .. }) => match request {
+                    tree::TreeAction::Watch(job) => controller.watch_tree(job),
                     tree::TreeAction::Process {
                         job,
                         pid,
                         action,
                         reach,
-                    } => self.controller.act_on_process(job, pid, action, reach),
-                    tree::TreeAction::Pause { job, paused } => self.controller.pause(job, paused),
+                    } => controller.act_on_process(job, pid, action, reach),
+                    tree::TreeAction::Pause { job, paused } => controller.pause(job, paused),
                 },
-                Effect::Shutdown => {
-                    if let Some(supervisor) = self.supervisor.take() {
+                // Refused at the key (`tree::open`, `tree::pause`): the session's process
+                // trees are not carried over its socket.
+                (Effect::Tree(_), Backend::Attached(_)) => {}
+                (Effect::Shutdown, Backend::Local { supervisor, .. }) => {
+                    if let Some(supervisor) = supervisor.take() {
                         self.shutdown = Some(tokio::spawn(supervisor.shutdown()));
                     }
                 }
-                Effect::StartRun(limit) => {
+                (Effect::Shutdown, Backend::Attached(link)) => {
+                    link.detach();
+                    self.shutdown = Some(tokio::spawn(async {}));
+                }
+                (Effect::StartRun(_), Backend::Attached(_)) => {
+                    self.rerun_error = Some(anyhow::anyhow!("an attached TUI cannot rerun"));
+                    self.state.rerun_failed();
+                }
+                (Effect::StartRun(limit), Backend::Local { .. }) => {
                     if let Err(err) = self.start_run(limit) {
                         self.rerun_error = Some(err);
                         self.state.rerun_failed();
                     }
                 }
-                Effect::ReleaseTerminal => {
+                (Effect::ReleaseTerminal, _) => {
                     // Dropping a session restores the terminal; its input goes with it.
                     self.screen = None;
                     self.input = None;
                     terminal::restore();
                 }
-                Effect::Resize(width, height) => {
+                (Effect::Resize(width, height), _) => {
                     let resized = self.screen.as_mut().map(|s| s.resize(width, height));
                     if let Some(Err(err)) = resized {
                         let effects = self
@@ -529,8 +765,19 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             .map(|io| io.as_ref().map(|io| io.kind()))
             .collect();
         self.state.set_terminals(terminals_of(&self.ios));
-        self.controller = supervisor.controller();
-        self.supervisor = Some(supervisor);
+        if let Some(server) = &self.server {
+            server.set_run(crate::control::hub::RunView::of(
+                &supervisor,
+                &self.state.model.tracker,
+                limit,
+                true,
+                self.config.settings.scrollback,
+            ));
+        }
+        self.backend = Backend::Local {
+            controller: supervisor.controller(),
+            supervisor: Some(supervisor),
+        };
         // The old receiver is dropped here: a late event of the old run has nowhere to go.
         self.events = events;
         self.events_open = true;
@@ -541,6 +788,17 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
     /// After the loop, on the normal screen: the summary table and the last lines of each
     /// failed job (stdout), the closing lines (stderr) and the report (`--report`).
     pub fn finish(&mut self, report: Option<&std::path::Path>) {
+        if let Backend::Attached(link) = &self.backend {
+            let name = crate::stdio::visible_inline(&link.name).into_owned();
+            match &self.link_ended {
+                Some(why) => crate::say!("{}", crate::stdio::visible_inline(why)),
+                None => crate::say!(
+                    "detached from session `{name}`; its jobs keep running (`forkyard attach \
+                     {name}` again, `forkyard down {name}` stops it)"
+                ),
+            }
+            return;
+        }
         // Every job is over: the logs are complete once the writer has written its queue.
         let log_reports = self.logs.as_ref().map(crate::logs::Logs::finish);
         let tracker = &self.state.model.tracker;
@@ -684,6 +942,23 @@ pub fn failed_tails(model: &Model, buffers: &[SharedBuffer], lines: usize) -> St
         }
     }
     out
+}
+
+async fn next_request(server: &mut Option<Server>) -> FrontRequest {
+    match server {
+        Some(server) => server.next_request().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_news(backend: &mut Backend) -> News {
+    match backend {
+        Backend::Attached(link) => match link.news.recv().await {
+            Some(news) => news,
+            None => std::future::pending().await,
+        },
+        Backend::Local { .. } => std::future::pending().await,
+    }
 }
 
 fn buffers_of(supervisor: &Supervisor) -> Vec<SharedBuffer> {

@@ -76,6 +76,9 @@ pub enum Input {
     Sampled,
     /// The wake-up time the loop slept until has come.
     Tick,
+    /// Asked from outside to quit, as if `q` was confirmed: `forkyard down`, or (when
+    /// attached) the session went away.
+    Quit,
 }
 
 /// What the shell must do.
@@ -248,6 +251,7 @@ impl State {
                 }
             }
             Input::Sampled | Input::Tick => self.dirty = true,
+            Input::Quit => self.quit(false, &mut effects),
         }
         effects
     }

@@ -38,6 +38,13 @@ pub fn open(model: &mut Model, ctx: &Ctx<'_>) -> Vec<Action> {
         return Vec::new();
     };
     let active = job.status.is_active();
+    if let Some(session) = &model.attached {
+        let text = format!(
+            "the process tree is shown by the session's own TUI, not through `attach {session}`"
+        );
+        model.set_message(text, MessageKind::Info, ctx.now);
+        return Vec::new();
+    }
     if !active && job.status.tree_at_stop.is_none() {
         let text = format!("{} is not running: it has no processes", job.name);
         model.set_message(text, MessageKind::Info, ctx.now);
@@ -173,6 +180,12 @@ pub fn pause(model: &mut Model, job: JobId, ctx: &Ctx<'_>) -> Vec<Action> {
     let Some(record) = model.job(job) else {
         return Vec::new();
     };
+    if model.attached.is_some() {
+        let text =
+            "an attached TUI cannot pause the session's jobs: press z in the session's own TUI";
+        model.set_message(text, MessageKind::Info, ctx.now);
+        return Vec::new();
+    }
     if !matches!(record.status.state, JobState::Running) {
         let text = format!("{} is not running: nothing to pause", record.name);
         model.set_message(text, MessageKind::Info, ctx.now);

@@ -350,7 +350,8 @@ fn normal(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
     }
     match command {
         Command::Quit => {
-            if model.unsettled_count() > 0 {
+            // Attached, quitting only detaches: nothing to confirm.
+            if model.unsettled_count() > 0 && model.attached.is_none() {
                 model.overlay = Some(Overlay::ConfirmQuit);
                 Vec::new()
             } else {
@@ -360,6 +361,14 @@ fn normal(model: &mut Model, command: Command, ctx: &Ctx<'_>) -> Vec<Action> {
         Command::QuitNow => vec![Action::Quit { kill: true }],
         Command::Help => {
             model.overlay = Some(Overlay::Help { scroll: 0 });
+            Vec::new()
+        }
+        Command::Rerun if model.attached.is_some() => {
+            model.set_message(
+                "an attached TUI cannot rerun the session's jobs (r restarts one)",
+                MessageKind::Warn,
+                now,
+            );
             Vec::new()
         }
         Command::Rerun => {

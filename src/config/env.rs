@@ -334,7 +334,11 @@ impl Cx<'_> {
                     "after expansion: must be a non-empty path without NUL",
                 ));
             }
-            spec.cwd = Some(resolve_path(self.base_dir, &cwd));
+            // A remote job's folder is on its host: taken as written.
+            spec.cwd = Some(match raw.host {
+                Some(_) => std::path::PathBuf::from(&cwd),
+                None => resolve_path(self.base_dir, &cwd),
+            });
         }
         spec.env = env;
         Ok(())

@@ -209,6 +209,9 @@ pub struct JobSpec {
     pub pty: bool,
     /// Where its output is logged (`log`).
     pub log: LogTarget,
+    /// `host = "user@host"`: the job runs there, through `ssh -tt` (its command is
+    /// already the ssh command; see `control::remote`). Shown in its row.
+    pub host: Option<String>,
 }
 
 impl JobSpec {
@@ -237,6 +240,7 @@ impl JobSpec {
             on_stall: OnStall::Warn,
             pty: false,
             log: LogTarget::Default,
+            host: None,
         }
     }
 

@@ -111,6 +111,7 @@ struct RawJob {
     backoff_reset: Option<Spanned<Value>>,
     pty: Option<Spanned<bool>>,
     log: Option<Spanned<Value>>,
+    host: Option<Spanned<String>>,
 }
 
 /// Parses and validates a config.
@@ -583,6 +584,14 @@ impl Cx<'_> {
             |span: Range<usize>, key: &str, m: String| self.err(span, job(), Some(key.into()), m);
 
         let command = self.command(raw, header.clone(), &name)?;
+        let host = match &raw.host {
+            Some(v) => Some(
+                crate::control::remote::check_host(v.get_ref())
+                    .map(|()| v.get_ref().clone())
+                    .map_err(|m| fail(v.span(), "host", m))?,
+            ),
+            None => None,
+        };
 
         let mut env = BTreeMap::new();
         if let Some(e) = &raw.env {
@@ -619,11 +628,22 @@ impl Cx<'_> {
                         "must be a non-empty path without NUL".into(),
                     ));
                 }
-                Some(resolve_path(self.base_dir, s))
+                // A remote job's folder is on its host: taken as written.
+                Some(match host {
+                    Some(_) => PathBuf::from(s),
+                    None => resolve_path(self.base_dir, s),
+                })
             }
             None => None,
         };
 
+        if let (Some(_), Some(v)) = (&host, &raw.stdin) {
+            return Err(fail(
+                v.span(),
+                "stdin",
+                "a job with `host` reads no stdin (its input is the ssh connection)".into(),
+            ));
+        }
         let stdin = match &raw.stdin {
             Some(v) => self
                 .stdin(v.get_ref())
@@ -778,8 +798,12 @@ impl Cx<'_> {
             on_stall,
             pty,
             log,
+            host: None,
         };
         self.env_and_expansion(raw, &mut template, shared_env)?;
+        if let Some(host) = &host {
+            crate::control::remote::wrap(&mut template, host);
+        }
         let specs = if replicas == 1 {
             vec![template]
         } else {

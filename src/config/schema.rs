@@ -177,6 +177,9 @@ struct JobTable {
     pty: Option<bool>,
     /// This job's log file ("logs/web.log"), or false for none (even with a log folder).
     log: Option<LogValue>,
+    /// Run the job on this host through `ssh -tt` ("user@host", or a Host of your ssh
+    /// config); its env and cwd apply there. Needs forkyard on the host.
+    host: Option<String>,
 }
 
 /// `depends_on`: names, or names with a condition each.

@@ -58,7 +58,7 @@ impl Condition {
         }
     }
 
-    fn parse(text: &str) -> Option<Condition> {
+    pub fn parse(text: &str) -> Option<Condition> {
         match text.trim() {
             "started" => Some(Condition::Started),
             "ready" => Some(Condition::Ready),

@@ -51,6 +51,13 @@ pub struct HeadlessOptions {
     pub timestamps: bool,
     /// Log files (opened before the run: see [`crate::logs::Logs::open`]).
     pub logs: Option<crate::logs::Logs>,
+    /// The control socket.
+    pub serve: crate::control::ServeOptions,
+    /// The session of `forkyard up`: keep the jobs' scrollback, print no job output, and
+    /// stay up after every job settled, until `down` or an ending signal.
+    pub session: bool,
+    /// `up` waits on this descriptor until the socket serves.
+    pub ready_fd: Option<i32>,
 }
 
 /// The result of a headless run.
@@ -100,6 +107,11 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
 ) -> anyhow::Result<RunResult> {
     // Listen before anything starts, so an early signal still stops the children.
     let mut signals = Signals::listen().context("cannot listen for signals")?;
+    // Bound before any job starts: a taken name is an error, not a run without a socket.
+    let (mut server, warning) = crate::control::Server::start_or_warn(&options.serve, config)?;
+    if let Some(warning) = warning {
+        say!("warning: {}", visible_inline(&warning));
+    }
 
     let jobs: Vec<(String, bool)> = config
         .jobs
@@ -145,19 +157,32 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         ),
         None => None,
     };
-    let (supervisor, mut events) = Supervisor::start(
+    let (mut supervisor, mut events) = Supervisor::start(
         config,
         SupervisorOptions {
             max_parallel: Some(max_parallel),
-            tee: Some(tee),
-            discard_output: true,
+            // A session prints nothing: its jobs' output is in their scrollback.
+            tee: (!options.session).then_some(tee),
+            discard_output: !options.session,
             log_tap: options.logs.as_ref().map(crate::logs::Logs::tap),
             ..SupervisorOptions::default()
         },
     )?;
-    let controller = supervisor.controller();
-    let buffers: Vec<_> = supervisor.jobs().iter().map(|j| j.buffer.clone()).collect();
+    let mut controller = supervisor.controller();
+    let mut buffers: Vec<_> = supervisor.jobs().iter().map(|j| j.buffer.clone()).collect();
     let mut tracker = tracker_for(&supervisor);
+    if let Some(server) = &server {
+        server.set_run(crate::control::hub::RunView::of(
+            &supervisor,
+            &tracker,
+            max_parallel,
+            options.session,
+            config.settings.scrollback,
+        ));
+        if let Some(fd) = options.ready_fd {
+            crate::control::daemon::report_ready(fd, server.name(), server.path());
+        }
+    }
     let expiry = config
         .settings
         .headless_timeout
@@ -169,7 +194,7 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
     // The status to exit with, once the `exit_with` job has ended.
     let mut ended_with: Option<i32> = None;
 
-    while !tracker.all_settled() {
+    while options.session || !tracker.all_settled() {
         if let Some(id) = exit_with
             && tracker.jobs[id].status.is_settled()
         {
@@ -189,6 +214,7 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
+                observe(&server, &event);
                 tracker.apply(&event);
                 log_event(options, &event);
                 if !options.quiet {
@@ -212,6 +238,22 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
                 cut = Some(Cut::Signal(signal));
                 break;
             }
+            request = next_request(&mut server) => match request {
+                crate::control::FrontRequest::Quit => {
+                    say!("stopping every job (forkyard down)");
+                    break;
+                }
+                crate::control::FrontRequest::Reload(reply) => {
+                    let outcome = if options.session {
+                        reload(&mut supervisor, config, server.as_ref(), &mut tracker, &mut buffers)
+                    } else {
+                        Err("reload needs a session that stays up (`forkyard up`, or the TUI): \
+                             this headless run ends when its jobs do".into())
+                    };
+                    controller = supervisor.controller();
+                    let _ = reply.send(outcome);
+                }
+            },
             failed = &mut failed_rx, if printer_alive => {
                 printer_alive = false;
                 if let Ok(err) = failed {
@@ -236,6 +278,7 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(event) = events.recv() => {
+                observe(&server, &event);
                 tracker.apply(&event);
                 log_event(options, &event);
                 if !options.quiet {
@@ -256,6 +299,7 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         }
     }
     while let Ok(event) = events.try_recv() {
+        observe(&server, &event);
         tracker.apply(&event);
         log_event(options, &event);
         if !options.quiet {
@@ -315,6 +359,9 @@ pub async fn run_with_output<W: std::io::Write + Send + 'static>(
         }
     };
 
+    if let Some(server) = server.take() {
+        server.close().await;
+    }
     let counts: Vec<report::OutputCounts> = buffers.iter().map(report::counts_of).collect();
     let report = report::build(&tracker, &counts, max_parallel, now);
     if let Some(out) = out.as_mut().filter(|_| !options.no_summary) {
@@ -357,6 +404,34 @@ fn log_event(options: &HeadlessOptions, event: &Event) {
     if let Some(logs) = &options.logs {
         logs.event(event);
     }
+}
+
+fn observe(server: &Option<crate::control::Server>, event: &Event) {
+    if let Some(server) = server {
+        server.observe(event);
+    }
+}
+
+/// The next request from the control socket; pending forever without one.
+async fn next_request(server: &mut Option<crate::control::Server>) -> crate::control::FrontRequest {
+    match server {
+        Some(server) => server.next_request().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `reload` from the control socket: the config read again and applied.
+fn reload(
+    supervisor: &mut Supervisor,
+    config: &Config,
+    server: Option<&crate::control::Server>,
+    tracker: &mut Tracker,
+    buffers: &mut Vec<crate::output::SharedBuffer>,
+) -> Result<crate::control::ReloadOutcome, String> {
+    let reloaded = crate::control::reload(supervisor, config, server, tracker)?;
+    buffers.extend(reloaded.buffers);
+    say!("{}", visible_inline(&reloaded.summary));
+    Ok(reloaded.outcome)
 }
 
 fn far_future() -> Instant {

@@ -187,6 +187,59 @@ impl Graph {
         }
     }
 
+    /// A job added to the run (a reload): its dependencies, how it looks, its gate.
+    /// Returns its id (the next one).
+    pub fn add(
+        &self,
+        deps: Vec<Dependency>,
+        view: View,
+        gate: mpsc::UnboundedSender<Gate>,
+    ) -> JobId {
+        let mut inner = self.lock();
+        let id = inner.deps.len();
+        for dep in &deps {
+            if let Some(d) = inner.dependents.get_mut(dep.job)
+                && !d.contains(&id)
+            {
+                d.push(id);
+            }
+        }
+        inner.deps.push(deps);
+        inner.dependents.push(Vec::new());
+        inner.views.push(view);
+        inner.waiting.push(None);
+        inner.shown.push(None);
+        inner.holding.push(false);
+        inner.gates.push(gate);
+        id
+    }
+
+    /// Job `old` was replaced by `new` (a reload): whatever depended on `old` depends on
+    /// `new` from now on, and a job waiting for it is decided again.
+    pub fn redirect(&self, old: JobId, new: JobId) {
+        let mut inner = self.lock();
+        let Some(dependents) = inner.dependents.get_mut(old).map(std::mem::take) else {
+            return;
+        };
+        for &job in &dependents {
+            for dep in &mut inner.deps[job] {
+                if dep.job == old {
+                    dep.job = new;
+                }
+            }
+            if let Some(list) = inner.dependents.get_mut(new)
+                && !list.contains(&job)
+            {
+                list.push(job);
+            }
+        }
+        for job in dependents {
+            if inner.waiting[job].is_some() {
+                inner.evaluate(job);
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner
             .lock()

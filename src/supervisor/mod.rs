@@ -9,10 +9,12 @@ pub mod contain;
 mod deps;
 mod drain;
 mod job;
+mod kit;
 mod probe;
 pub mod procfs;
 pub mod pty;
 mod reaper;
+mod reload;
 mod sampler;
 pub mod signals;
 mod slots;
@@ -30,18 +32,18 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::config::{Config, JobSpec};
-use crate::output::{OutputBuffer, SharedBuffer};
+use crate::output::SharedBuffer;
 
 pub use drain::{OutputChunk, OutputTee, TeeHandle};
 pub use job::{Control, backoff_delay};
+pub use reload::ReloadReport;
 pub use status::{
     Event, JobId, JobState, JobStatus, Level, MachineSample, Notice, Outcome, Pause, PendingReason,
     Readiness, ResultClass, Sample, StageState, StageStatus, StopReason, WaitingFor,
 };
 pub use tree::{Postmortem, ProcState, ProcessAction, ProcessRow, Reach, Tree};
 
-use drain::DrainTarget;
-use job::{JobTask, LiveTrees};
+use job::LiveTrees;
 use reaper::Reaper;
 
 /// Environment variable set in every child: `<pid>.<n>`, the supervising forkyard's pid
@@ -100,6 +102,8 @@ pub struct Supervisor {
     token: String,
     started_at: Instant,
     desk: Arc<tree::Desk>,
+    /// What adding jobs later needs ([`Supervisor::apply`]).
+    reload: reload::Reload,
 }
 
 /// The sampler and the reaper end with their supervisor, however it goes away (`shutdown`
@@ -157,101 +161,38 @@ impl Supervisor {
             slots.clone(),
         ));
 
-        let mut tasks = JoinSet::new();
-        let mut jobs = Vec::with_capacity(config.jobs.len());
-        for ((id, spec), gate) in config.jobs.iter().enumerate().zip(gate_receivers) {
-            let mut spec = spec.clone();
-            spec.env.insert(SUPERVISOR_ENV.to_string(), token.clone());
-            let buffer: SharedBuffer = Arc::new(Mutex::new(OutputBuffer::new(
-                config.settings.scrollback,
-                crate::output::DEFAULT_MAX_BUFFER_BYTES,
-            )));
-            let initial_state = if spec.autostart {
-                JobState::Pending(PendingReason::Queued)
-            } else {
-                JobState::Pending(PendingReason::Manual)
-            };
-            let argvs = spec.stages().iter().map(|s| s.argv()).collect();
-            let mut initial = JobStatus::new(initial_state, argvs);
-            if spec.autostart {
-                // Until the graph says otherwise, it waits for all of them.
-                initial.waiting_for = spec
-                    .depends_on
-                    .iter()
-                    .map(|d| WaitingFor {
-                        name: d.name.clone(),
-                        condition: d.condition,
-                    })
-                    .collect();
-            }
-            let (controls_tx, controls_rx) = mpsc::unbounded_channel();
-            let input_kind = if spec.pty {
-                Some(pty::InputKind::Terminal)
-            } else {
-                (spec.stdin == crate::config::StdinSpec::Pipe).then_some(pty::InputKind::Pipe)
-            };
-            let io = input_kind.map(|kind| {
-                Arc::new(pty::JobIo::new(
-                    kind,
-                    options.pty_size.unwrap_or(pty::DEFAULT_SIZE),
-                    !options.discard_output,
-                ))
-            });
-            let task = JobTask {
-                id,
-                spec: spec.clone(),
-                status: initial.clone(),
-                controls: controls_rx,
-                events: events_tx.clone(),
-                reaper: reaper.clone(),
-                slots: slots.clone(),
-                // In config order, before any task runs: `-j` serves them in this order.
-                // A job with dependencies gets its place when they allow its start.
-                first_request: slots
-                    .as_ref()
-                    .filter(|_| spec.autostart && spec.depends_on.is_empty())
-                    .map(slots::Slots::request),
-                drain_target: Arc::new(DrainTarget {
-                    job: id,
-                    buffer: buffer.clone(),
-                    count_only: options.discard_output,
-                    tee: options.tee.clone(),
-                    activity: options.activity.clone(),
-                    log: probe::LogWatch::for_job(&spec),
-                    last_output: drain::OutputClock::default(),
-                    io: io.clone(),
-                    tap: options.log_tap.clone(),
-                }),
-                live: live.clone(),
-                sample_soon: sample_soon.clone(),
-                graph: graph.clone(),
-                gate,
-                started_at,
-            };
-            tasks.spawn(task.run());
-            jobs.push(JobHandle {
-                id,
-                spec,
-                buffer,
-                initial,
-                io,
-                controls: controls_tx,
-            });
-        }
         let desk = Arc::new(tree::Desk::new(
-            config
-                .jobs
-                .iter()
-                .map(|j| tree::JobFacts {
-                    name: j.name.clone(),
-                    stop_signal: j.stop_signal,
-                    grace: j.grace,
-                })
-                .collect(),
             live.clone(),
             events_tx.clone(),
             sample_soon.clone(),
         ));
+        let kit = kit::Kit {
+            events: events_tx.clone(),
+            reaper: reaper.clone(),
+            slots: slots.clone(),
+            live: live.clone(),
+            sample_soon: sample_soon.clone(),
+            options: options.clone(),
+            graph,
+            desk: desk.clone(),
+            started_at,
+            token: token.clone(),
+            scrollback: config.settings.scrollback,
+        };
+        let mut tasks = JoinSet::new();
+        let mut jobs = Vec::with_capacity(config.jobs.len());
+        for ((id, spec), gate) in config.jobs.iter().enumerate().zip(gate_receivers) {
+            // In config order, before any task runs: `-j` serves them in this order.
+            // A job with dependencies gets its place when they allow its start.
+            let first_request = slots
+                .as_ref()
+                .filter(|_| spec.autostart && spec.depends_on.is_empty())
+                .map(slots::Slots::request);
+            let (task, handle) = kit.job(id, spec, gate, first_request);
+            tasks.spawn(task.run());
+            jobs.push(handle);
+        }
+        let reload = reload::Reload::new(kit, config);
         let sampler = tokio::spawn(sampler::run(
             live,
             events_tx,
@@ -273,6 +214,7 @@ impl Supervisor {
                 token,
                 started_at,
                 desk,
+                reload,
             },
             events_rx,
         ))

@@ -414,7 +414,8 @@ pub struct JobFacts {
 /// single processes. Shared by the sampler (which takes the snapshots) and the
 /// controller.
 pub struct Desk {
-    jobs: Vec<JobFacts>,
+    /// By job id; grows when a reload adds jobs.
+    jobs: Mutex<Vec<JobFacts>>,
     live: super::job::LiveTrees,
     watched: Mutex<Option<JobId>>,
     kill_at: Mutex<HashMap<u32, Instant>>,
@@ -431,13 +432,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Desk {
     pub fn new(
-        jobs: Vec<JobFacts>,
         live: super::job::LiveTrees,
         events: mpsc::UnboundedSender<Event>,
         look_now: Arc<Notify>,
     ) -> Self {
         Desk {
-            jobs,
+            jobs: Mutex::new(Vec::new()),
             live,
             watched: Mutex::new(None),
             kill_at: Mutex::new(HashMap::new()),
@@ -445,6 +445,19 @@ impl Desk {
             events,
             look_now,
         }
+    }
+
+    /// What it needs to know of job `id` (each job is added once, in id order).
+    pub fn add(&self, id: JobId, facts: JobFacts) {
+        let mut jobs = lock(&self.jobs);
+        if id >= jobs.len() {
+            jobs.resize(id + 1, facts.clone());
+        }
+        jobs[id] = facts;
+    }
+
+    fn facts(&self, job: JobId) -> Option<JobFacts> {
+        lock(&self.jobs).get(job).cloned()
     }
 
     /// The scope of a running job's current run.
@@ -498,7 +511,7 @@ impl Desk {
     /// processes now. Every signal goes through a pidfd opened after that check, so a
     /// pid recycled in between is never signalled.
     pub fn act(&self, job: JobId, pid: u32, action: ProcessAction, reach: Reach) {
-        let Some(facts) = self.jobs.get(job).cloned() else {
+        let Some(facts) = self.facts(job) else {
             return;
         };
         let scope = self.scope(job);
@@ -573,7 +586,7 @@ impl Desk {
     /// Pauses (or resumes) a running job: its cgroup frozen where it has one (nothing in
     /// it can run, whatever it does with signals), else SIGSTOP (SIGCONT) to its group.
     pub fn pause(&self, job: JobId, paused: bool) {
-        let Some(facts) = self.jobs.get(job).cloned() else {
+        let Some(facts) = self.facts(job) else {
             return;
         };
         let Some(scope) = self.scope(job) else {

@@ -415,9 +415,14 @@ fn hints(model: &Model) -> (Vec<Hint>, Vec<Hint>) {
         return (hints, last);
     }
     let id = model.selected_job();
+    let quit = if model.attached.is_some() {
+        "detach"
+    } else {
+        "quit"
+    };
     let Some(job) = model.job(id) else {
         let mut last = Vec::new();
-        add(Command::Quit, "quit", &mut last);
+        add(Command::Quit, quit, &mut last);
         return (hints, last);
     };
     hints.extend(up_down(match model.focus {
@@ -480,7 +485,7 @@ fn hints(model: &Model) -> (Vec<Hint>, Vec<Hint>) {
     }
     let mut last = Vec::new();
     add(Command::Help, "help", &mut last);
-    add(Command::Quit, "quit", &mut last);
+    add(Command::Quit, quit, &mut last);
     (hints, last)
 }
 
@@ -556,6 +561,7 @@ pub fn status_bar(frame: &mut Frame, model: &Model, area: Rect) {
             Quitting::Killing if active > 0 => {
                 format!(" killing {}…", format::count(active, "job", "jobs"))
             }
+            _ if model.attached.is_some() => " detaching…".to_string(),
             _ => " quitting…".to_string(),
         };
         Line::from(Span::styled(text, theme::BUSY))

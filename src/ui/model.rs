@@ -359,6 +359,9 @@ pub struct Model {
     pub log_paths: Vec<Option<std::path::PathBuf>>,
     /// Arrival times to wall-clock time (timestamps).
     pub clock: crate::logs::clock::WallClock,
+    /// Attached to this session (`forkyard attach`): quitting detaches, the jobs keep
+    /// running, and there is no rerun.
+    pub attached: Option<String>,
 }
 
 impl Model {
@@ -398,7 +401,26 @@ impl Model {
             pause_wanted: std::collections::HashMap::new(),
             log_paths: Vec::new(),
             clock: crate::logs::clock::WallClock::now(),
+            attached: None,
             tracker,
+        }
+    }
+
+    /// The job list grew (a config reload) or was replaced (an attached session's
+    /// rerun): per-job view state follows it, and a selection on a job without a row
+    /// moves to the last job that has one.
+    pub fn sync_jobs(&mut self) {
+        let n = self.tracker.jobs.len();
+        self.views.resize(n, OutputView::default());
+        self.expanded.resize(n, false);
+        self.inputs.resize(n, None);
+        if !self.log_paths.is_empty() {
+            // A job a reload added has no log file (the files are opened at start).
+            self.log_paths.resize(n, None);
+        }
+        if self.job(self.selected_job()).is_none_or(|j| j.retired) {
+            let visible = (0..n).rev().find(|&id| !self.tracker.jobs[id].retired);
+            self.selected = RowRef::Job(visible.unwrap_or(0));
         }
     }
 
@@ -529,7 +551,7 @@ impl Model {
             .iter()
             .filter_map(|row| match *row {
                 RowRef::All => Some(3),
-                RowRef::Job(id) => self.job(id).map(|j| j.name.chars().count()),
+                RowRef::Job(id) => self.job(id).map(|j| j.label().chars().count()),
                 RowRef::Stage(id, s) => self
                     .job(id)
                     .and_then(|j| j.status.stages.get(s))
@@ -556,6 +578,10 @@ impl Model {
             rows.push(RowRef::All);
         }
         for (id, job) in self.tracker.jobs.iter().enumerate() {
+            // A job a config reload removed or replaced keeps its record, not its row.
+            if job.retired {
+                continue;
+            }
             rows.push(RowRef::Job(id));
             if self.is_expanded(id) && job.status.stages.len() > 1 {
                 rows.extend((0..job.status.stages.len()).map(|s| RowRef::Stage(id, s)));
@@ -760,7 +786,8 @@ pub struct Counts {
 pub fn counts(jobs: &[JobRecord]) -> Counts {
     use crate::supervisor::ResultClass;
     let mut counts = Counts::default();
-    for job in jobs {
+    // A job a reload removed or replaced has no row, and is not counted either.
+    for job in jobs.iter().filter(|j| !j.retired) {
         match &job.status.state {
             JobState::Running | JobState::Stopping { .. } => counts.running += 1,
             JobState::Finished(outcome) => match outcome.class() {

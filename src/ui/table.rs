@@ -285,7 +285,7 @@ pub fn draw(frame: &mut Frame, model: &Model, area: Rect) {
                 (
                     marker,
                     theme::job_glyph(status),
-                    record.name.clone(),
+                    record.label().into_owned(),
                     theme::BOLD,
                     !status.is_active(),
                 )
