@@ -338,12 +338,8 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
             ));
         }
         let ios = ios_of(&supervisor);
-        model.inputs = ios
-            .iter()
-            .map(|io| io.as_ref().map(|io| io.kind()))
-            .collect();
         let mut state = State::new(model, buffers, size);
-        state.set_terminals(terminals_of(&ios));
+        state.set_ios(&ios);
         Ok(Shell {
             state,
             screen: Some(screen),
@@ -542,12 +538,7 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         self.config = reloaded.config;
         self.state.buffers.extend(reloaded.buffers);
         self.state.model.sync_jobs();
-        self.state.model.inputs = self
-            .ios
-            .iter()
-            .map(|io| io.as_ref().map(|io| io.kind()))
-            .collect();
-        self.state.set_terminals(terminals_of(&self.ios));
+        self.state.set_ios(&self.ios);
         self.notice(reloaded.summary);
         Ok(reloaded.outcome)
     }
@@ -759,12 +750,7 @@ impl<S: Screen, I: TerminalInput, G: SignalSource> Shell<S, I, G> {
         self.state
             .start_run(crate::run::tracker_for(&supervisor), buffers, limit);
         self.ios = ios_of(&supervisor);
-        self.state.model.inputs = self
-            .ios
-            .iter()
-            .map(|io| io.as_ref().map(|io| io.kind()))
-            .collect();
-        self.state.set_terminals(terminals_of(&self.ios));
+        self.state.set_ios(&self.ios);
         if let Some(server) = &self.server {
             server.set_run(crate::control::hub::RunView::of(
                 &supervisor,
@@ -967,12 +953,6 @@ fn buffers_of(supervisor: &Supervisor) -> Vec<SharedBuffer> {
 
 fn ios_of(supervisor: &Supervisor) -> Vec<Option<Arc<JobIo>>> {
     supervisor.jobs().iter().map(|j| j.io.clone()).collect()
-}
-
-fn terminals_of(ios: &[Option<Arc<JobIo>>]) -> Vec<Option<pty::SharedTerminal>> {
-    ios.iter()
-        .map(|io| io.as_ref().and_then(|io| io.terminal().cloned()))
-        .collect()
 }
 
 /// The output pane's body on the first frame, so PTY jobs start at the size they are

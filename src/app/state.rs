@@ -118,7 +118,7 @@ pub struct State {
     pub model: Model,
     /// Job i's output, for the current run.
     pub buffers: Vec<SharedBuffer>,
-    /// PTY job i's screen, for the current run (see [`State::set_terminals`]).
+    /// PTY job i's screen, for the current run (see [`State::set_ios`]).
     pub terminals: Vec<Option<SharedTerminal>>,
     pub lifecycle: Lifecycle,
     /// The first ending signal (exit status 128+N); SIGHUP when the terminal went away.
@@ -152,9 +152,17 @@ impl State {
         }
     }
 
-    /// The PTY jobs' screens of the current run (`terminals[i]` is job i's).
-    pub fn set_terminals(&mut self, terminals: Vec<Option<SharedTerminal>>) {
-        self.terminals = terminals;
+    /// The jobs' input endpoints of the current run (`ios[i]` is job i's): how each takes
+    /// input, and the PTY jobs' screens.
+    pub fn set_ios(&mut self, ios: &[Option<std::sync::Arc<crate::supervisor::pty::JobIo>>]) {
+        self.model.inputs = ios
+            .iter()
+            .map(|io| io.as_ref().map(|io| io.kind()))
+            .collect();
+        self.terminals = ios
+            .iter()
+            .map(|io| io.as_ref().and_then(|io| io.terminal().cloned()))
+            .collect();
         self.dirty = true;
     }
 

@@ -182,6 +182,7 @@ impl Server {
                 .unwrap_or_default(),
             state: Mutex::new(HubState::default()),
             changed: watch::Sender::new(0),
+            ready: watch::Sender::new(false),
             closed: watch::Sender::new(false),
             requests: requests_tx,
             connections: AtomicUsize::new(0),
@@ -243,6 +244,7 @@ impl Server {
             st.broadcast(SubKind::Attach, &snapshot);
         }
         drop(st);
+        self.hub.ready.send_replace(true);
         self.hub.bump();
     }
 
@@ -490,6 +492,9 @@ pub(crate) struct Hub {
     /// Bumped after every status change, notice and reload: requests waiting on a job
     /// look again.
     changed: watch::Sender<u64>,
+    /// Set once the first run is served: requests that arrive earlier wait for it
+    /// rather than fail with "starting".
+    ready: watch::Sender<bool>,
     closed: watch::Sender<bool>,
     requests: mpsc::UnboundedSender<FrontRequest>,
     connections: AtomicUsize,
@@ -594,6 +599,13 @@ async fn connection(hub: &Arc<Hub>, stream: UnixStream, count: usize) -> std::io
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
+        }
+        // A client that connected as the session starts (`up` returns once the socket
+        // is bound) is answered once the jobs exist.
+        let mut ready = hub.ready.subscribe();
+        tokio::select! {
+            _ = ready.wait_for(|r| *r) => {}
+            _ = ended(&mut closed) => return Ok(()),
         }
         let (request, id) = Request::parse(&bytes);
         let with_id = |mut reply: Value| {

@@ -238,6 +238,11 @@ impl Graph {
                 inner.evaluate(job);
             }
         }
+        // An old version already stopping for its dependents has none left to wait for.
+        if inner.holding.get(old).copied().unwrap_or(false) {
+            inner.holding[old] = false;
+            let _ = inner.gates[old].send(Gate::DependentsStopped);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -411,5 +416,32 @@ mod tests {
             ),
             Check::Wait { dormant: false }
         ));
+    }
+
+    /// A reload replaces `db` while `api` (which depends on it) keeps running: the old
+    /// `db`, stopping for its dependents, is released, and `api` now waits on the new one.
+    #[test]
+    fn a_replaced_job_does_not_wait_for_dependents_it_handed_over() {
+        let dep = |job| Dependency {
+            job,
+            name: "db".into(),
+            condition: Condition::Started,
+        };
+        let running = view(Phase::Active, true, false);
+        let (gates, mut rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| mpsc::unbounded_channel()).unzip();
+        let graph = Graph::new(
+            vec![Vec::new(), vec![dep(0)]],
+            vec![running.clone(), running.clone()],
+            gates,
+            None,
+        );
+        assert!(graph.hold(0), "api still runs");
+        let (gate, _rx) = mpsc::unbounded_channel();
+        let new = graph.add(Vec::new(), View::initial(false), gate);
+        graph.redirect(0, new);
+        assert!(matches!(rxs[0].try_recv(), Ok(Gate::DependentsStopped)));
+        assert!(!graph.hold(0), "the old db has no dependents left");
+        assert!(graph.hold(new), "api depends on the new db");
+        assert!(rxs[1].try_recv().is_err());
     }
 }

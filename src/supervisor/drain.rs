@@ -264,22 +264,7 @@ pub async fn drain(fd: OwnedFd, stage: usize, stream: Stream, target: Arc<DrainT
         if let Some(activity) = &target.activity {
             activity.notify_one();
         }
-        // No slot: the consumer is gone or given up; keep draining so the child never
-        // blocks, and count what was not delivered.
-        match slot {
-            Some(slot) => slot.send(OutputChunk {
-                job: target.job,
-                stage,
-                stream,
-                at: Instant::now(),
-                data: Bytes::copy_from_slice(chunk),
-            }),
-            None => {
-                if let Some(tee) = &target.tee {
-                    tee.undelivered.fetch_add(read as u64, Ordering::Relaxed);
-                }
-            }
-        }
+        deliver(&target, slot, stage, stream, chunk);
         if filled && buf.len() < READ_SIZE {
             // A flood: larger reads, and a larger pipe so the child blocks less often.
             // Only busy pipes grow: the kernel caps a user's total pipe memory, and a
@@ -407,20 +392,7 @@ async fn drain_pty(fd: OwnedFd, stage: usize, io: Arc<JobIo>, target: Arc<DrainT
         if let Some(activity) = &target.activity {
             activity.notify_one();
         }
-        match slot {
-            Some(slot) => slot.send(OutputChunk {
-                job: target.job,
-                stage,
-                stream,
-                at: Instant::now(),
-                data: Bytes::copy_from_slice(chunk),
-            }),
-            None => {
-                if let Some(tee) = &target.tee {
-                    tee.undelivered.fetch_add(read as u64, Ordering::Relaxed);
-                }
-            }
-        }
+        deliver(&target, slot, stage, stream, chunk);
         if filled && buf.len() < READ_SIZE {
             buf = vec![0u8; READ_SIZE];
         }
@@ -436,6 +408,33 @@ async fn drain_pty(fd: OwnedFd, stage: usize, io: Arc<JobIo>, target: Arc<DrainT
     }
     finish(&target, stage, stream).await;
     total
+}
+
+/// Hands a chunk to the tee through the place reserved for it. No place: the consumer is
+/// gone or has given up; the drain goes on so the child never blocks, and what was not
+/// delivered is counted.
+fn deliver(
+    target: &DrainTarget,
+    slot: Option<mpsc::Permit<'_, OutputChunk>>,
+    stage: usize,
+    stream: Stream,
+    chunk: &[u8],
+) {
+    match slot {
+        Some(slot) => slot.send(OutputChunk {
+            job: target.job,
+            stage,
+            stream,
+            at: Instant::now(),
+            data: Bytes::copy_from_slice(chunk),
+        }),
+        None => {
+            if let Some(tee) = &target.tee {
+                tee.undelivered
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// Flushes the stream's last partial line and tells the tee the stream ended.

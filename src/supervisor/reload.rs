@@ -135,10 +135,12 @@ impl Supervisor {
             match old {
                 Some(old) => {
                     let after = self.jobs[old].controls.clone();
-                    self.retire(old);
                     let new = self.add_job(&spec, Some(after));
-                    // Jobs that depended on the old version depend on the new one.
+                    // Jobs that depended on the old version depend on the new one, before
+                    // the old one stops: a stop waits for the dependents still running,
+                    // and those are not the old version's any more.
                     self.reload.kit.graph.redirect(old, new);
+                    self.retire(old);
                     report.changed.push((old, new));
                 }
                 None => report.added.push(self.add_job(&spec, None)),
