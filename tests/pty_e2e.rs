@@ -6,154 +6,31 @@
 //! tmux is required: without it every test here fails (CI installs it).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
 use std::time::{Duration, Instant};
 
-/// Generous: other engineers build and test on the same two cores.
-const DEADLINE: Duration = Duration::from_secs(20);
+use common::SLOW as DEADLINE;
+use common::tmux::{Launch, TmuxPane};
 
-fn require_tmux() {
-    let found = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "tmux is not installed: the PTY end-to-end tests need it (.ci/run installs it)"
-    );
-}
-
-/// A tmux server of our own running forkyard on a config; killed when the test ends.
-struct Tmux {
-    socket: String,
-    dir: tempfile::TempDir,
-    marker: String,
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-f", &self.marker])
-            .output();
-    }
-}
+type Tmux = TmuxPane;
 
 impl Tmux {
     /// forkyard `args` on `config` (`@MARK@` replaced by this test's marker, `@DIR@` by
-    /// its folder) in a pane of `width`×`height`; the script around it records the exit
-    /// status and then keeps the pane open.
+    /// its folder) in a pane of `width`×`height`.
     fn start(test: &str, config: &str, args: &str, size: (u16, u16)) -> Tmux {
-        require_tmux();
-        let dir = tempfile::Builder::new()
-            .prefix("forkyard-pty-")
-            .tempdir()
-            .expect("temp dir");
-        let marker = format!("fymark{}x{test}", std::process::id());
-        let d = dir.path().display().to_string();
-        let config = config.replace("@MARK@", &marker).replace("@DIR@", &d);
-        std::fs::write(dir.path().join("jobs.toml"), config).expect("write config");
-        let script = dir.path().join("run.sh");
-        std::fs::write(
-            &script,
-            format!(
-                "trap '' HUP\ncd {d}\n'{bin}' {args} '{d}/jobs.toml'\necho \"EXIT=$?\"\nexec sleep 600\n",
-                bin = env!("CARGO_BIN_EXE_forkyard"),
-            ),
-        )
-        .expect("write script");
-        let tmux = Tmux {
-            socket: format!("forkyard-pty-{}-{test}", std::process::id()),
-            dir,
-            marker,
-        };
-        let (w, h) = (size.0.to_string(), size.1.to_string());
-        let out = tmux.cmd(&[
-            "new-session",
-            "-d",
-            "-x",
-            &w,
-            "-y",
-            &h,
-            &format!("sh {}", script.display()),
-        ]);
-        assert!(out.status.success(), "tmux new-session failed: {out:?}");
-        tmux
+        TmuxPane::open(Launch {
+            test,
+            marker: format!("fymark{}x{test}", std::process::id()),
+            config: Some(config),
+            args: &format!("{args} '@DIR@/jobs.toml'"),
+            env: "",
+            size,
+        })
     }
 
     fn tui(test: &str, config: &str) -> Tmux {
         Tmux::start(test, config, "--tui", (100, 36))
-    }
-
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("run tmux")
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "0"];
-        args.extend_from_slice(keys);
-        let out = self.cmd(&args);
-        assert!(out.status.success(), "send-keys failed: {out:?}");
-    }
-
-    /// Text typed literally (no key names).
-    fn type_text(&self, text: &str) {
-        let out = self.cmd(&["send-keys", "-t", "0", "-l", text]);
-        assert!(out.status.success(), "send-keys -l failed: {out:?}");
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "0"]).stdout).into_owned()
-    }
-
-    /// The screen with its colours, as escape sequences.
-    fn screen_escapes(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-e", "-t", "0"]).stdout)
-            .into_owned()
-    }
-
-    fn format(&self, format: &str) -> String {
-        let out = self.cmd(&["display-message", "-p", "-t", "0", format]);
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if cond(&screen) {
-                return screen;
-            }
-            if start.elapsed() > DEADLINE {
-                panic!("timed out waiting for {what}; screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    fn wait_text(&self, text: &str) -> String {
-        self.wait_for(text, |s| s.contains(text))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn survivors(&self) -> Vec<String> {
-        let out = Command::new("pgrep")
-            .args(["-a", "-f", &self.marker])
-            .output()
-            .expect("run pgrep");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.contains("pkill") && !l.contains("tmux"))
-            .map(str::to_string)
-            .collect()
     }
 
     /// Quits forkyard (Q: kill and reap every job), waits for its exit line, and checks
@@ -171,22 +48,6 @@ impl Tmux {
             std::thread::sleep(Duration::from_millis(50));
         }
         screen
-    }
-
-    /// The pid of our forkyard (its command line names this test's config).
-    fn forkyard_pid(&self) -> Option<u32> {
-        let config = self.path("jobs.toml").display().to_string();
-        std::fs::read_dir("/proc")
-            .ok()?
-            .flatten()
-            .find_map(|entry| {
-                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                let ours = args.first() == Some(&env!("CARGO_BIN_EXE_forkyard").as_bytes())
-                    && args.contains(&config.as_bytes());
-                ours.then_some(pid)
-            })
     }
 }
 

@@ -8,116 +8,31 @@
 //! tmux is required: without it every test here fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
 use std::time::{Duration, Instant};
 
-/// Generous: other engineers build and test on the same two cores.
-const DEADLINE: Duration = Duration::from_secs(20);
+use common::SLOW as DEADLINE;
+use common::tmux::{Launch, TmuxPane};
 
-struct Tmux {
-    socket: String,
-    dir: tempfile::TempDir,
-    marker: String,
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-f", &self.marker.replace('.', "\\.")])
-            .output();
-    }
-}
+type Tmux = TmuxPane;
 
 impl Tmux {
     /// Runs `forkyard --tui ARGS jobs.toml` (the config's `@MARK@` replaced by a marker
-    /// unique to this test) in a `width`×`height` tmux pane, inside a script that records
-    /// the exit status and keeps the pane open after forkyard ends.
+    /// unique to this test) in a `width`×`height` tmux pane.
     fn start(test: &str, tag: u32, config: &str, args: &str, size: (u16, u16)) -> Tmux {
-        let found = Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(found, "tmux is not installed: these TUI tests need it");
-        let dir = tempfile::Builder::new()
-            .prefix("forkyard-reading-")
-            .tempdir()
-            .expect("temp dir");
-        let marker = format!("8{:07}{tag:02}.", std::process::id());
-        std::fs::write(
-            dir.path().join("jobs.toml"),
-            config.replace("@MARK@", &marker),
-        )
-        .expect("config");
-        let d = dir.path().display().to_string();
-        std::fs::write(
-            dir.path().join("run.sh"),
-            format!(
-                "trap '' HUP\ncd {d}\n'{bin}' --tui {args} jobs.toml\necho \"EXIT=$?\"\n\
-                 echo SCRIPT-DONE\nexec sleep 600\n",
-                bin = env!("CARGO_BIN_EXE_forkyard"),
-            ),
-        )
-        .expect("script");
-        let tmux = Tmux {
-            socket: format!("forkyard-reading-{}-{test}", std::process::id()),
-            dir,
-            marker,
-        };
-        let (w, h) = (size.0.to_string(), size.1.to_string());
-        let script = format!("sh {d}/run.sh");
-        let out = tmux.cmd(&["new-session", "-d", "-x", &w, "-y", &h, &script]);
-        assert!(out.status.success(), "tmux new-session failed: {out:?}");
+        let tmux = TmuxPane::open(Launch {
+            test,
+            marker: format!("8{:07}{tag:02}.", std::process::id()),
+            config: Some(config),
+            args: &format!("--tui {args} jobs.toml"),
+            env: "",
+            size,
+        });
         // The clipboard: tmux keeps what an application sets with OSC 52 as a buffer.
         let out = tmux.cmd(&["set", "-g", "set-clipboard", "on"]);
         assert!(out.status.success(), "tmux set-clipboard: {out:?}");
         tmux
-    }
-
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("run tmux")
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "0"];
-        args.extend_from_slice(keys);
-        let out = self.cmd(&args);
-        assert!(out.status.success(), "send-keys failed: {out:?}");
-    }
-
-    /// Types `text` literally.
-    fn type_text(&self, text: &str) {
-        let out = self.cmd(&["send-keys", "-t", "0", "-l", text]);
-        assert!(out.status.success(), "send-keys -l failed: {out:?}");
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "0"]).stdout).into_owned()
-    }
-
-    fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if cond(&screen) {
-                return screen;
-            }
-            if start.elapsed() > DEADLINE {
-                panic!("timed out waiting for {what}; screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_text(&self, text: &str) -> String {
-        self.wait_for(text, |s| s.contains(text))
     }
 
     /// The output pane's lines (below its title line, above the status bar).
@@ -139,28 +54,19 @@ impl Tmux {
         String::from_utf8_lossy(&self.cmd(&["show-buffer"]).stdout).into_owned()
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn survivors(&self) -> usize {
-        let out = Command::new("pgrep")
-            .args(["-f", &self.marker.replace('.', "\\.")])
-            .output()
-            .expect("pgrep");
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    }
-
     /// Quits (asking first while jobs run) and waits for the script to finish.
     fn quit(&self) -> String {
         self.keys(&["q"]);
-        std::thread::sleep(Duration::from_millis(200));
-        if self.screen().contains("quit?") || self.screen().contains("Stop") {
+        let asked = |s: &str| s.contains("quit?") || s.contains("Stop");
+        let screen = self.wait_for("the quit dialog or the exit", |s| {
+            asked(s) || s.contains("SCRIPT-DONE")
+        });
+        if asked(&screen) {
             self.keys(&["y"]);
         }
         let screen = self.wait_text("SCRIPT-DONE");
         let start = Instant::now();
-        while self.survivors() > 0 {
+        while !self.survivors().is_empty() {
             assert!(start.elapsed() < DEADLINE, "children left behind");
             std::thread::sleep(Duration::from_millis(50));
         }

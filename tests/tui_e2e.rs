@@ -6,43 +6,16 @@
 //! tmux is required: without it every test here fails (CI installs it).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may fail loudly
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Generous: other engineers build and test on the same two cores.
-const DEADLINE: Duration = Duration::from_secs(20);
+use common::SLOW as DEADLINE;
+use common::tmux::{Launch, TmuxPane};
 
-/// Fails the test when tmux is missing: a TUI test that cannot run must not pass.
-fn require_tmux() {
-    let found = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "tmux is not installed: the TUI end-to-end tests need it (.ci/run installs it)"
-    );
-}
-
-/// A tmux server of our own, killed when the test ends (pass or fail).
-struct Tmux {
-    socket: String,
-    dir: tempfile::TempDir,
-    marker: String,
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-        // Whatever happened, leave no child behind.
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-f", &self.pattern()])
-            .output();
-    }
-}
+type Tmux = TmuxPane;
 
 impl Tmux {
     /// Starts forkyard on the fixture inside a shell script that records the terminal
@@ -56,116 +29,33 @@ impl Tmux {
         Tmux::start_fixture(test, tag, "jobs.toml", env)
     }
 
-    /// Like `start_with_env`, on `tests/fixtures/tui/<fixture>`. The script around
-    /// forkyard ignores SIGHUP, so it outlives a killed pane or server and records
-    /// forkyard's exit status in `exit` (forkyard installs its own handlers).
+    /// Like `start_with_env`, on `tests/fixtures/tui/<fixture>`.
     fn start_fixture(test: &str, tag: u32, fixture: &str, env: &str) -> Tmux {
         Tmux::launch(test, tag, Some(fixture), env, (120, 40))
     }
 
     /// `fixture` None: no config argument, in an empty folder (the built-in demo).
     fn launch(test: &str, tag: u32, fixture: Option<&str>, env: &str, size: (u16, u16)) -> Tmux {
-        require_tmux();
-        let dir = tempfile::Builder::new()
-            .prefix("forkyard-tui-")
-            .tempdir()
-            .expect("temp dir");
-        let marker = format!("7{:07}{tag:02}.", std::process::id());
-        let config = dir.path().join("jobs.toml");
-        if let Some(fixture) = fixture {
-            let template = std::fs::read_to_string(
+        let template = fixture.map(|fixture| {
+            std::fs::read_to_string(
                 Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("tests/fixtures/tui")
                     .join(fixture),
             )
-            .expect("fixture");
-            std::fs::write(&config, template.replace("@MARK@", &marker)).expect("write config");
-        }
-        let args = match fixture {
-            Some(_) => format!("--tui '{}'", config.display()),
-            None => "--tui".to_string(),
-        };
-        let script = dir.path().join("run.sh");
-        let d = dir.path().display();
-        std::fs::write(
-            &script,
-            format!(
-                "trap '' HUP\n\
-                 cd {d}\n\
-                 stty -g > {d}/stty.before\n\
-                 {env}'{bin}' {args}\n\
-                 code=$?\n\
-                 echo $code > {d}/exit\n\
-                 echo \"EXIT=$code\"\n\
-                 stty -g > {d}/stty.after\n\
-                 stty -a > {d}/stty.all\n\
-                 echo SCRIPT-DONE\n\
-                 exec sleep 600\n",
-                bin = env!("CARGO_BIN_EXE_forkyard"),
-            ),
-        )
-        .expect("write script");
-        let tmux = Tmux {
-            socket: format!("forkyard-e2e-{}-{test}", std::process::id()),
-            dir,
-            marker,
-        };
-        let (width, height) = (size.0.to_string(), size.1.to_string());
-        let out = tmux.cmd(&[
-            "new-session",
-            "-d",
-            "-x",
-            &width,
-            "-y",
-            &height,
-            &format!("sh {}", script.display()),
-        ]);
-        assert!(out.status.success(), "tmux new-session failed: {out:?}");
-        tmux
-    }
-
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("run tmux")
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "0"];
-        args.extend_from_slice(keys);
-        let out = self.cmd(&args);
-        assert!(out.status.success(), "send-keys failed: {out:?}");
-    }
-
-    /// The main screen with its scrollback.
-    fn history(&self) -> String {
-        let out = self.cmd(&["capture-pane", "-p", "-S", "-", "-t", "0"]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "0"]).stdout).into_owned()
-    }
-
-    /// Polls the screen until `cond` holds; panics with the last screen after the deadline.
-    fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if cond(&screen) {
-                return screen;
-            }
-            if start.elapsed() > DEADLINE {
-                panic!("timed out waiting for {what}; screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_text(&self, text: &str) -> String {
-        self.wait_for(text, |s| s.contains(text))
+            .expect("fixture")
+        });
+        TmuxPane::open(Launch {
+            test,
+            marker: format!("7{:07}{tag:02}.", std::process::id()),
+            config: template.as_deref(),
+            args: if fixture.is_some() {
+                "--tui '@DIR@/jobs.toml'"
+            } else {
+                "--tui"
+            },
+            env,
+            size,
+        })
     }
 
     /// The table row of job `name` (after the expand marker and the status glyph).
@@ -199,98 +89,11 @@ impl Tmux {
         (!value.is_empty()).then_some(value)
     }
 
-    /// Our forkyard process: the one whose command line names this test's config (or,
-    /// for the built-in demo, whose cwd is this test's folder).
-    fn forkyard_pid(&self) -> Option<u32> {
-        let config = self.path("jobs.toml");
-        let config = config.to_string_lossy();
-        let dir = self.dir.path().canonicalize().ok();
-        std::fs::read_dir("/proc")
-            .ok()?
-            .flatten()
-            .find_map(|entry| {
-                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-                let args: Vec<String> = cmdline
-                    .split(|b| *b == 0)
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect();
-                let cwd = std::fs::read_link(entry.path().join("cwd")).ok();
-                (args.first().map(String::as_str) == Some(env!("CARGO_BIN_EXE_forkyard"))
-                    && (args.iter().any(|a| a == config.as_ref())
-                        || (args.iter().filter(|a| !a.is_empty()).count() == 2
-                            && cwd.is_some()
-                            && cwd == dir)))
-                    .then_some(pid)
-            })
-    }
-
     fn wait_row(&self, name: &str, what: &str, cond: impl Fn(&str) -> bool) -> String {
         let screen = self.wait_for(&format!("{name} row: {what}"), |s| {
             Tmux::row(s, name).is_some_and(|r| cond(&r))
         });
         Tmux::row(&screen, name).unwrap_or_default()
-    }
-
-    fn pattern(&self) -> String {
-        self.marker.replace('.', "\\.")
-    }
-
-    /// Live processes carrying this test's marker.
-    fn survivors(&self) -> Vec<String> {
-        let out = Command::new("pgrep")
-            .args(["-a", "-f", &self.pattern()])
-            .output()
-            .expect("run pgrep");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            // pgrep never lists itself, but a concurrent `pkill` of ours could show.
-            .filter(|l| !l.contains("pkill"))
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn wait_survivors(&self, n: usize) {
-        let start = Instant::now();
-        while self.survivors().len() != n {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "expected {n} marked processes, found {:?}",
-                self.survivors()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// forkyard's exit status, from the file the script writes (it survives the
-    /// terminal); panics if forkyard has not exited within `within`.
-    fn wait_exit(&self, within: Duration) -> i32 {
-        let start = Instant::now();
-        loop {
-            if let Ok(code) = self.file("exit").trim().parse() {
-                return code;
-            }
-            assert!(
-                start.elapsed() < within,
-                "forkyard still running after {within:?}: {:?}",
-                self.forkyard_pid().map(cpu_and_state)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// `#{name}` of the pane, as tmux formats it.
-    fn pane_format(&self, name: &str) -> String {
-        let out = self.cmd(&["display-message", "-p", "-t", "0", &format!("#{{{name}}}")]);
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// After forkyard exited: its exit code, every child gone, the terminal cooked.
@@ -606,15 +409,11 @@ fn a_panic_restores_the_terminal_and_kills_every_child() {
             "a frame after the panic:\n{history}"
         );
         assert_eq!(
-            t.pane_format("alternate_on"),
+            t.format("#{alternate_on}"),
             "0",
             "left the alternate screen"
         );
-        assert_eq!(
-            t.pane_format("cursor_flag"),
-            "1",
-            "the cursor is shown again"
-        );
+        assert_eq!(t.format("#{cursor_flag}"), "1", "the cursor is shown again");
     }
 }
 
@@ -623,7 +422,7 @@ fn a_panic_restores_the_terminal_and_kills_every_child() {
 #[test]
 fn escape_sequences_in_the_config_do_not_reach_the_terminal() {
     let t = Tmux::start_fixture("hostile", 15, "hostile.toml", "");
-    let title = t.pane_format("pane_title");
+    let title = t.format("#{pane_title}");
     assert!(!title.contains("pwned"));
     t.wait_row("evil", "running", |r| r.contains("running"));
     // The notice of the job that cannot start, the pipeline's stages, the timeline.
@@ -633,13 +432,13 @@ fn escape_sequences_in_the_config_do_not_reach_the_terminal() {
     t.wait_text("TIMELINE");
     t.keys(&["v", "x"]);
     std::thread::sleep(Duration::from_millis(300));
-    let now = t.pane_format("pane_title");
+    let now = t.format("#{pane_title}");
     assert_eq!(now, title, "the title changed");
     // What remains of the sequences is plain text.
     assert!(t.screen().contains("]0;pwned"), "{}", t.screen());
     t.keys(&["Escape", "Q"]);
     t.assert_clean_exit();
-    assert_eq!(t.pane_format("pane_title"), title);
+    assert_eq!(t.format("#{pane_title}"), title);
 }
 
 /// The wall time after `-j <label>: ` on the runs line, in seconds.

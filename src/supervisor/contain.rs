@@ -258,14 +258,59 @@ pub fn members_of(dir: &Path) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Whether the cgroup is frozen (`cgroup.events`: `frozen 1`).
-pub fn frozen(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|text| {
-        text.lines().any(|line| {
-            line.strip_prefix("frozen ")
-                .is_some_and(|v| v.trim() == "1")
+/// A run's `cgroup.procs` and `cgroup.events`, held open and read again with `pread`:
+/// the sampler looks every tick, and opening a cgroup file (a path walk through kernfs)
+/// costs several times reading it.
+pub struct CgroupFiles {
+    procs: File,
+    events: File,
+    buf: Vec<u8>,
+}
+
+impl CgroupFiles {
+    pub fn open(dir: &Path) -> Option<CgroupFiles> {
+        Some(CgroupFiles {
+            procs: File::open(dir.join("cgroup.procs")).ok()?,
+            events: File::open(dir.join("cgroup.events")).ok()?,
+            buf: Vec::with_capacity(256),
         })
-    })
+    }
+
+    /// The pids in the cgroup now (none if it cannot be read).
+    pub fn members(&mut self) -> Vec<u32> {
+        read_again(&self.procs, &mut self.buf)
+            .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the cgroup is frozen (`cgroup.events`: `frozen 1`).
+    pub fn frozen(&mut self) -> bool {
+        read_again(&self.events, &mut self.buf).is_some_and(|text| {
+            text.lines().any(|line| {
+                line.strip_prefix("frozen ")
+                    .is_some_and(|v| v.trim() == "1")
+            })
+        })
+    }
+}
+
+/// The whole of a kernfs file as it is now: reading from offset 0 regenerates it.
+fn read_again<'a>(file: &File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
+    use std::os::unix::fs::FileExt;
+    buf.clear();
+    let mut len = 0;
+    loop {
+        if buf.len() < len + 4096 {
+            buf.resize(len + 4096, 0);
+        }
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    std::str::from_utf8(&buf[..len]).ok()
 }
 
 fn populated(dir: &Path) -> Option<bool> {

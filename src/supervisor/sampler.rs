@@ -60,6 +60,8 @@ struct JobMembers {
     /// CPU wait of members that are gone and were not stages (a stage's exact figure
     /// comes from the reaper, in `tree.reaped_wait`).
     departed_wait: Duration,
+    /// The run's cgroup files, open for the tree's life (None: no cgroup).
+    cgroup: Option<super::contain::CgroupFiles>,
 }
 
 impl JobMembers {
@@ -123,20 +125,27 @@ impl Membership {
                         tree: tree.clone(),
                         members: Vec::new(),
                         departed_wait: Duration::ZERO,
+                        cgroup: tree
+                            .cgroup
+                            .as_deref()
+                            .and_then(super::contain::CgroupFiles::open),
                     },
                 );
                 self.stale = true;
             }
         }
-        let walked = trees.iter().any(|(_, t)| t.cgroup.is_none()) && self.walk_due(trees);
+        let uncontained = trees
+            .iter()
+            .any(|(id, _)| self.jobs.get(id).is_none_or(|j| j.cgroup.is_none()));
+        let walked = uncontained && self.walk_due(trees);
         let entries = if walked { procfs::scan() } else { Vec::new() };
         for (id, tree) in trees {
             let Some(job) = self.jobs.get_mut(id) else {
                 continue;
             };
-            match &tree.cgroup {
-                Some(dir) => {
-                    let pids = super::contain::members_of(dir);
+            match &mut job.cgroup {
+                Some(files) => {
+                    let pids = files.members();
                     let same = pids.len() == job.members.len()
                         && pids
                             .iter()
@@ -363,7 +372,7 @@ pub async fn run(
                 cpu_time,
                 cpu_wait,
                 processes: stats.len(),
-                paused: if tree.cgroup.as_deref().is_some_and(super::contain::frozen) {
+                paused: if job.cgroup.as_mut().is_some_and(|files| files.frozen()) {
                     Some(super::status::Pause::Frozen)
                 } else if !stats.is_empty()
                     && stats

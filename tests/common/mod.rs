@@ -5,6 +5,8 @@
 //! Not every test binary uses every helper.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
