@@ -602,10 +602,10 @@ impl Job {
             log.arm();
         }
 
-        let mut pipe_inodes = Vec::new();
+        let mut pipes = run::Pipes::new();
         let mut drains = JoinSet::new();
         for (stage, stream, fd) in spawned.outputs {
-            pipe_inodes.extend(super::pty::holder_key(fd.as_fd()));
+            pipes.watch(fd.as_fd());
             drains.spawn(drain(fd, stage, stream, self.task.drain_target.clone()));
         }
         let feeder = spawned.stdin_feed.map(|(writer, text)| {
@@ -620,7 +620,7 @@ impl Job {
             pgid,
             started,
             drains,
-            pipe_inodes,
+            pipes,
             cgroup,
             self.task.reaper.clone(),
             stage_count,

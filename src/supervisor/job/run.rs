@@ -11,7 +11,7 @@
 //! something it started still runs.
 
 use std::future::Future;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -69,13 +69,67 @@ struct Sweep {
     exits: Vec<(u32, AsyncFd<OwnedFd>)>,
 }
 
+/// The pipes (and PTY masters) a run's drains read.
+pub struct Pipes {
+    /// What identifies each to [`procfs::pipe_writers`]: who holds them can still write.
+    inodes: Vec<u64>,
+    /// Copies of the read ends, to ask the kernel whether any writer is left (None: a
+    /// copy could not be made, so the kernel cannot be asked).
+    read_ends: Option<Vec<OwnedFd>>,
+}
+
+impl Default for Pipes {
+    fn default() -> Pipes {
+        Pipes::new()
+    }
+}
+
+impl Pipes {
+    pub fn new() -> Pipes {
+        Pipes {
+            inodes: Vec::new(),
+            read_ends: Some(Vec::new()),
+        }
+    }
+
+    pub fn watch(&mut self, fd: BorrowedFd<'_>) {
+        self.inodes.extend(crate::supervisor::pty::holder_key(fd));
+        match (fd.try_clone_to_owned(), &mut self.read_ends) {
+            (Ok(copy), Some(ends)) => ends.push(copy),
+            _ => self.read_ends = None,
+        }
+    }
+
+    /// Whether some process still holds a write end (or a PTY's slave): the kernel
+    /// reports `POLLHUP` on a read end once none does. One `poll`, where finding who
+    /// holds it walks every process's descriptors. True when it cannot tell.
+    fn writers_remain(&self) -> bool {
+        let Some(ends) = &self.read_ends else {
+            return true;
+        };
+        let mut fds: Vec<libc::pollfd> = ends
+            .iter()
+            .map(|fd| libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let Ok(count) = libc::nfds_t::try_from(fds.len()) else {
+            return true;
+        };
+        // SAFETY: `fds` is a live array of `count` pollfd; a zero timeout never blocks.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), count, 0) };
+        ready < 0 || fds.iter().any(|p| p.revents & libc::POLLHUP == 0)
+    }
+}
+
 pub struct Run {
     pub pgid: u32,
     exits: FuturesUnordered<ExitFuture>,
     drains: JoinSet<u64>,
     cgroup: Option<RunCgroup>,
-    /// Inode numbers of the pipes the drains read: who holds them can still write.
-    pipe_inodes: Vec<u64>,
+    pipes: Pipes,
     orphans: watch::Receiver<u64>,
     sweep: Option<Sweep>,
     /// Whether the pipes' writers were looked for since the last sweep.
@@ -95,7 +149,7 @@ impl Run {
         pgid: u32,
         stages: Vec<(usize, u32, tokio::sync::oneshot::Receiver<ExitInfo>)>,
         drains: JoinSet<u64>,
-        pipe_inodes: Vec<u64>,
+        pipes: Pipes,
         cgroup: Option<RunCgroup>,
         reaper: Reaper,
         stage_count: usize,
@@ -114,7 +168,7 @@ impl Run {
             exits,
             drains,
             cgroup,
-            pipe_inodes,
+            pipes,
             orphans,
             sweep: None,
             holders_checked: false,
@@ -201,10 +255,16 @@ impl Run {
             && self.recheck_holders_at.is_none()
             && !self.holders_checked
         {
-            // Usually the pipes reach end-of-file with the last exit; only if they
-            // stay open a while is anyone looked for (a walk of every process's fds is
-            // not free, and a thousand jobs end at once).
-            self.recheck_holders_at = Some(Instant::now() + HOLDERS_AFTER);
+            if self.writers_remain() {
+                // Only if the pipes stay open a while is anyone looked for (a walk of
+                // every process's fds is not free, and a thousand jobs end at once).
+                self.recheck_holders_at = Some(Instant::now() + HOLDERS_AFTER);
+            } else {
+                // No writer is left anywhere: the drains read what remains and reach
+                // end-of-file by themselves, however long the runtime takes to get to
+                // them.
+                self.holders_checked = true;
+            }
         }
         let recheck_due = self
             .recheck_holders_at
@@ -213,7 +273,7 @@ impl Run {
             // The pipes are still open: either data is on its way (EOF follows by
             // itself) or someone outside the group holds a write end.
             self.holders_checked = true;
-            let (writers, spawning) = procfs::pipe_writers(&self.pipe_inodes);
+            let (writers, spawning) = procfs::pipe_writers(&self.pipes.inodes);
             self.recheck_holders_at = spawning.then(|| Instant::now() + Duration::from_millis(20));
             left = writers
                 .into_iter()
@@ -244,6 +304,10 @@ impl Run {
             return Phase::Draining;
         }
         Phase::Over
+    }
+
+    fn writers_remain(&self) -> bool {
+        self.pipes.writers_remain()
     }
 
     /// Waits for the next thing that matters in `phase`. Cancel safe.
