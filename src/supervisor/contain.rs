@@ -254,8 +254,20 @@ pub fn join_from_child(procs_fd: RawFd) -> io::Result<()> {
 /// The pids in a cgroup directory.
 pub fn members_of(dir: &Path) -> Vec<u32> {
     std::fs::read_to_string(dir.join("cgroup.procs"))
-        .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .map(|text| pids_in(&text))
         .unwrap_or_default()
+}
+
+/// `cgroup.procs`' text: one pid a line.
+fn pids_in(text: &str) -> Vec<u32> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// A flag of `cgroup.events`' text (`populated 1`, `frozen 0`).
+fn event_flag(text: &str, key: &str) -> Option<bool> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
+        .map(|v| v.trim() == "1")
 }
 
 /// A run's `cgroup.procs` and `cgroup.events`, held open and read again with `pread`:
@@ -279,18 +291,15 @@ impl CgroupFiles {
     /// The pids in the cgroup now (none if it cannot be read).
     pub fn members(&mut self) -> Vec<u32> {
         read_again(&self.procs, &mut self.buf)
-            .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .map(pids_in)
             .unwrap_or_default()
     }
 
     /// Whether the cgroup is frozen (`cgroup.events`: `frozen 1`).
     pub fn frozen(&mut self) -> bool {
-        read_again(&self.events, &mut self.buf).is_some_and(|text| {
-            text.lines().any(|line| {
-                line.strip_prefix("frozen ")
-                    .is_some_and(|v| v.trim() == "1")
-            })
-        })
+        read_again(&self.events, &mut self.buf)
+            .and_then(|text| event_flag(text, "frozen"))
+            .unwrap_or(false)
     }
 }
 
@@ -315,9 +324,7 @@ fn read_again<'a>(file: &File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
 
 fn populated(dir: &Path) -> Option<bool> {
     let text = std::fs::read_to_string(dir.join("cgroup.events")).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("populated "))
-        .map(|v| v.trim() == "1")
+    event_flag(&text, "populated")
 }
 
 fn kill_cgroup(dir: &Path, kill_file: bool) {
@@ -491,6 +498,15 @@ fn unescape_mount(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_files_are_parsed() {
+        assert_eq!(pids_in("12\n345\n\n"), vec![12, 345]);
+        let events = "populated 1\nfrozen 0\n";
+        assert_eq!(event_flag(events, "populated"), Some(true));
+        assert_eq!(event_flag(events, "frozen"), Some(false));
+        assert_eq!(event_flag("populatedx 1\n", "populated"), None);
+    }
 
     #[test]
     fn mount_points_are_unescaped() {

@@ -255,7 +255,7 @@ impl Run {
             && self.recheck_holders_at.is_none()
             && !self.holders_checked
         {
-            if self.writers_remain() {
+            if self.pipes.writers_remain() {
                 // Only if the pipes stay open a while is anyone looked for (a walk of
                 // every process's fds is not free, and a thousand jobs end at once).
                 self.recheck_holders_at = Some(Instant::now() + HOLDERS_AFTER);
@@ -304,10 +304,6 @@ impl Run {
             return Phase::Draining;
         }
         Phase::Over
-    }
-
-    fn writers_remain(&self) -> bool {
-        self.pipes.writers_remain()
     }
 
     /// Waits for the next thing that matters in `phase`. Cancel safe.
