@@ -351,3 +351,71 @@ grace = "400ms"
     assert_eq!(of(&stubborn)["outlived_grace"], true);
     assert_eq!(pgrep_count(&sleep_pattern(&stubborn)), 0);
 }
+
+/// The sampler skips reading a quiet job's cgroup member list (nothing that has not run
+/// can have forked): a job idle for several ticks that then forks is still counted in
+/// full, its new processes included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_job_that_forks_later_is_sampled_whole() {
+    let (a, b) = (sleep_arg(20), sleep_arg(21));
+    let dir = tempdir();
+    let fifo = dir.path().join("go");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let config = config_in(
+        dir.path(),
+        &format!(
+            r#"
+[[job]]
+name = "forker"
+shell = "read line < '{fifo}'; sleep {a} & sleep {b} & wait"
+"#,
+            fifo = fifo.display()
+        ),
+    );
+    let sampled = Arc::new(tokio::sync::Notify::new());
+    let mut h = Harness::start_with(
+        &config,
+        forkyard::supervisor::SupervisorOptions {
+            sample_interval: Some(std::time::Duration::from_millis(100)),
+            sampled: Some(sampled.clone()),
+            ..Default::default()
+        },
+    );
+    h.wait_running("forker").await;
+    let processes = |h: &Harness| {
+        h.log.iter().rev().find_map(|seen| match &seen.event {
+            Event::Sample { id: 0, sample } => Some(sample.processes),
+            _ => None,
+        })
+    };
+    let deadline = Instant::now() + SLOW;
+    while processes(&h) != Some(1) {
+        assert!(
+            h.next_event(deadline).await.is_some(),
+            "never sampled with one process: {:?}",
+            processes(&h)
+        );
+    }
+    // Quiet for several ticks: the shell waits in open(2) on the fifo.
+    for _ in 0..5 {
+        tokio::time::timeout(SLOW, sampled.notified())
+            .await
+            .expect("the sampler ticks");
+    }
+    std::fs::write(&fifo, "go\n").expect("write the fifo");
+    while processes(&h) != Some(3) {
+        assert!(
+            h.next_event(deadline).await.is_some(),
+            "the forked sleeps were never counted: {:?}",
+            processes(&h)
+        );
+    }
+    h.shutdown().await;
+    for arg in [&a, &b] {
+        assert_eq!(pgrep_count(&sleep_pattern(arg)), 0, "{arg} survived");
+    }
+}

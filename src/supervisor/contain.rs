@@ -304,16 +304,25 @@ impl CgroupFiles {
 }
 
 /// The whole of a kernfs file as it is now: reading from offset 0 regenerates it.
+///
+/// A read of a seq_file stops at the end of the file or once its page-sized buffer is
+/// full (these files' records are a dozen bytes at most), so a read that returns well
+/// under a page has reached the end: asking again would generate the file once more.
 fn read_again<'a>(file: &File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
     use std::os::unix::fs::FileExt;
+    const CHUNK: usize = 4096;
     buf.clear();
     let mut len = 0;
     loop {
-        if buf.len() < len + 4096 {
-            buf.resize(len + 4096, 0);
+        if buf.len() < len + CHUNK {
+            buf.resize(len + CHUNK, 0);
         }
-        match file.read_at(&mut buf[len..], len as u64) {
+        match file.read_at(&mut buf[len..len + CHUNK], len as u64) {
             Ok(0) => break,
+            Ok(n) if n < CHUNK / 2 => {
+                len += n;
+                break;
+            }
             Ok(n) => len += n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return None,

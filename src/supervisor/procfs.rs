@@ -153,6 +153,9 @@ pub struct StatReader {
     /// figures still hold.
     schedstat: Option<File>,
     last: Option<LastRead>,
+    /// Whether the process may have run between the last two samples (false only when
+    /// schedstat shows a single-threaded process did not).
+    ran: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -176,11 +179,17 @@ impl StatReader {
             file,
             schedstat,
             last: None,
+            ran: true,
         })
     }
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Whether the process may have run (and so forked) between the last two samples.
+    pub fn ran(&self) -> bool {
+        self.ran
     }
 
     /// Like [`read`](Self::read), but skips `stat` while the process has not run since
@@ -191,6 +200,10 @@ impl StatReader {
             .as_ref()
             .and_then(|file| read_schedstat(file, buf));
         let run_delay = sched.map_or(Duration::ZERO, |(_, delay)| delay);
+        self.ran = match (sched, &self.last) {
+            (Some((run_time, _)), Some(last)) if last.single_threaded => last.run_time != run_time,
+            _ => true,
+        };
         if let (Some((run_time, _)), Some(last)) = (sched, self.last.as_mut())
             && last.single_threaded
             && last.run_time == run_time

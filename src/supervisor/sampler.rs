@@ -62,6 +62,9 @@ struct JobMembers {
     departed_wait: Duration,
     /// The run's cgroup files, open for the tree's life (None: no cgroup).
     cgroup: Option<super::contain::CgroupFiles>,
+    /// At the last tick every member was there and none had run since the one before:
+    /// nothing can have forked, so the cgroup's member list need not be read again.
+    quiet: bool,
 }
 
 impl JobMembers {
@@ -129,6 +132,7 @@ impl Membership {
                             .cgroup
                             .as_deref()
                             .and_then(super::contain::CgroupFiles::open),
+                        quiet: false,
                     },
                 );
                 self.stale = true;
@@ -138,12 +142,14 @@ impl Membership {
             .iter()
             .any(|(id, _)| self.jobs.get(id).is_none_or(|j| j.cgroup.is_none()));
         let walked = uncontained && self.walk_due(trees);
+        let stale = self.stale;
         let entries = if walked { procfs::scan() } else { Vec::new() };
         for (id, tree) in trees {
             let Some(job) = self.jobs.get_mut(id) else {
                 continue;
             };
             match &mut job.cgroup {
+                Some(_) if job.quiet && !stale && job.tree.stage_pids == tree.stage_pids => {}
                 Some(files) => {
                     let pids = files.members();
                     let same = pids.len() == job.members.len()
@@ -163,6 +169,9 @@ impl Membership {
             self.report_escaped(trees, &entries);
             self.ticks_since_scan = 0;
             self.busy_ticks_since_scan = 0;
+            self.stale = false;
+        } else if !uncontained {
+            // Every job's cgroup was read this tick.
             self.stale = false;
         }
     }
@@ -327,6 +336,9 @@ pub async fn run(
                     None => gone.push(index),
                 }
             }
+            job.quiet = gone.is_empty()
+                && !job.members.is_empty()
+                && job.members.iter().all(|m| !m.reader.ran());
             if !gone.is_empty() {
                 // Its CPU moves to the reaped total; find the rest anew.
                 invalidate = true;
