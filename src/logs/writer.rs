@@ -226,6 +226,18 @@ impl Writer {
         self.files.get_mut(job).and_then(Option::as_mut)
     }
 
+    /// Job `job`'s file with what writing to it needs (None: the job keeps no log).
+    fn out(&mut self, job: usize) -> Option<Out<'_>> {
+        Some(Out {
+            file: self.files.get_mut(job)?.as_mut()?,
+            format: self.format,
+            max_size: self.max_size,
+            keep: self.keep,
+            shared: &self.shared,
+            job,
+        })
+    }
+
     fn stamp(&mut self, at: Instant) -> Stamp {
         let ms = self.clock.unix_millis(at);
         if let Some((cached, stamp)) = &self.stamp
@@ -247,20 +259,10 @@ impl Writer {
 
     fn chunk(&mut self, job: usize, stage: usize, stream: Stream, at: Instant, data: &[u8]) {
         let stamp = self.stamp(at);
-        let (format, max_size, keep) = (self.format, self.max_size, self.keep);
-        let shared = self.shared.clone();
-        let Some(file) = self.file(job) else { return };
+        let Some(mut w) = self.out(job) else { return };
         let origin = Origin {
-            stage: file.log.pipeline.then_some(stage),
+            stage: w.file.log.pipeline.then_some(stage),
             mark: Mark::Out(stream),
-        };
-        let mut w = Out {
-            file,
-            format,
-            max_size,
-            keep,
-            shared: &shared,
-            job,
         };
         w.date(&stamp);
         let index = w.partial_index(stage, stream);
@@ -293,30 +295,21 @@ impl Writer {
     /// Writes what is left of `stage`'s `stream` (its end, or a gap): a `+` record.
     fn write_partial(&mut self, job: usize, stage: usize, stream: Stream, at: Instant) {
         let stamp = self.stamp(at);
-        let (format, max_size, keep) = (self.format, self.max_size, self.keep);
-        let shared = self.shared.clone();
-        let Some(file) = self.file(job) else { return };
-        let Some(index) = file
+        let Some(mut w) = self.out(job) else { return };
+        let Some(index) = w
+            .file
             .partials
             .iter()
             .position(|p| p.stage == stage && p.stream == stream)
         else {
             return;
         };
-        if file.partials[index].text.is_empty() {
+        if w.file.partials[index].text.is_empty() {
             return;
         }
         let origin = Origin {
-            stage: file.log.pipeline.then_some(stage),
+            stage: w.file.log.pipeline.then_some(stage),
             mark: Mark::Out(stream),
-        };
-        let mut w = Out {
-            file,
-            format,
-            max_size,
-            keep,
-            shared: &shared,
-            job,
         };
         w.date(&stamp);
         let text = std::mem::take(&mut w.file.partials[index].text);
@@ -340,17 +333,7 @@ impl Writer {
 
     fn note(&mut self, job: usize, at: Instant, text: &str) {
         let stamp = self.stamp(at);
-        let (format, max_size, keep) = (self.format, self.max_size, self.keep);
-        let shared = self.shared.clone();
-        let Some(file) = self.file(job) else { return };
-        let mut w = Out {
-            file,
-            format,
-            max_size,
-            keep,
-            shared: &shared,
-            job,
-        };
+        let Some(mut w) = self.out(job) else { return };
         w.date(&stamp);
         w.note(&stamp, text);
     }
@@ -375,21 +358,11 @@ impl Writer {
     }
 
     fn flush_all(&mut self) {
-        let (format, max_size, keep) = (self.format, self.max_size, self.keep);
-        let shared = self.shared.clone();
-        for (job, file) in self.files.iter_mut().enumerate() {
-            if let Some(file) = file
-                && !file.out.is_empty()
+        for job in 0..self.files.len() {
+            if let Some(mut w) = self.out(job)
+                && !w.file.out.is_empty()
             {
-                Out {
-                    file,
-                    format,
-                    max_size,
-                    keep,
-                    shared: &shared,
-                    job,
-                }
-                .flush();
+                w.flush();
             }
         }
     }
